@@ -1,0 +1,322 @@
+//! The plugin chain: a batch goes through plugin 1, its outputs through plugin 2, and so on.
+//!
+//! Every record keeps its *origin* (the index of the input record of the batch it came from), so a
+//! failure anywhere in the chain rejects that one input as a whole: it goes to the dead-letter
+//! topic unchanged and none of its outputs are emitted. A trap fails a whole call; the chain then
+//! bisects the call's records on fresh instances until it has isolated the record(s) responsible,
+//! keeping the outputs of every call that succeeded.
+//!
+//! Routing is sticky: an output name set by an earlier plugin stays with the records made from it
+//! unless a later plugin names another.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use sluice_abi::{InputBatch, NONE, OutputBatch, OutputRecord};
+
+use crate::runtime::{CallFailure, LoadError, Plugin, PluginInstance, Reason};
+
+/// The rejection of one input record of a batch.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// Index of the input record in the batch.
+    pub input: u32,
+    /// The class of failure.
+    pub reason: Reason,
+    /// Details for people.
+    pub message: String,
+    /// The plugin that failed it (`None` for failures after the chain).
+    pub plugin: Option<Arc<Plugin>>,
+}
+
+/// The plugins of a pipeline, with one lazily (re)built instance each, owned by one worker.
+pub struct Chain {
+    plugins: Vec<Arc<Plugin>>,
+    instances: Vec<Option<PluginInstance>>,
+}
+
+/// Outputs of one successful plugin call, covering inputs from `first_input` on.
+struct Piece {
+    first_input: u32,
+    out: OutputBatch,
+}
+
+/// What one plugin did with its input batch.
+struct Stage {
+    pieces: Vec<Piece>,
+    failures: Vec<(u32, CallFailure)>,
+}
+
+/// The result of running a batch through the chain.
+pub struct ChainOutput {
+    pieces: Vec<Piece>,
+    /// Last plugin's input index → batch input index (`None`: the identity, one plugin).
+    origin: Option<Vec<u32>>,
+    /// Last plugin's input index → sticky output name index (`NONE` = no name).
+    routes: Option<Vec<u32>>,
+    route_names: Vec<String>,
+    failed: Vec<bool>,
+    /// Rejected inputs, in input order, one per input.
+    pub failures: Vec<Failure>,
+}
+
+/// One output record of the chain, ready to route.
+#[derive(Clone, Copy, Debug)]
+pub struct Emitted<'a> {
+    /// Index of the input record of the batch it was made from.
+    pub input: u32,
+    /// The record; its timestamp is `None` when the input's should be kept.
+    pub record: OutputRecord<'a>,
+    /// The output it names, or `None` for the default output.
+    pub output: Option<&'a str>,
+}
+
+impl ChainOutput {
+    /// True when input `input` was rejected.
+    pub fn is_failed(&self, input: u32) -> bool {
+        self.failed[input as usize]
+    }
+
+    /// Rejects input `input` after the chain (for example for an undeclared output). Returns
+    /// false if it had already failed.
+    pub fn fail(&mut self, failure: Failure) -> bool {
+        let i = failure.input as usize;
+        if self.failed[i] {
+            return false;
+        }
+        self.failed[i] = true;
+        let at = self.failures.partition_point(|f| f.input < failure.input);
+        self.failures.insert(at, failure);
+        true
+    }
+
+    /// Every output record of the inputs that did not fail, in input order.
+    pub fn emitted(&self) -> impl Iterator<Item = Emitted<'_>> {
+        self.pieces.iter().flat_map(move |piece| {
+            piece.out.iter().filter_map(move |record| {
+                let local = (piece.first_input + record.input) as usize;
+                let input = self.origin.as_ref().map_or(local as u32, |o| o[local]);
+                if self.failed[input as usize] {
+                    return None;
+                }
+                let output = match record.output {
+                    Some(i) => Some(piece.out.outputs[i as usize].as_str()),
+                    None => self
+                        .routes
+                        .as_ref()
+                        .map(|r| r[local])
+                        .filter(|r| *r != NONE)
+                        .map(|r| self.route_names[r as usize].as_str()),
+                };
+                Some(Emitted {
+                    input,
+                    record,
+                    output,
+                })
+            })
+        })
+    }
+}
+
+impl Chain {
+    /// A chain over validated plugins; instances are created on first use.
+    pub fn new(plugins: Vec<Arc<Plugin>>) -> Self {
+        let instances = plugins.iter().map(|_| None).collect();
+        Chain { plugins, instances }
+    }
+
+    /// The plugins, in chain order.
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
+        &self.plugins
+    }
+
+    /// Replaces the plugins (a hot swap); instances are rebuilt on the next batch.
+    pub fn replace(&mut self, plugins: Vec<Arc<Plugin>>) {
+        *self = Chain::new(plugins);
+    }
+
+    /// Runs `batch` through every plugin. `Err` only when an instance cannot be created at all,
+    /// which stops the pipeline: the batch is then not acknowledged.
+    pub fn process(&mut self, batch: &mut InputBatch) -> Result<ChainOutput, LoadError> {
+        let inputs = batch.len();
+        let mut failed = vec![false; inputs];
+        let mut failures = Vec::new();
+        let mut origin: Option<Vec<u32>> = None;
+        let mut routes: Option<Vec<u32>> = None;
+        let mut route_names = Vec::new();
+        let mut next_batch: Option<InputBatch> = None;
+        let last = self.plugins.len() - 1;
+        for k in 0..=last {
+            let stage_input = match next_batch.as_mut() {
+                Some(next) => next,
+                None => &mut *batch,
+            };
+            let stage = self.run_stage(k, stage_input)?;
+            for (local, failure) in stage.failures {
+                let input = origin.as_ref().map_or(local, |o| o[local as usize]);
+                if !failed[input as usize] {
+                    failed[input as usize] = true;
+                    failures.push(Failure {
+                        input,
+                        reason: failure.reason,
+                        message: failure.message,
+                        plugin: Some(self.plugins[k].clone()),
+                    });
+                }
+            }
+            if k == last {
+                failures.sort_by_key(|f| f.input);
+                return Ok(ChainOutput {
+                    pieces: stage.pieces,
+                    origin,
+                    routes,
+                    route_names,
+                    failed,
+                    failures,
+                });
+            }
+            let (next, next_origin, next_routes) = feed_forward(
+                &stage.pieces,
+                origin.as_deref(),
+                routes.as_deref(),
+                &mut route_names,
+                &failed,
+                batch,
+            );
+            next_batch = Some(next);
+            origin = Some(next_origin);
+            routes = Some(next_routes);
+        }
+        unreachable!("the loop returns at the last plugin")
+    }
+
+    fn run_stage(&mut self, k: usize, batch: &mut InputBatch) -> Result<Stage, LoadError> {
+        let mut stage = Stage {
+            pieces: Vec::new(),
+            failures: Vec::new(),
+        };
+        if !batch.is_empty() {
+            self.call_range(k, batch, 0..batch.len(), &mut stage)?;
+        }
+        Ok(stage)
+    }
+
+    /// Calls plugin `k` on `range` of `batch`; on a trap, bisects on fresh instances.
+    fn call_range(
+        &mut self,
+        k: usize,
+        batch: &mut InputBatch,
+        range: Range<usize>,
+        stage: &mut Stage,
+    ) -> Result<(), LoadError> {
+        let instance = match &mut self.instances[k] {
+            Some(instance) => instance,
+            slot => slot.insert(self.plugins[k].instantiate()?),
+        };
+        let result = if range.len() == batch.len() {
+            instance.process(batch)
+        } else {
+            instance.process(&mut slice(batch, range.clone()))
+        };
+        match result {
+            Ok(out) => {
+                for e in &out.errors {
+                    stage.failures.push((
+                        range.start as u32 + e.input,
+                        CallFailure {
+                            reason: Reason::PluginError,
+                            message: e.message.clone(),
+                        },
+                    ));
+                }
+                stage.pieces.push(Piece {
+                    first_input: range.start as u32,
+                    out,
+                });
+            }
+            Err(failure) => {
+                // A trapped instance may be poisoned: never reuse it.
+                self.instances[k] = None;
+                if range.len() == 1 {
+                    tracing::debug!(plugin = %self.plugins[k].name, record = range.start, "isolated a failing record: {failure}");
+                    stage.failures.push((range.start as u32, failure));
+                } else {
+                    let mid = range.start + range.len() / 2;
+                    self.call_range(k, batch, range.start..mid, stage)?;
+                    self.call_range(k, batch, mid..range.end, stage)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Copies `range` of `batch` into a batch of its own (only after a trap).
+fn slice(batch: &InputBatch, range: Range<usize>) -> InputBatch {
+    let mut out = InputBatch::default();
+    for i in range {
+        let r = batch.record(i);
+        let topic = out.topic_index(r.topic);
+        out.push(
+            r.key,
+            r.value,
+            r.headers.iter(),
+            r.timestamp,
+            topic,
+            r.partition,
+            r.offset,
+        );
+    }
+    out
+}
+
+/// Builds the next plugin's input from this plugin's outputs, skipping failed inputs. Each record
+/// keeps the source coordinates of its origin, and its timestamp unless the plugin set one.
+fn feed_forward(
+    pieces: &[Piece],
+    origin: Option<&[u32]>,
+    routes: Option<&[u32]>,
+    route_names: &mut Vec<String>,
+    failed: &[bool],
+    source: &InputBatch,
+) -> (InputBatch, Vec<u32>, Vec<u32>) {
+    let mut next = InputBatch::default();
+    let mut next_origin = Vec::new();
+    let mut next_routes = Vec::new();
+    for piece in pieces {
+        for record in piece.out.iter() {
+            let local = (piece.first_input + record.input) as usize;
+            let input = origin.map_or(local as u32, |o| o[local]);
+            if failed[input as usize] {
+                continue;
+            }
+            let src = source.record(input as usize);
+            let topic = next.topic_index(src.topic);
+            next.push(
+                record.key,
+                record.value,
+                record.headers.iter(),
+                record.timestamp.or(src.timestamp),
+                topic,
+                src.partition,
+                src.offset,
+            );
+            next_origin.push(input);
+            let route = match record.output {
+                Some(i) => {
+                    let name = &piece.out.outputs[i as usize];
+                    match route_names.iter().position(|n| n == name) {
+                        Some(p) => p as u32,
+                        None => {
+                            route_names.push(name.clone());
+                            (route_names.len() - 1) as u32
+                        }
+                    }
+                }
+                None => routes.map_or(NONE, |r| r[local]),
+            };
+            next_routes.push(route);
+        }
+    }
+    (next, next_origin, next_routes)
+}

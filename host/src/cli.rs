@@ -1,0 +1,249 @@
+//! The `sluice` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
+
+use crate::config::{Config, Limits};
+use crate::dev::DevOptions;
+use crate::pipeline::Host;
+use crate::runtime::{ComponentCache, PluginSpec, Runtime};
+
+/// Kafka stream processing with WebAssembly component transforms.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Log output formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipelines of a config file until SIGINT/SIGTERM.
+    Run {
+        /// The config file (TOML).
+        config: PathBuf,
+    },
+    /// Validate a config file and load every plugin it names (no Kafka needed).
+    Check {
+        /// The config file (TOML).
+        config: PathBuf,
+    },
+    /// Run one plugin on records from a JSON-lines file and print its outputs as JSON lines.
+    Test {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        /// Input records, one JSON object per line.
+        #[arg(long)]
+        input: PathBuf,
+        /// Plugin config entries, as key=value (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+    },
+    /// The local demo: embedded mock Kafka, sample event generators, the example pipelines and
+    /// their live output.
+    Dev {
+        /// Pipeline config to run against the mock cluster (its bootstrap_servers is replaced).
+        #[arg(long, default_value = "examples/dev.toml")]
+        config: PathBuf,
+        /// Stop by itself after this many seconds.
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+        /// Events per second, per sample stream.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        /// Sample output records printed per second.
+        #[arg(long, default_value_t = 4)]
+        samples: u32,
+    },
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            let runtime = runtime_for(&config)?;
+            let host = Host::prepare(config, &runtime)?;
+            tokio_runtime()?.block_on(async {
+                let stop = stop_on_signals()?;
+                host.run(stop).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => check(&config),
+        Command::Test {
+            plugin,
+            input,
+            config,
+        } => {
+            let pairs = config
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .with_context(|| format!("--config `{kv}`: expected KEY=VALUE"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let runtime = Runtime::new(ComponentCache::default_dir())?;
+            let spec = PluginSpec {
+                name: plugin_name(&plugin),
+                path: plugin.clone(),
+                config: pairs,
+                limits: Limits::default(),
+                scope: String::new(),
+            };
+            let plugin = runtime.load(&spec)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let summary = crate::plugin_test::run(&plugin, &input, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            eprintln!(
+                "{} inputs → {} outputs, {} rejected",
+                summary.inputs, summary.outputs, summary.errors
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev {
+            config,
+            duration,
+            rate,
+            samples,
+        } => {
+            let config = Config::load(&config).context(
+                "loading the demo config (run `make dev` from the repository root, or pass --config)",
+            )?;
+            let runtime = runtime_for(&config)?;
+            let options = DevOptions {
+                duration: duration.map(Duration::from_secs),
+                rate,
+                samples_per_second: samples,
+            };
+            tokio_runtime()?.block_on(async {
+                let stop = stop_on_signals()?;
+                crate::dev::run(config, runtime, options, stop).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check(path: &Path) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    let runtime = runtime_for(&config)?;
+    let mut failures = 0;
+    for pipeline in &config.pipelines {
+        for plugin in &pipeline.plugins {
+            let spec = PluginSpec {
+                name: plugin.name(),
+                path: config.plugin_path(plugin),
+                config: plugin.config.clone(),
+                limits: pipeline.limits.clone(),
+                scope: pipeline.name.clone(),
+            };
+            let started = Instant::now();
+            match runtime.load(&spec) {
+                Ok(p) => println!(
+                    "ok     pipeline `{}`: plugin `{}` version {} ({}, {} ms)",
+                    pipeline.name,
+                    p.name,
+                    p.version,
+                    p.path.display(),
+                    started.elapsed().as_millis()
+                ),
+                Err(e) => {
+                    failures += 1;
+                    println!("error  pipeline `{}`: {e}", pipeline.name);
+                }
+            }
+        }
+    }
+    if failures > 0 {
+        bail!("{}: {failures} plugin(s) failed to load", path.display());
+    }
+    println!(
+        "{}: {} pipeline(s) valid",
+        path.display(),
+        config.pipelines.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugin_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into())
+}
+
+fn runtime_for(config: &Config) -> Result<Arc<Runtime>> {
+    let dir = config
+        .runtime
+        .cache_dir
+        .clone()
+        .map(|d| config.base_dir.join(d))
+        .unwrap_or_else(ComponentCache::default_dir);
+    Runtime::new(dir).context("starting the WebAssembly runtime")
+}
+
+fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// A stop flag raised by the first SIGINT or SIGTERM; a second signal exits at once (nothing
+/// unacknowledged was committed, so at-least-once still holds).
+fn stop_on_signals() -> Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = watch::channel(false);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stopping: finishing in-flight batches (signal again to exit at once)");
+        let _ = tx.send(true);
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        std::process::exit(130);
+    });
+    Ok(rx)
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SLUICE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,603 @@
+//! The pipeline config: one TOML file, strictly validated.
+//!
+//! Unknown keys are rejected, `${VAR}` in any string value is replaced by the environment variable
+//! `VAR` (`$${` is a literal `${`), and every error names the file, the key and what is expected.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A whole config file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the brokers are and how to talk to them.
+    pub kafka: KafkaConfig,
+    /// Host-wide runtime settings.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// The pipelines this host runs.
+    #[serde(rename = "pipeline", default)]
+    pub pipelines: Vec<PipelineConfig>,
+    /// The directory plugin paths are relative to (the config file's).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Kafka connection settings shared by every pipeline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`.
+    pub bootstrap_servers: String,
+    /// librdkafka properties for consumers and producers (SASL, SSL, timeouts…).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for consumers only.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka properties for producers only.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+/// Host-wide runtime settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Where precompiled components are cached (default: `$SLUICE_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/sluice`, else `~/.cache/sluice`). Only the host may write there.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// One pipeline: inputs, a plugin chain, named outputs and an error policy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Unique name (letters, digits, `.`, `_`, `-`).
+    pub name: String,
+    /// Topics consumed.
+    pub inputs: Vec<String>,
+    /// Consumer group (default `sluice-<name>`).
+    pub group_id: Option<String>,
+    /// The plugin chain: outputs of plugin i are the inputs of plugin i+1.
+    pub plugins: Vec<PluginConfig>,
+    /// Named outputs.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, OutputConfig>,
+    /// Output for records whose plugin names none (default: the only output, if there is one).
+    pub default_output: Option<String>,
+    /// Topic for records a plugin rejects or traps on. Without it such a record stops the
+    /// pipeline.
+    pub dead_letter_topic: Option<String>,
+    /// How records are grouped into plugin calls.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Sandbox limits for every plugin of the pipeline.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Worker threads; partitions are spread over them (default 2).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// How often acknowledged offsets are committed.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+}
+
+/// One plugin of a chain.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Path to the component, relative to the config file.
+    pub path: PathBuf,
+    /// Name used in logs and dead-letter headers (default: the file name without `.wasm`).
+    pub name: Option<String>,
+    /// Passed to the plugin's `init` as string pairs, in file order.
+    #[serde(default, deserialize_with = "string_pairs")]
+    pub config: Vec<(String, String)>,
+}
+
+/// Where a named output goes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Kafka topic to produce to.
+    pub kafka_topic: String,
+}
+
+/// Batching of input records per partition.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// A batch is sent to the plugins when it holds this many records…
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    /// …or when its first record has waited this long.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_records: default_max_records(),
+            linger_ms: default_linger_ms(),
+        }
+    }
+}
+
+/// Sandbox limits applied to each plugin instance.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Cap on the plugin's linear memory.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// Wall-clock deadline for one plugin call (a whole batch).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mb: default_memory_mb(),
+            timeout_ms: default_timeout_ms(),
+        }
+    }
+}
+
+fn default_workers() -> usize {
+    2
+}
+fn default_commit_interval_ms() -> u64 {
+    1000
+}
+fn default_max_records() -> usize {
+    1000
+}
+fn default_linger_ms() -> u64 {
+    20
+}
+fn default_memory_mb() -> u64 {
+    128
+}
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+fn string_pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    let table = toml::Table::deserialize(d)?;
+    table
+        .into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "plugin config value `{k}` is a {}, expected a string, number or boolean",
+                        other.type_str()
+                    )));
+                }
+            };
+            Ok((k, s))
+        })
+        .collect()
+}
+
+/// A config error: the file, the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}{sep}{message}", sep = if key.is_empty() { "" } else { ": " })]
+pub struct ConfigError {
+    /// The config file.
+    pub file: String,
+    /// The key path, e.g. `pipeline[0].batch.max_records` (empty for the whole file).
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl Config {
+    /// Reads, interpolates and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &file, base_dir)
+    }
+
+    /// Parses config text; `file` names it in errors, `base_dir` anchors plugin paths.
+    pub fn parse(text: &str, file: &str, base_dir: PathBuf) -> Result<Config, ConfigError> {
+        let err = |key: String, message: String| ConfigError {
+            file: file.to_string(),
+            key,
+            message,
+        };
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+            err(
+                String::new(),
+                format!("not valid TOML: {}", e.to_string().trim_end()),
+            )
+        })?;
+        interpolate(&mut value, &mut String::new()).map_err(|(key, msg)| err(key, msg))?;
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            err(key, e.into_inner().to_string())
+        })?;
+        config.base_dir = base_dir;
+        config.validate().map_err(|(key, msg)| err(key, msg))?;
+        Ok(config)
+    }
+
+    /// Resolves a plugin path against the config file's directory.
+    pub fn plugin_path(&self, plugin: &PluginConfig) -> PathBuf {
+        self.base_dir.join(&plugin.path)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err((
+                "kafka.bootstrap_servers".into(),
+                "must not be empty (expected host:port[,host:port…])".into(),
+            ));
+        }
+        for (section, props) in [
+            ("properties", &self.kafka.properties),
+            ("consumer", &self.kafka.consumer),
+            ("producer", &self.kafka.producer),
+        ] {
+            for key in props.keys() {
+                if MANAGED_PROPERTIES.contains(&key.as_str()) {
+                    return Err((
+                        format!("kafka.{section}.{key}"),
+                        "is set by Sluice to keep its delivery guarantee; remove it".into(),
+                    ));
+                }
+            }
+        }
+        if self.pipelines.is_empty() {
+            return Err((
+                "pipeline".into(),
+                "no pipeline is defined (expected at least one [[pipeline]] table)".into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        for (i, p) in self.pipelines.iter().enumerate() {
+            let at = |key: &str| {
+                format!(
+                    "pipeline[{i}]{}{key}",
+                    if key.is_empty() { "" } else { "." }
+                )
+            };
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err((
+                    at("name"),
+                    format!(
+                        "`{}` is not a valid name (expected letters, digits, `.`, `_`, `-`)",
+                        p.name
+                    ),
+                ));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err((at("name"), format!("`{}` is used by two pipelines", p.name)));
+            }
+            p.validate().map_err(|(key, msg)| (at(&key), msg))?;
+        }
+        Ok(())
+    }
+}
+
+/// librdkafka properties Sluice owns; letting users override them would break at-least-once.
+const MANAGED_PROPERTIES: &[&str] = &[
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "group.id",
+    "bootstrap.servers",
+];
+
+impl PipelineConfig {
+    /// The consumer group of the pipeline.
+    pub fn group_id(&self) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("sluice-{}", self.name))
+    }
+
+    /// The output records go to when their plugin names none.
+    pub fn default_output(&self) -> Option<&str> {
+        match &self.default_output {
+            Some(name) => Some(name),
+            None if self.outputs.len() == 1 => self.outputs.keys().next().map(String::as_str),
+            None => None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.inputs.is_empty() || self.inputs.iter().any(|t| t.trim().is_empty()) {
+            return Err((
+                "inputs".into(),
+                "expected a non-empty list of topic names".into(),
+            ));
+        }
+        if self.plugins.is_empty() {
+            return Err((
+                "plugins".into(),
+                "expected at least one plugin (use the passthrough plugin for a plain copy)".into(),
+            ));
+        }
+        if self.outputs.is_empty() {
+            return Err((
+                "outputs".into(),
+                "expected at least one output, e.g. [pipeline.outputs.main] kafka_topic = \"…\""
+                    .into(),
+            ));
+        }
+        for (name, out) in &self.outputs {
+            if out.kafka_topic.trim().is_empty() {
+                return Err((
+                    format!("outputs.{name}.kafka_topic"),
+                    "must not be empty".into(),
+                ));
+            }
+            if self.inputs.contains(&out.kafka_topic) {
+                return Err((
+                    format!("outputs.{name}.kafka_topic"),
+                    format!(
+                        "`{}` is also an input: the pipeline would consume its own output",
+                        out.kafka_topic
+                    ),
+                ));
+            }
+        }
+        if let Some(d) = &self.default_output
+            && !self.outputs.contains_key(d)
+        {
+            return Err((
+                "default_output".into(),
+                format!(
+                    "`{d}` is not a declared output (declared: {})",
+                    self.outputs.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if let Some(dlq) = &self.dead_letter_topic {
+            if dlq.trim().is_empty() {
+                return Err(("dead_letter_topic".into(), "must not be empty".into()));
+            }
+            if self.inputs.contains(dlq) {
+                return Err((
+                    "dead_letter_topic".into(),
+                    format!("`{dlq}` is also an input: rejected records would be consumed again"),
+                ));
+            }
+        }
+        if !(1..=100_000).contains(&self.batch.max_records) {
+            return Err(("batch.max_records".into(), "expected 1 to 100000".into()));
+        }
+        if self.batch.linger_ms > 60_000 {
+            return Err(("batch.linger_ms".into(), "expected at most 60000".into()));
+        }
+        if !(1..=256).contains(&self.workers) {
+            return Err(("workers".into(), "expected 1 to 256".into()));
+        }
+        if self.commit_interval_ms == 0 {
+            return Err(("commit_interval_ms".into(), "expected at least 1".into()));
+        }
+        if !(1..=65_536).contains(&self.limits.memory_mb) {
+            return Err(("limits.memory_mb".into(), "expected 1 to 65536".into()));
+        }
+        if !(1..=3_600_000).contains(&self.limits.timeout_ms) {
+            return Err(("limits.timeout_ms".into(), "expected 1 to 3600000".into()));
+        }
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            if plugin.path.as_os_str().is_empty() {
+                return Err((format!("plugins[{i}].path"), "must not be empty".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PluginConfig {
+    /// The plugin's name: configured, or the file name without its extension.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "plugin".into())
+        })
+    }
+}
+
+/// Replaces `${VAR}` in every string of `value`; on error returns the key path and a message.
+fn interpolate(value: &mut toml::Value, path: &mut String) -> Result<(), (String, String)> {
+    match value {
+        toml::Value::String(s) if s.contains('$') => {
+            *s = expand(s).map_err(|m| (path.clone(), m))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                interpolate(item, path)?;
+                path.truncate(len);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (k, item) in table.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                interpolate(item, path)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix("${") {
+            let end = t
+                .find('}')
+                .ok_or_else(|| format!("`{s}` has an unclosed `${{` (expected ${{VAR}})"))?;
+            let var = &t[..end];
+            let value = std::env::var(var).map_err(|_| {
+                format!("environment variable `{var}` is not set (referenced as ${{{var}}})")
+            })?;
+            out.push_str(&value);
+            rest = &t[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl fmt::Display for OutputConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kafka topic `{}`", self.kafka_topic)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [kafka]
+        bootstrap_servers = "localhost:9092"
+        properties = { "client.id" = "t" }
+
+        [[pipeline]]
+        name = "users"
+        inputs = ["users.raw"]
+        dead_letter_topic = "users.dlq"
+        plugins = [{ path = "mask.wasm", config = { fields = "email", depth = 3 } }]
+        [pipeline.outputs.clean]
+        kafka_topic = "users.clean"
+    "#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "sluice.toml", PathBuf::from("/etc/sluice"))
+    }
+
+    #[test]
+    fn parses_defaults_and_plugin_config_in_order() {
+        let c = parse(GOOD).unwrap();
+        let p = &c.pipelines[0];
+        assert_eq!(p.group_id(), "sluice-users");
+        assert_eq!(p.default_output(), Some("clean"));
+        assert_eq!(p.batch.max_records, 1000);
+        assert_eq!(
+            p.plugins[0].config,
+            vec![
+                ("fields".into(), "email".into()),
+                ("depth".into(), "3".into())
+            ]
+        );
+        assert_eq!(p.plugins[0].name(), "mask");
+        assert_eq!(
+            c.plugin_path(&p.plugins[0]),
+            PathBuf::from("/etc/sluice/mask.wasm")
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_expected() {
+        let text = GOOD.replace(
+            "dead_letter_topic",
+            "batch = { max_recods = 5 }\n dead_letter_topic",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("sluice.toml: pipeline[0].batch"), "{e}");
+        assert!(
+            e.contains("unknown field `max_recods`") && e.contains("max_records"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let text = GOOD.replace(
+            "kafka_topic = \"users.clean\"",
+            "kafka_topic = \"users.raw\"",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("pipeline[0].outputs.clean.kafka_topic") && e.contains("also an input"),
+            "{e}"
+        );
+
+        let text = GOOD.replace(
+            "dead_letter_topic = \"users.dlq\"",
+            "default_output = \"nope\"",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("pipeline[0].default_output") && e.contains("declared: clean"),
+            "{e}"
+        );
+
+        let text = GOOD.replace(
+            "properties = {",
+            "properties = { \"enable.auto.commit\" = \"true\", ",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("kafka.properties.enable.auto.commit"), "{e}");
+    }
+
+    #[test]
+    fn env_interpolation() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("SLUICE_TEST_BROKERS", "b1:9092") };
+        let text = GOOD.replace("localhost:9092", "${SLUICE_TEST_BROKERS}");
+        assert_eq!(parse(&text).unwrap().kafka.bootstrap_servers, "b1:9092");
+
+        let text = GOOD.replace("localhost:9092", "$${LITERAL}");
+        assert_eq!(parse(&text).unwrap().kafka.bootstrap_servers, "${LITERAL}");
+
+        let text = GOOD.replace("localhost:9092", "${SLUICE_TEST_UNSET_VAR}");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("kafka.bootstrap_servers")
+                && e.contains("`SLUICE_TEST_UNSET_VAR` is not set"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_toml_is_reported_with_position() {
+        let e = parse("[kafka\n").unwrap_err().to_string();
+        assert!(e.starts_with("sluice.toml: not valid TOML"), "{e}");
+    }
+}

@@ -1,0 +1,290 @@
+//! `sluice dev`: the whole system on a laptop with no Kafka.
+//!
+//! An in-process librdkafka mock cluster (the real Kafka protocol over TCP), a generator of two
+//! sample streams — user sign-ups on `users.signups` and e-commerce activity on `shop.events`, a
+//! few percent of them invalid — the example pipelines, and a live view of what they produce.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::pipeline::{Host, HostStats};
+use crate::runtime::Runtime;
+
+/// Topic the sign-up generator writes.
+pub const SIGNUPS_TOPIC: &str = "users.signups";
+/// Topic the e-commerce generator writes.
+pub const EVENTS_TOPIC: &str = "shop.events";
+/// Partitions of every topic the demo creates.
+const PARTITIONS: i32 = 4;
+
+/// Options of `sluice dev`.
+#[derive(Clone, Debug)]
+pub struct DevOptions {
+    /// Stop by itself after this long.
+    pub duration: Option<Duration>,
+    /// Events per second, per generated stream.
+    pub rate: u32,
+    /// Sample output lines printed per second.
+    pub samples_per_second: u32,
+}
+
+/// Runs the demo until `stop` turns true or `duration` passes.
+pub async fn run(
+    mut config: Config,
+    runtime: Arc<Runtime>,
+    options: DevOptions,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let cluster = MockCluster::new(1).context("starting the embedded Kafka mock cluster")?;
+    let mut topics: Vec<String> = vec![SIGNUPS_TOPIC.into(), EVENTS_TOPIC.into()];
+    for p in &config.pipelines {
+        topics.extend(p.inputs.iter().cloned());
+        topics.extend(p.outputs.values().map(|o| o.kafka_topic.clone()));
+        topics.extend(p.dead_letter_topic.iter().cloned());
+    }
+    topics.sort();
+    topics.dedup();
+    for t in &topics {
+        cluster
+            .create_topic(t, PARTITIONS, 1)
+            .with_context(|| format!("creating topic {t} on the mock cluster"))?;
+    }
+    config.kafka.bootstrap_servers = cluster.bootstrap_servers();
+    println!(
+        "sluice dev: mock Kafka cluster at {} with topics {}",
+        config.kafka.bootstrap_servers,
+        topics.join(", ")
+    );
+
+    let watched: Vec<String> = topics
+        .iter()
+        .filter(|t| *t != SIGNUPS_TOPIC && *t != EVENTS_TOPIC)
+        .cloned()
+        .collect();
+    let bootstrap = config.kafka.bootstrap_servers.clone();
+    let host = tokio::task::spawn_blocking(move || Host::prepare(config, &runtime)).await??;
+    let stats = host.stats();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    {
+        let mut outer = stop;
+        let stop_tx = stop_tx.clone();
+        let duration = options.duration;
+        tokio::spawn(async move {
+            let deadline = async {
+                match duration {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = outer.wait_for(|s| *s) => {}
+                _ = deadline => {}
+            }
+            let _ = stop_tx.send(true);
+        });
+    }
+    let generator = {
+        let bootstrap = bootstrap.clone();
+        let stop = stop_rx.clone();
+        let rate = options.rate;
+        tokio::task::spawn_blocking(move || generate(&bootstrap, rate, stop))
+    };
+    let viewer = tokio::spawn(view(
+        bootstrap,
+        watched,
+        stats,
+        options.samples_per_second,
+        stop_rx.clone(),
+    ));
+    let result = host.run(stop_rx).await;
+    let _ = stop_tx.send(true);
+    let generated = generator.await??;
+    viewer.await??;
+    println!("sluice dev: generated {generated} events; stopped");
+    drop(cluster);
+    result
+}
+
+/// Produces both sample streams at `rate` events per second each until `stop`.
+fn generate(bootstrap: &str, rate: u32, stop: watch::Receiver<bool>) -> Result<u64> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .context("creating the sample generator's producer")?;
+    let mut rng = StdRng::seed_from_u64(7);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while !*stop.borrow() {
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        if sent >= due {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        let user = rng.random_range(0..5000u32);
+        let key = format!("u-{user:06}");
+        let signup = sample_signup(&mut rng, user);
+        let event = sample_event(&mut rng, user);
+        for (topic, value) in [(SIGNUPS_TOPIC, signup), (EVENTS_TOPIC, event)] {
+            let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+            while let Err((_, back)) = producer.send(record) {
+                record = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        sent += 1;
+    }
+    producer.flush(Duration::from_secs(10))?;
+    Ok(sent * 2)
+}
+
+const FIRST: &[&str] = &[
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Frances", "Dennis",
+    "Zoë", "José",
+];
+const LAST: &[&str] = &[
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson", "Hamilton", "Torvalds",
+    "Allen", "Ritchie", "Müller", "García",
+];
+const CITIES: &[(&str, &str)] = &[
+    ("Springfield", "US"),
+    ("Lyon", "FR"),
+    ("Leeds", "GB"),
+    ("Porto", "PT"),
+    ("Kraków", "PL"),
+    ("Osaka", "JP"),
+];
+
+/// A sign-up shaped like a random-user API's result; about 3% are invalid.
+pub fn sample_signup(rng: &mut impl Rng, user: u32) -> String {
+    let first = FIRST[rng.random_range(0..FIRST.len())];
+    let last = LAST[rng.random_range(0..LAST.len())];
+    let (city, country) = CITIES[rng.random_range(0..CITIES.len())];
+    let email = format!(
+        "{}.{}@example.com",
+        first.to_lowercase(),
+        last.to_lowercase()
+    );
+    let phone = format!(
+        "(555) {:03}-{:04}",
+        rng.random_range(0..1000),
+        rng.random_range(0..10000)
+    );
+    let value = serde_json::json!({
+        "id": format!("u-{user:06}"),
+        "name": {"title": if rng.random_bool(0.5) { "Ms" } else { "Mr" }, "first": first, "last": last},
+        "email": email,
+        "phone": phone,
+        "location": {
+            "street": {"number": rng.random_range(1..400), "name": "Main Street"},
+            "city": city, "country": country, "postcode": format!("{:05}", rng.random_range(0..99999)),
+        },
+        "registered": {"date": format!("2025-{:02}-{:02}T10:00:00Z", rng.random_range(1..13), rng.random_range(1..29)), "age": 1},
+    });
+    match rng.random_range(0..100) {
+        0 => value.to_string().replace('@', " at "),
+        1 => value.to_string().replace("\"id\"", "\"uid\""),
+        2 => "{\"id\": \"u-broken\", \"email\":".to_string(),
+        _ => value.to_string(),
+    }
+}
+
+/// A product view, cart addition or purchase; about 3% are malformed.
+pub fn sample_event(rng: &mut impl Rng, user: u32) -> String {
+    let kind = match rng.random_range(0..10) {
+        0..=5 => "view",
+        6..=8 => "cart",
+        _ => "purchase",
+    };
+    let price = (rng.random_range(100..20000) as f64) / 100.0;
+    let value = serde_json::json!({
+        "type": kind,
+        "user_id": format!("u-{user:06}"),
+        "product_id": format!("p-{:04}", rng.random_range(0..500)),
+        "price": price,
+    });
+    match rng.random_range(0..100) {
+        0 => value.to_string().replace(kind, "refund"),
+        1 => serde_json::json!({"type": "purchase", "user_id": format!("u-{user:06}"), "product_id": "p-0001", "price": -1}).to_string(),
+        2 => "{\"type\": \"view\", ".to_string(),
+        _ => value.to_string(),
+    }
+}
+
+/// Prints a few output records per second and a throughput line every two seconds.
+async fn view(
+    bootstrap: String,
+    topics: Vec<String>,
+    stats: HostStats,
+    samples_per_second: u32,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "sluice-dev-viewer")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("creating the live viewer's consumer")?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names)?;
+    let mut per_topic: BTreeMap<String, u64> = BTreeMap::new();
+    let mut window = Instant::now();
+    let mut printed = 0;
+    let mut report = tokio::time::interval(Duration::from_secs(2));
+    let mut last_in = 0u64;
+    let mut last_report = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = report.tick() => {
+                let total_in: u64 = stats.iter().map(|(_, s)| s.records_in.load(Ordering::Relaxed)).sum();
+                let rate = (total_in - last_in) as f64 / last_report.elapsed().as_secs_f64();
+                last_in = total_in;
+                last_report = Instant::now();
+                let per_pipeline: Vec<String> = stats.iter().map(|(name, s)| format!(
+                    "{name}: in {} out {} dlq {}",
+                    s.records_in.load(Ordering::Relaxed),
+                    s.records_out.load(Ordering::Relaxed),
+                    s.dead_lettered.load(Ordering::Relaxed),
+                )).collect();
+                println!("── {rate:.0} records/s · {} · seen {:?}", per_pipeline.join(" · "), per_topic);
+            }
+            message = consumer.recv() => {
+                let Ok(m) = message else { continue };
+                *per_topic.entry(m.topic().to_string()).or_default() += 1;
+                if window.elapsed() >= Duration::from_secs(1) {
+                    window = Instant::now();
+                    printed = 0;
+                }
+                if printed < samples_per_second {
+                    printed += 1;
+                    let value = m.payload().map(String::from_utf8_lossy).unwrap_or_default();
+                    let reason = m.headers().and_then(|h| {
+                        use rdkafka::message::Headers;
+                        h.iter().find(|h| h.key == crate::sinks::HEADER_MESSAGE).and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                    });
+                    match reason {
+                        Some(reason) => println!("{:>16} │ {value}  ⟵ {reason}", m.topic()),
+                        None => println!("{:>16} │ {value}", m.topic()),
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! At-least-once offset tracking: per partition, the position to commit is the end of the longest
+//! prefix of dispatched batches whose every output and dead-letter record has been acknowledged.
+//!
+//! The source registers a [`Ticket`] per batch, in offset order. The worker and the producer's
+//! delivery callbacks count the ticket down; [`OffsetTracker::collect`] pops finished tickets from
+//! the front of each partition and reports the positions that advanced. A failed delivery stops
+//! the prefix for good: that pipeline is then stopped, and nothing at or after that batch is ever
+//! committed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// A topic partition.
+pub type TopicPartition = (Arc<str>, i32);
+
+/// The acknowledgement state of one batch.
+#[derive(Debug)]
+pub struct Ticket {
+    next_offset: i64,
+    pending: AtomicUsize,
+    failed: OnceLock<String>,
+}
+
+impl Ticket {
+    fn new(next_offset: i64) -> Self {
+        Ticket {
+            next_offset,
+            // One for the worker: the batch is not done before it has sent everything.
+            pending: AtomicUsize::new(1),
+            failed: OnceLock::new(),
+        }
+    }
+
+    /// A ticket not tracked by any partition (for `sluice test` and benches).
+    pub fn untracked() -> Arc<Ticket> {
+        Arc::new(Ticket::new(0))
+    }
+
+    /// One more record to wait for.
+    pub fn add(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One record acknowledged (or the worker finished sending).
+    pub fn done(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// One record could not be delivered; the batch will never be committed.
+    pub fn fail(&self, reason: String) {
+        let _ = self.failed.set(reason);
+        self.done();
+    }
+
+    /// True when every record is acknowledged.
+    pub fn is_done(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
+    /// The offset after the batch's last record.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+}
+
+#[derive(Default)]
+struct PartitionState {
+    generation: u64,
+    tickets: VecDeque<Arc<Ticket>>,
+    acked: Option<i64>,
+    committed: Option<i64>,
+}
+
+/// Offsets of one pipeline's assigned partitions.
+#[derive(Default)]
+pub struct OffsetTracker {
+    partitions: Mutex<HashMap<TopicPartition, PartitionState>>,
+    generations: std::sync::atomic::AtomicU64,
+}
+
+/// What [`OffsetTracker::collect`] found.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Partitions whose acknowledged position advanced since the last collect.
+    pub positions: Vec<(TopicPartition, i64)>,
+    /// A delivery failure that blocks a partition.
+    pub failure: Option<String>,
+}
+
+impl OffsetTracker {
+    /// Starts tracking a newly assigned partition and returns its generation.
+    pub fn assign(&self, tp: TopicPartition) -> u64 {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut parts = self.partitions.lock().expect("offsets lock");
+        parts.insert(
+            tp,
+            PartitionState {
+                generation,
+                ..Default::default()
+            },
+        );
+        generation
+    }
+
+    /// The generation of an assigned partition (to tag records as they are buffered).
+    pub fn generation(&self, tp: &TopicPartition) -> Option<u64> {
+        let parts = self.partitions.lock().expect("offsets lock");
+        parts.get(tp).map(|p| p.generation)
+    }
+
+    /// Stops tracking a revoked partition; returns the acknowledged position not yet committed,
+    /// which the caller commits before the partition moves on.
+    pub fn revoke(&self, tp: &TopicPartition) -> Option<i64> {
+        let mut parts = self.partitions.lock().expect("offsets lock");
+        let mut state = parts.remove(tp)?;
+        advance(&mut state);
+        state.acked.filter(|a| Some(*a) != state.committed)
+    }
+
+    /// Registers a batch ending before `next_offset`, buffered under `generation`. `None` when
+    /// the partition was revoked (or revoked and assigned again) since: the batch is dropped and
+    /// the new owner processes it.
+    pub fn register(
+        &self,
+        tp: &TopicPartition,
+        generation: u64,
+        next_offset: i64,
+    ) -> Option<Arc<Ticket>> {
+        let mut parts = self.partitions.lock().expect("offsets lock");
+        let state = parts.get_mut(tp).filter(|s| s.generation == generation)?;
+        let ticket = Arc::new(Ticket::new(next_offset));
+        state.tickets.push_back(ticket.clone());
+        Some(ticket)
+    }
+
+    /// Pops finished batches and returns the positions to commit.
+    pub fn collect(&self) -> Collected {
+        let mut parts = self.partitions.lock().expect("offsets lock");
+        let mut collected = Collected::default();
+        for (tp, state) in parts.iter_mut() {
+            if let Some(reason) = advance(state) {
+                collected.failure.get_or_insert(format!(
+                    "{reason}; offsets of {}[{}] stay at {} so those records are processed again after a restart",
+                    tp.0,
+                    tp.1,
+                    state.acked.map_or("the last commit".to_string(), |a| a.to_string())
+                ));
+            }
+            if let Some(acked) = state.acked
+                && state.committed != Some(acked)
+            {
+                state.committed = Some(acked);
+                collected.positions.push((tp.clone(), acked));
+            }
+        }
+        collected
+    }
+
+    /// Number of dispatched batches not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        let parts = self.partitions.lock().expect("offsets lock");
+        parts.values().map(|p| p.tickets.len()).sum()
+    }
+}
+
+/// Pops done tickets from the front; returns the failure of a failed front ticket.
+fn advance(state: &mut PartitionState) -> Option<String> {
+    while let Some(front) = state.tickets.front() {
+        if !front.is_done() {
+            return None;
+        }
+        if let Some(reason) = front.failed.get() {
+            return Some(reason.clone());
+        }
+        state.acked = Some(front.next_offset);
+        state.tickets.pop_front();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(p: i32) -> TopicPartition {
+        ("t".into(), p)
+    }
+
+    #[test]
+    fn commits_only_the_acknowledged_prefix() {
+        let tracker = OffsetTracker::default();
+        let g = tracker.assign(tp(0));
+        let a = tracker.register(&tp(0), g, 10).unwrap();
+        let b = tracker.register(&tp(0), g, 20).unwrap();
+        b.done(); // the second batch finishes first
+        assert!(tracker.collect().positions.is_empty());
+        a.add();
+        a.done(); // worker done, one output pending
+        assert!(tracker.collect().positions.is_empty());
+        a.done(); // output acknowledged
+        assert_eq!(tracker.collect().positions, vec![(tp(0), 20)]);
+        assert!(tracker.collect().positions.is_empty(), "reported once");
+    }
+
+    #[test]
+    fn a_failed_delivery_blocks_the_partition() {
+        let tracker = OffsetTracker::default();
+        let g = tracker.assign(tp(1));
+        let a = tracker.register(&tp(1), g, 5).unwrap();
+        let b = tracker.register(&tp(1), g, 9).unwrap();
+        a.add();
+        a.done();
+        a.fail("delivery to out failed".into());
+        b.done();
+        let c = tracker.collect();
+        assert!(c.positions.is_empty());
+        assert!(c.failure.unwrap().contains("delivery to out failed"));
+    }
+
+    #[test]
+    fn revoked_partitions_drop_stale_batches() {
+        let tracker = OffsetTracker::default();
+        let g1 = tracker.assign(tp(2));
+        let a = tracker.register(&tp(2), g1, 3).unwrap();
+        a.done();
+        assert_eq!(tracker.revoke(&tp(2)), Some(3));
+        assert!(tracker.register(&tp(2), g1, 7).is_none(), "revoked");
+        let g2 = tracker.assign(tp(2));
+        assert!(
+            tracker.register(&tp(2), g1, 7).is_none(),
+            "buffered before the revoke"
+        );
+        assert!(tracker.register(&tp(2), g2, 7).is_some());
+    }
+}

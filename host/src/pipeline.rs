@@ -1,0 +1,356 @@
+//! Pipelines: source → batch → plugin chain → router → sinks → offset commit, wired together.
+//!
+//! Each pipeline has its own consumer, worker threads (each with its own plugin instances) and
+//! offset tracker, so one pipeline's slow or failing plugin never holds up another's records.
+//! The runtime (engine, compiled plugins) and the Kafka producer are shared by the host.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+
+use crate::chain::Chain;
+use crate::config::{Config, PipelineConfig};
+use crate::offsets::OffsetTracker;
+use crate::router::Router;
+use crate::runtime::{Plugin, PluginSpec, Runtime};
+use crate::sinks::{KafkaSink, OutgoingRecord};
+use crate::source::{self, Batch, SourceConsumer};
+
+/// How long shutdown waits for outstanding acknowledgements.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Live counters of one pipeline.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Input records processed.
+    pub records_in: AtomicU64,
+    /// Output records sent.
+    pub records_out: AtomicU64,
+    /// Input records sent to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
+    /// Batches processed.
+    pub batches: AtomicU64,
+}
+
+/// The stats of every pipeline of a host, by pipeline name.
+pub type HostStats = Vec<(String, Arc<PipelineStats>)>;
+
+/// Loads and validates the plugins of one pipeline, in chain order.
+pub fn load_plugins(
+    runtime: &Arc<Runtime>,
+    config: &Config,
+    pipeline: &PipelineConfig,
+) -> Result<Vec<Arc<Plugin>>> {
+    pipeline
+        .plugins
+        .iter()
+        .map(|p| {
+            let spec = PluginSpec {
+                name: p.name(),
+                path: config.plugin_path(p),
+                config: p.config.clone(),
+                limits: pipeline.limits.clone(),
+                scope: pipeline.name.clone(),
+            };
+            runtime
+                .load(&spec)
+                .with_context(|| format!("pipeline `{}`", pipeline.name))
+        })
+        .collect()
+}
+
+/// Creates the runtime, loads every plugin and creates the producer: everything that can fail
+/// before a record is read.
+pub struct Host {
+    config: Config,
+    plugins: Vec<Vec<Arc<Plugin>>>,
+    sink: Arc<KafkaSink>,
+    stats: HostStats,
+}
+
+impl Host {
+    /// Prepares every pipeline of `config`.
+    pub fn prepare(config: Config, runtime: &Arc<Runtime>) -> Result<Host> {
+        let plugins = config
+            .pipelines
+            .iter()
+            .map(|p| load_plugins(runtime, &config, p))
+            .collect::<Result<Vec<_>>>()?;
+        let sink = Arc::new(KafkaSink::new(&config.kafka)?);
+        let stats = config
+            .pipelines
+            .iter()
+            .map(|p| (p.name.clone(), Arc::new(PipelineStats::default())))
+            .collect();
+        Ok(Host {
+            config,
+            plugins,
+            sink,
+            stats,
+        })
+    }
+
+    /// Live counters, by pipeline.
+    pub fn stats(&self) -> HostStats {
+        self.stats.clone()
+    }
+
+    /// Runs every pipeline until `stop` turns true or one fails. Returns the first failure.
+    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let (fail_tx, fail_rx) = watch::channel(false);
+        for ((pipeline, plugins), (_, stats)) in self
+            .config
+            .pipelines
+            .iter()
+            .cloned()
+            .zip(self.plugins)
+            .zip(self.stats.iter().cloned())
+        {
+            let kafka = self.config.kafka.clone();
+            let sink = self.sink.clone();
+            let mut stop = stop.clone();
+            let mut failed = fail_rx.clone();
+            let (local_tx, local_rx) = watch::channel(false);
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => {}
+                    _ = failed.wait_for(|f| *f) => {}
+                }
+                let _ = local_tx.send(true);
+            });
+            let fail_tx = fail_tx.clone();
+            tasks.spawn(async move {
+                let name = pipeline.name.clone();
+                let result = run_pipeline(kafka, pipeline, plugins, sink, stats, local_rx).await;
+                if result.is_err() {
+                    let _ = fail_tx.send(true);
+                }
+                result.with_context(|| format!("pipeline `{name}` stopped"))
+            });
+        }
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined.context("pipeline task panicked").and_then(|r| r) {
+                tracing::error!("{e:#}");
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Everything a worker needs, shared by the workers of one pipeline.
+struct WorkerContext {
+    pipeline: String,
+    router: Router,
+    dead_letter_topic: Option<String>,
+    sink: Arc<KafkaSink>,
+    stats: Arc<PipelineStats>,
+    failure: Mutex<Option<String>>,
+    stop: watch::Sender<bool>,
+}
+
+impl WorkerContext {
+    fn fail(&self, message: String) {
+        let mut failure = self.failure.lock().expect("failure lock");
+        if failure.is_none() {
+            tracing::error!(pipeline = %self.pipeline, "{message}");
+            *failure = Some(message);
+        }
+        let _ = self.stop.send(true);
+    }
+
+    fn failed(&self) -> bool {
+        self.failure.lock().expect("failure lock").is_some()
+    }
+}
+
+async fn run_pipeline(
+    kafka: crate::config::KafkaConfig,
+    pipeline: PipelineConfig,
+    plugins: Vec<Arc<Plugin>>,
+    sink: Arc<KafkaSink>,
+    stats: Arc<PipelineStats>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let tracker = Arc::new(OffsetTracker::default());
+    let consumer = source::connect(&kafka, &pipeline, tracker.clone())?;
+    let (local_stop, source_stop) = watch::channel(false);
+    let ctx = Arc::new(WorkerContext {
+        pipeline: pipeline.name.clone(),
+        router: Router::new(&pipeline),
+        dead_letter_topic: pipeline.dead_letter_topic.clone(),
+        sink: sink.clone(),
+        stats,
+        failure: Mutex::new(None),
+        stop: local_stop,
+    });
+    {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            let _ = ctx.stop.send(true);
+        });
+    }
+
+    let mut senders = Vec::new();
+    let mut workers = Vec::new();
+    for i in 0..pipeline.workers {
+        let (tx, rx) = mpsc::channel::<Batch>(2);
+        senders.push(tx);
+        let ctx = ctx.clone();
+        let chain = Chain::new(plugins.clone());
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("{}-{i}", pipeline.name))
+                .spawn(move || worker_loop(&ctx, chain, rx))
+                .context("starting a worker thread")?,
+        );
+    }
+
+    let committer = {
+        let tracker = tracker.clone();
+        let consumer = consumer.clone();
+        let ctx = ctx.clone();
+        let mut stop = source_stop.clone();
+        let interval = Duration::from_millis(pipeline.commit_interval_ms);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                commit(&tracker, &consumer, &ctx, CommitMode::Async);
+            }
+        })
+    };
+
+    tracing::info!(pipeline = %pipeline.name, inputs = ?pipeline.inputs, workers = pipeline.workers, "pipeline started");
+    let source_result = source::run(
+        consumer.clone(),
+        tracker.clone(),
+        pipeline.batch.clone(),
+        senders,
+        source_stop,
+    )
+    .await;
+    let _ = committer.await;
+
+    // Drain: workers finish what was dispatched, the producer delivers it, then a last commit.
+    tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
+        }
+    })
+    .await?;
+    let flush_sink = sink.clone();
+    tokio::task::spawn_blocking(move || flush_sink.flush(DRAIN_TIMEOUT)).await??;
+    commit(&tracker, &consumer, &ctx, CommitMode::Sync);
+    source_result?;
+    if let Some(failure) = ctx.failure.lock().expect("failure lock").take() {
+        bail!(failure);
+    }
+    tracing::info!(pipeline = %pipeline.name, "pipeline stopped; acknowledged offsets committed");
+    Ok(())
+}
+
+fn commit(
+    tracker: &OffsetTracker,
+    consumer: &SourceConsumer,
+    ctx: &WorkerContext,
+    mode: CommitMode,
+) {
+    let collected = tracker.collect();
+    if let Some(failure) = collected.failure {
+        ctx.fail(failure);
+    }
+    if collected.positions.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in &collected.positions {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        tracing::warn!(pipeline = %ctx.pipeline, "offset commit failed (retried with the next commit): {e}");
+    }
+}
+
+fn worker_loop(ctx: &WorkerContext, mut chain: Chain, mut rx: mpsc::Receiver<Batch>) {
+    while let Some(mut batch) = rx.blocking_recv() {
+        if ctx.failed() {
+            // Stopping: leave the batch unacknowledged so it is processed again after a restart.
+            continue;
+        }
+        match process_batch(ctx, &mut chain, &mut batch) {
+            Ok(()) => batch.ticket.done(),
+            Err(e) => ctx.fail(format!("{e:#}")),
+        }
+    }
+}
+
+/// Runs one batch through the chain and the router, then sends its outputs and dead letters.
+fn process_batch(ctx: &WorkerContext, chain: &mut Chain, batch: &mut Batch) -> Result<()> {
+    let mut out = chain.process(&mut batch.input)?;
+    let last_plugin = chain.plugins().last().expect("a chain has plugins").clone();
+    ctx.router.fail_unroutable(&mut out, &last_plugin);
+    let input = &batch.input;
+    if let (Some(failure), None) = (out.failures.first(), &ctx.dead_letter_topic) {
+        let record = input.record(failure.input as usize);
+        bail!(
+            "record {}[{}]@{} failed ({}: {}) and the pipeline has no dead_letter_topic, so it stops \
+             rather than drop the record; nothing from this batch on is committed. Set \
+             dead_letter_topic or fix the plugin, then restart",
+            record.topic,
+            record.partition,
+            record.offset,
+            failure.reason.as_str(),
+            failure.message
+        );
+    }
+    let mut sent = 0;
+    for (emitted, output) in ctx.router.routes(&out) {
+        sent += 1;
+        let record = &emitted.record;
+        let timestamp = record
+            .timestamp
+            .or_else(|| input.record(emitted.input as usize).timestamp);
+        ctx.sink.send(
+            ctx.router.topic(output),
+            OutgoingRecord {
+                key: record.key,
+                value: record.value,
+                headers: record.headers.iter(),
+                timestamp,
+            },
+            &batch.ticket,
+        );
+    }
+    if let Some(dlq) = &ctx.dead_letter_topic {
+        for failure in &out.failures {
+            let record = input.record(failure.input as usize);
+            tracing::debug!(pipeline = %ctx.pipeline, topic = record.topic, partition = record.partition, offset = record.offset, reason = failure.reason.as_str(), "dead-lettering record: {}", failure.message);
+            ctx.sink
+                .dead_letter(dlq, &ctx.pipeline, &record, failure, &batch.ticket);
+        }
+    }
+    let stats = &ctx.stats;
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats
+        .records_in
+        .fetch_add(input.len() as u64, Ordering::Relaxed);
+    stats.records_out.fetch_add(sent, Ordering::Relaxed);
+    stats
+        .dead_lettered
+        .fetch_add(out.failures.len() as u64, Ordering::Relaxed);
+    Ok(())
+}

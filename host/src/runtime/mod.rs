@@ -1,0 +1,501 @@
+//! The WebAssembly runtime: one engine for the host, plugins compiled once (and cached on disk),
+//! and sandboxed instances that run batches.
+//!
+//! - [`Runtime`] owns the [`Engine`], the [`Linker`] (WASI p2 with zero ambient authority plus the
+//!   Sluice `host` interface) and the precompiled-component cache. A background thread advances
+//!   the engine's epoch; deadlines are counted in its ticks.
+//! - [`Plugin`] is a loaded, validated component (`InstancePre`), its version (content hash),
+//!   config and limits. Loading instantiates it once and runs `init`, so a plugin that refuses
+//!   its config never reaches the record path.
+//! - [`PluginInstance`] is one store + instance, owned by one worker and reused across batches.
+//!   Every call gets a fresh deadline; a trap or limit hit is classified into a [`Reason`].
+
+mod cache;
+mod guest_log;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use sha2::{Digest, Sha256};
+use sluice_abi::{InputBatch, OutputBatch};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use cache::ComponentCache;
+pub use guest_log::{GuestLog, Level};
+
+use crate::config::Limits;
+
+/// Host bindings generated from `wit/sluice.wit`.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "transform",
+    });
+}
+
+use bindings::sluice::plugin::host as wit_host;
+use bindings::sluice::plugin::types as wit;
+use bindings::{Transform, TransformPre};
+
+/// How often the epoch advances; deadlines are rounded up to whole ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The world every plugin must implement.
+pub const WORLD: &str = "sluice:plugin/transform@0.1.0";
+
+/// The engine, linker and component cache shared by every plugin of the host.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: ComponentCache,
+}
+
+/// Everything needed to load one plugin.
+#[derive(Clone, Debug)]
+pub struct PluginSpec {
+    /// Name used in logs and dead-letter headers.
+    pub name: String,
+    /// Path of the component file.
+    pub path: PathBuf,
+    /// Passed to `init`.
+    pub config: Vec<(String, String)>,
+    /// Sandbox limits.
+    pub limits: Limits,
+    /// Prefix of the plugin's log tag (the pipeline name), empty outside a pipeline.
+    pub scope: String,
+}
+
+/// Why a plugin could not be loaded. Each message names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("cannot read plugin file {path}: {source}")]
+    Read {
+        /// The plugin file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not WebAssembly at all.
+    #[error(
+        "{path} is not a WebAssembly file (it does not start with the `\\0asm` magic bytes); expected a component built for {WORLD}"
+    )]
+    NotWasm {
+        /// The plugin file.
+        path: PathBuf,
+    },
+    /// A core module rather than a component.
+    #[error(
+        "{path} is a core WebAssembly module, not a component: build it with `cargo build --target wasm32-wasip2` or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule {
+        /// The plugin file.
+        path: PathBuf,
+    },
+    /// The component does not compile.
+    #[error("{path} is not a valid WebAssembly component: {message}")]
+    Compile {
+        /// The plugin file.
+        path: PathBuf,
+        /// The compiler's reason.
+        message: String,
+    },
+    /// The component does not implement the `transform` world.
+    #[error("{path} does not implement {WORLD}: {message}")]
+    WrongWorld {
+        /// The plugin file.
+        path: PathBuf,
+        /// What is missing or mismatched.
+        message: String,
+    },
+    /// `init` returned an error.
+    #[error("plugin `{name}` ({path}) refused its config: {message}")]
+    InitRefused {
+        /// The plugin name.
+        name: String,
+        /// The plugin file.
+        path: PathBuf,
+        /// The plugin's message.
+        message: String,
+    },
+    /// `init` trapped or hit a limit.
+    #[error("plugin `{name}` ({path}) failed in init: {failure}")]
+    InitFailed {
+        /// The plugin name.
+        name: String,
+        /// The plugin file.
+        path: PathBuf,
+        /// What happened.
+        failure: CallFailure,
+    },
+}
+
+/// Why one input record failed: the value of the `sluice.error.reason` dead-letter header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The plugin returned an error for the record.
+    PluginError,
+    /// The plugin trapped (panic, unreachable, stack overflow, malformed output…).
+    Trap,
+    /// The call ran past its wall-clock deadline.
+    Deadline,
+    /// The plugin tried to grow its memory past the cap.
+    Memory,
+    /// The record was routed to an output the pipeline does not declare.
+    UndeclaredOutput,
+}
+
+impl Reason {
+    /// The reason as written in dead-letter headers and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::PluginError => "plugin-error",
+            Reason::Trap => "trap",
+            Reason::Deadline => "limit:deadline",
+            Reason::Memory => "limit:memory",
+            Reason::UndeclaredOutput => "undeclared-output",
+        }
+    }
+}
+
+/// A failed plugin call: its reason and a message for people.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{} ({message})", reason.as_str())]
+pub struct CallFailure {
+    /// The class of failure.
+    pub reason: Reason,
+    /// Details.
+    pub message: String,
+}
+
+impl Runtime {
+    /// Creates the engine and starts its epoch ticker; compiled components are cached in
+    /// `cache_dir`.
+    pub fn new(cache_dir: PathBuf) -> Result<Arc<Runtime>> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        let cache = ComponentCache::new(cache_dir, &engine);
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            cache,
+        }))
+    }
+
+    /// Loads, compiles (or fetches from the cache), links and validates a plugin: it is
+    /// instantiated once and its `init` must accept `spec.config`.
+    pub fn load(self: &Arc<Self>, spec: &PluginSpec) -> Result<Arc<Plugin>, LoadError> {
+        let bytes = std::fs::read(&spec.path).map_err(|source| LoadError::Read {
+            path: spec.path.clone(),
+            source,
+        })?;
+        self.load_bytes(spec, &bytes)
+    }
+
+    /// As [`Runtime::load`], from bytes already read from `spec.path`.
+    pub fn load_bytes(
+        self: &Arc<Self>,
+        spec: &PluginSpec,
+        bytes: &[u8],
+    ) -> Result<Arc<Plugin>, LoadError> {
+        let path = &spec.path;
+        match bytes.get(0..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+                return Err(LoadError::CoreModule { path: path.clone() });
+            }
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => return Err(LoadError::NotWasm { path: path.clone() }),
+        }
+        let hash = hex::encode(Sha256::digest(bytes));
+        let started = Instant::now();
+        let (component, cached) = self
+            .cache
+            .load_or_compile(&self.engine, bytes, &hash)
+            .map_err(|e| LoadError::Compile {
+                path: path.clone(),
+                message: format!("{e:#}"),
+            })?;
+        tracing::debug!(plugin = %spec.name, path = %path.display(), cached, elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path.clone(),
+            message: format!("{e:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = TransformPre::new(pre).map_err(wrong_world)?;
+        let tag: Arc<str> = if spec.scope.is_empty() {
+            spec.name.as_str().into()
+        } else {
+            format!("{}/{}", spec.scope, spec.name).into()
+        };
+        let plugin = Arc::new(Plugin {
+            name: spec.name.as_str().into(),
+            version: hash[..12].into(),
+            path: path.clone(),
+            tag,
+            config: spec.config.clone(),
+            limits: spec.limits.clone(),
+            pre,
+            engine: self.engine.clone(),
+        });
+        // Validate now, off the record path: a plugin that cannot start is never used.
+        plugin.instantiate()?;
+        Ok(plugin)
+    }
+}
+
+/// A loaded and validated plugin; instances are created from it cheaply.
+pub struct Plugin {
+    /// Name used in logs and dead-letter headers.
+    pub name: Arc<str>,
+    /// Version: the first 12 hex digits of the component's SHA-256.
+    pub version: Arc<str>,
+    /// The component file.
+    pub path: PathBuf,
+    tag: Arc<str>,
+    config: Vec<(String, String)>,
+    limits: Limits,
+    pre: TransformPre<PluginState>,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// A fresh instance with its own store, initialised with the plugin's config.
+    pub fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, LoadError> {
+        let log = GuestLog::new(self.tag.clone());
+        let wasi = WasiCtx::builder()
+            .stdout(log.stream(false))
+            .stderr(log.stream(true))
+            // Zero ambient authority: no preopens, env or args (the builder's defaults), and no
+            // network at all.
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                limit: (self.limits.memory_mb as usize).saturating_mul(1 << 20),
+                used: 0,
+                hit: false,
+            },
+            log,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        let init_failed = |failure| LoadError::InitFailed {
+            name: self.name.to_string(),
+            path: self.path.clone(),
+            failure,
+        };
+        store.set_epoch_deadline(self.deadline_ticks());
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| init_failed(classify(e, store.data())))?;
+        store.set_epoch_deadline(self.deadline_ticks());
+        match bindings.call_init(&mut store, &self.config) {
+            Ok(Ok(())) => Ok(PluginInstance {
+                store,
+                bindings,
+                plugin: self.clone(),
+            }),
+            Ok(Err(message)) => Err(LoadError::InitRefused {
+                name: self.name.to_string(),
+                path: self.path.clone(),
+                message,
+            }),
+            Err(e) => Err(init_failed(classify(e, store.data()))),
+        }
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_millis() as u64;
+        // +1: the current tick may be about to end.
+        self.limits.timeout_ms.div_ceil(tick) + 1
+    }
+}
+
+/// One instance of a plugin, reused across batches until it traps.
+pub struct PluginInstance {
+    store: Store<PluginState>,
+    bindings: Transform,
+    plugin: Arc<Plugin>,
+}
+
+impl PluginInstance {
+    /// The plugin this is an instance of.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// Runs one batch. On `Err` the instance must be replaced (it may be poisoned). The batch's
+    /// buffers are lent to the call and given back unchanged.
+    pub fn process(&mut self, batch: &mut InputBatch) -> Result<OutputBatch, CallFailure> {
+        let inputs = batch.len();
+        let wit_batch = wit::InputBatch {
+            data: std::mem::take(&mut batch.data),
+            records: std::mem::take(&mut batch.records),
+            headers: std::mem::take(&mut batch.headers),
+            topics: std::mem::take(&mut batch.topics),
+        };
+        self.store.set_epoch_deadline(self.plugin.deadline_ticks());
+        let result = self.bindings.call_process(&mut self.store, &wit_batch);
+        batch.data = wit_batch.data;
+        batch.records = wit_batch.records;
+        batch.headers = wit_batch.headers;
+        batch.topics = wit_batch.topics;
+        let out = result.map_err(|e| classify(e, self.store.data()))?;
+        let out = OutputBatch {
+            data: out.data,
+            records: out.records,
+            headers: out.headers,
+            outputs: out.outputs,
+            errors: out
+                .errors
+                .into_iter()
+                .map(|e| sluice_abi::InputError {
+                    input: e.input,
+                    message: e.message,
+                })
+                .collect(),
+        };
+        out.validate(inputs).map_err(|e| CallFailure {
+            reason: Reason::Trap,
+            message: e.to_string(),
+        })?;
+        Ok(out)
+    }
+}
+
+/// The per-instance host state.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryCap,
+    log: GuestLog,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit::Host for PluginState {}
+
+impl wit_host::Host for PluginState {
+    fn log(&mut self, level: wit_host::Level, message: String) {
+        use wit_host::Level as L;
+        let level = match level {
+            L::Trace => Level::Trace,
+            L::Debug => Level::Debug,
+            L::Info => Level::Info,
+            L::Warn => Level::Warn,
+            L::Error => Level::Error,
+        };
+        self.log.log(level, &message);
+    }
+}
+
+/// Caps the total linear memory of one instance and remembers whether the cap was hit, so the
+/// resulting trap is reported as `limit:memory`.
+struct MemoryCap {
+    limit: usize,
+    used: usize,
+    hit: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "memory limit: growing linear memory to {desired} bytes would exceed the plugin's cap of {limit} bytes"
+)]
+struct MemoryLimitHit {
+    desired: usize,
+    limit: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.used - current.min(self.used) + desired;
+        if total > self.limit {
+            self.hit = true;
+            return Err(MemoryLimitHit {
+                desired: total,
+                limit: self.limit,
+            }
+            .into());
+        }
+        self.used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+fn classify(error: wasmtime::Error, state: &PluginState) -> CallFailure {
+    let reason = if state.memory.hit || error.downcast_ref::<MemoryLimitHit>().is_some() {
+        Reason::Memory
+    } else {
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Reason::Deadline,
+            _ => Reason::Trap,
+        }
+    };
+    let message = match reason {
+        Reason::Deadline => "the call ran past its deadline (limits.timeout_ms)".to_string(),
+        _ => {
+            // The first line is the trap; the wasm backtrace that follows is for debug logs.
+            let full = format!("{error:#}");
+            tracing::debug!("plugin call failed: {full}");
+            full.lines().next().unwrap_or_default().to_string()
+        }
+    };
+    CallFailure { reason, message }
+}

@@ -1,0 +1,191 @@
+//! Sinks: the Kafka producer that writes outputs and dead-letter records.
+//!
+//! Every record sent carries the [`Ticket`] of its batch as its delivery opaque; the delivery
+//! callback counts the ticket down, or fails it, which is what the offset tracker commits on.
+//! The producer is idempotent, so librdkafka's retries neither duplicate nor reorder records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use sluice_abi::{Header, InputRecord};
+
+use crate::chain::Failure;
+use crate::config::KafkaConfig;
+use crate::offsets::Ticket;
+
+/// Dead-letter header: the failure class (`plugin-error`, `trap`, `limit:deadline`…).
+pub const HEADER_REASON: &str = "sluice.error.reason";
+/// Dead-letter header: the failure message.
+pub const HEADER_MESSAGE: &str = "sluice.error.message";
+/// Dead-letter header: the plugin that failed the record.
+pub const HEADER_PLUGIN: &str = "sluice.plugin";
+/// Dead-letter header: that plugin's version (content hash).
+pub const HEADER_PLUGIN_VERSION: &str = "sluice.plugin.version";
+/// Dead-letter header: the pipeline.
+pub const HEADER_PIPELINE: &str = "sluice.pipeline";
+/// Dead-letter header: source topic.
+pub const HEADER_SOURCE_TOPIC: &str = "sluice.source.topic";
+/// Dead-letter header: source partition.
+pub const HEADER_SOURCE_PARTITION: &str = "sluice.source.partition";
+/// Dead-letter header: source offset.
+pub const HEADER_SOURCE_OFFSET: &str = "sluice.source.offset";
+
+/// Counts down the batch ticket of every delivered record.
+pub struct DeliveryContext;
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Arc<Ticket>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Arc<Ticket>) {
+        match result {
+            Ok(_) => ticket.done(),
+            Err((error, message)) => ticket.fail(format!(
+                "delivery to topic `{}` failed: {error}",
+                message.topic()
+            )),
+        }
+    }
+}
+
+/// A Kafka producer shared by every pipeline of the host.
+pub struct KafkaSink {
+    producer: ThreadedProducer<DeliveryContext>,
+}
+
+/// One record to produce.
+pub struct OutgoingRecord<'a, H> {
+    /// Key.
+    pub key: Option<&'a [u8]>,
+    /// Value.
+    pub value: Option<&'a [u8]>,
+    /// Headers.
+    pub headers: H,
+    /// Timestamp in milliseconds.
+    pub timestamp: Option<i64>,
+}
+
+impl KafkaSink {
+    /// Connects a producer to the configured brokers.
+    pub fn new(kafka: &KafkaConfig) -> Result<Self> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &kafka.bootstrap_servers)
+            .set("enable.idempotence", "true")
+            // Java clients' partitioner: the same key lands in the same partition as with
+            // Kafka Streams or Connect.
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5");
+        for (k, v) in kafka.properties.iter().chain(&kafka.producer) {
+            config.set(k, v);
+        }
+        let producer = config
+            .create_with_context(DeliveryContext)
+            .context("creating the Kafka producer (check kafka.properties / kafka.producer)")?;
+        Ok(KafkaSink { producer })
+    }
+
+    /// Sends a record to `topic`, counted on `ticket`. Blocks while librdkafka's queue is full.
+    pub fn send<'h>(
+        &self,
+        topic: &str,
+        record: OutgoingRecord<'_, impl Iterator<Item = Header<'h>>>,
+        ticket: &Arc<Ticket>,
+    ) {
+        let mut headers = OwnedHeaders::new();
+        for h in record.headers {
+            headers = headers.insert(KafkaHeader {
+                key: h.name,
+                value: h.value,
+            });
+        }
+        let mut base = BaseRecord::with_opaque_to(topic, ticket.clone()).headers(headers);
+        if let Some(key) = record.key {
+            base = base.key(key);
+        }
+        if let Some(value) = record.value {
+            base = base.payload(value);
+        }
+        if let Some(ts) = record.timestamp {
+            base = base.timestamp(ts);
+        }
+        ticket.add();
+        loop {
+            match self.producer.send(base) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    base = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((error, back)) => {
+                    back.delivery_opaque
+                        .fail(format!("producing to topic `{topic}` failed: {error}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends `input` unchanged to the dead-letter topic, with headers saying why.
+    pub fn dead_letter(
+        &self,
+        topic: &str,
+        pipeline: &str,
+        input: &InputRecord<'_>,
+        failure: &Failure,
+        ticket: &Arc<Ticket>,
+    ) {
+        let (plugin, version) = failure
+            .plugin
+            .as_ref()
+            .map_or(("", ""), |p| (&*p.name, &*p.version));
+        let partition = input.partition.to_string();
+        let offset = input.offset.to_string();
+        let extra = [
+            (HEADER_REASON, failure.reason.as_str()),
+            (HEADER_MESSAGE, failure.message.as_str()),
+            (HEADER_PIPELINE, pipeline),
+            (HEADER_PLUGIN, plugin),
+            (HEADER_PLUGIN_VERSION, version),
+            (HEADER_SOURCE_TOPIC, input.topic),
+            (HEADER_SOURCE_PARTITION, &partition),
+            (HEADER_SOURCE_OFFSET, &offset),
+        ];
+        let headers = input
+            .headers
+            .iter()
+            .chain(extra.iter().map(|(name, value)| Header {
+                name,
+                value: Some(value.as_bytes()),
+            }));
+        self.send(
+            topic,
+            OutgoingRecord {
+                key: input.key,
+                value: input.value,
+                headers,
+                timestamp: input.timestamp,
+            },
+            ticket,
+        );
+    }
+
+    /// Waits until every queued record is acknowledged, up to `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        self.producer
+            .flush(timeout)
+            .context("waiting for the Kafka producer to deliver queued records")
+    }
+
+    /// Records queued in librdkafka, not yet acknowledged.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}
