@@ -44,7 +44,12 @@ struct Inner {
     suppressed: u64,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+    /// The first stderr lines of the current call, to explain a trap (a Rust panic message).
+    recent_stderr: Vec<String>,
 }
+
+/// Stderr lines kept to explain a trap.
+const RECENT_STDERR_LINES: usize = 3;
 
 impl GuestLog {
     /// A log for the plugin called `plugin` (`pipeline/plugin` in a pipeline).
@@ -57,6 +62,7 @@ impl GuestLog {
                 suppressed: 0,
                 stdout: Vec::new(),
                 stderr: Vec::new(),
+                recent_stderr: Vec::new(),
             })),
         }
     }
@@ -67,6 +73,21 @@ impl GuestLog {
             .lock()
             .expect("guest log lock")
             .emit(level, "log", message);
+    }
+
+    /// Forgets the stderr lines of the previous call.
+    pub fn start_call(&self) {
+        self.inner
+            .lock()
+            .expect("guest log lock")
+            .recent_stderr
+            .clear();
+    }
+
+    /// The first stderr lines written during the current call, joined, if any.
+    pub fn call_stderr(&self) -> Option<String> {
+        let inner = self.inner.lock().expect("guest log lock");
+        (!inner.recent_stderr.is_empty()).then(|| inner.recent_stderr.join(" / "))
     }
 
     /// A WASI stdout (`stderr = false`) or stderr stream writing into this log.
@@ -95,7 +116,11 @@ impl GuestLog {
         }
         for line in lines {
             let text = String::from_utf8_lossy(&line);
-            inner.emit(level, name, text.trim_end_matches(['\n', '\r']));
+            let text = text.trim_end_matches(['\n', '\r']);
+            if stderr && inner.recent_stderr.len() < RECENT_STDERR_LINES && !text.is_empty() {
+                inner.recent_stderr.push(text.chars().take(300).collect());
+            }
+            inner.emit(level, name, text);
         }
     }
 }

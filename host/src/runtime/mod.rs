@@ -371,6 +371,7 @@ impl PluginInstance {
             topics: std::mem::take(&mut batch.topics),
         };
         self.store.set_epoch_deadline(self.plugin.deadline_ticks());
+        self.store.data().log.start_call();
         let result = self.bindings.call_process(&mut self.store, &wit_batch);
         batch.data = wit_batch.data;
         batch.records = wit_batch.records;
@@ -491,10 +492,16 @@ fn classify(error: wasmtime::Error, state: &PluginState) -> CallFailure {
     let message = match reason {
         Reason::Deadline => "the call ran past its deadline (limits.timeout_ms)".to_string(),
         _ => {
-            // The first line is the trap; the wasm backtrace that follows is for debug logs.
-            let full = format!("{error:#}");
-            tracing::debug!("plugin call failed: {full}");
-            full.lines().next().unwrap_or_default().to_string()
+            tracing::debug!("plugin call failed: {error:?}");
+            let what = match error.downcast_ref::<Trap>() {
+                Some(trap) => trap.to_string(),
+                None => error.to_string(),
+            };
+            // A Rust panic prints its message on stderr before trapping: it says why.
+            match state.log.call_stderr() {
+                Some(stderr) => format!("{what} (plugin stderr: {stderr})"),
+                None => what,
+            }
         }
     };
     CallFailure { reason, message }

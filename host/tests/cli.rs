@@ -1,0 +1,209 @@
+//! The `sluice check` and `sluice test` commands, run as a user would, with their error paths.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{plugin, write_config};
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("running sluice")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn config_with_plugin(dir: &Path, plugin_path: &str, plugin_config: &str) -> String {
+    let text = format!(
+        r#"
+        [kafka]
+        bootstrap_servers = "127.0.0.1:9"
+        [[pipeline]]
+        name = "users"
+        inputs = ["in"]
+        plugins = [{{ path = "{plugin_path}", config = {{ {plugin_config} }} }}]
+        [pipeline.outputs.main]
+        kafka_topic = "out"
+        "#
+    );
+    write_config(dir, &text, "").display().to_string()
+}
+
+#[test]
+fn check_accepts_a_valid_config_without_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_plugin(
+        dir.path(),
+        &plugin("mask_pii").display().to_string(),
+        "fields = \"email\"",
+    );
+    let o = sluice(&["check", &cfg]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("plugin `mask_pii` version"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn check_names_a_file_that_is_not_webassembly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("notes.wasm");
+    std::fs::write(&bogus, "not a component").unwrap();
+    let cfg = config_with_plugin(dir.path(), &bogus.display().to_string(), "");
+    let o = sluice(&["check", &cfg]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("notes.wasm is not a WebAssembly file"), "{t}");
+}
+
+#[test]
+fn check_names_a_component_of_another_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_plugin(dir.path(), &plugin("wrong_world").display().to_string(), "");
+    let o = sluice(&["check", &cfg]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("wrong_world.wasm does not implement sluice:plugin/transform@0.1.0"),
+        "{t}"
+    );
+}
+
+#[test]
+fn check_reports_a_plugin_that_refuses_its_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_plugin(
+        dir.path(),
+        &plugin("mask_pii").display().to_string(),
+        "colour = \"blue\"",
+    );
+    let o = sluice(&["check", &cfg]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("plugin `mask_pii`")
+            && t.contains("refused its config: unknown config key `colour`"),
+        "{t}"
+    );
+}
+
+#[test]
+fn check_reports_config_errors_with_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[kafka]\nbootstrap_servers = \"x:1\"\n[[pipeline]]\nname = \"p\"\ninputs = [\"a\"]\nplugins = []\nworkerz = 3\n",
+    )
+    .unwrap();
+    let o = sluice(&["check", cfg.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("bad.toml: pipeline[0]") && t.contains("unknown field `workerz`"),
+        "{t}"
+    );
+}
+
+#[test]
+fn test_prints_outputs_and_rejections_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"key": "u1", "value": "{\"id\":\"u1\",\"email\":\"ada@example.com\",\"phone\":\"555-0100\"}", "headers": {"src": "form"}}"#, "\n",
+            r#"{"key": null, "value": "{\"id\":\"u2\",\"email\":\"broken\"}"}"#, "\n",
+            r#"{"key": "bin", "value_base64": "AP8="}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let o = sluice(&[
+        "test",
+        plugin("mask_pii").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["input"], 0);
+    assert_eq!(lines[0]["output"], serde_json::Value::Null);
+    assert_eq!(lines[0]["key"], "u1");
+    assert_eq!(lines[0]["headers"]["src"], "form");
+    assert_eq!(
+        lines[0]["value"],
+        r#"{"id":"u1","email":"a****@example.com","phone":"***-**00"}"#
+    );
+    assert_eq!(lines[1]["input"], 1);
+    assert_eq!(lines[1]["error"], "invalid email `broken`");
+    assert_eq!(lines[2]["input"], 2);
+    assert!(
+        lines[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("value is not a JSON object")
+    );
+}
+
+#[test]
+fn test_reports_bad_input_lines_and_refused_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"value\": \"ok\"}\n{\"value\": 5}\n").unwrap();
+    let o = sluice(&[
+        "test",
+        plugin("passthrough").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("in.jsonl:2") && t.contains("`value` must be a string or null"),
+        "{t}"
+    );
+
+    let o = sluice(&[
+        "test",
+        plugin("mask_pii").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--config",
+        "fields=",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("refused its config: config `fields` must name at least one field"),
+        "{}",
+        text(&o)
+    );
+
+    let o = sluice(&[
+        "test",
+        "/nonexistent/x.wasm",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("cannot read plugin file /nonexistent/x.wasm"),
+        "{}",
+        text(&o)
+    );
+}

@@ -1,0 +1,262 @@
+//! Shared test support: plugins built for wasm32-wasip2, a librdkafka mock cluster with helpers to
+//! produce and read records, and config files written for it.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// Every plugin crate the tests use.
+const PLUGINS: &[&str] = &[
+    "passthrough",
+    "mask-pii",
+    "route-events",
+    "poison",
+    "drop-all",
+    "wrong-world",
+];
+
+/// The path of a plugin component (crate name with `_`), building every test plugin on first
+/// use. A build failure fails the test loudly.
+pub fn plugin(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(&workspace)
+            .args(["build", "--quiet", "--target", "wasm32-wasip2", "--profile", "plugin"]);
+        for p in PLUGINS {
+            cmd.args(["-p", p]);
+        }
+        let status = cmd.status().expect("running cargo to build the test plugins");
+        assert!(
+            status.success(),
+            "building the test plugins failed; is the wasm32-wasip2 target installed? (run scripts/setup.sh)"
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target"));
+        target.join("wasm32-wasip2").join("plugin")
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A record as read back from a topic.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<String>)>,
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    pub fn value_str(&self) -> &str {
+        std::str::from_utf8(self.value.as_deref().unwrap_or_default()).unwrap()
+    }
+}
+
+/// An in-process mock Kafka cluster (the real protocol over TCP on loopback).
+pub struct Kafka {
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    producer: ThreadedProducer<DefaultProducerContext>,
+}
+
+impl Kafka {
+    pub fn new(brokers: i32) -> Kafka {
+        let cluster = MockCluster::new(brokers).expect("mock cluster");
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("linger.ms", "1")
+            .create()
+            .expect("test producer");
+        Kafka { cluster, producer }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    pub fn topic(&self, name: &str, partitions: i32) {
+        self.cluster
+            .create_topic(name, partitions, 1)
+            .expect("create topic");
+    }
+
+    /// Produces `(key, value, headers)` records to `topic` (to `partition` when given) and
+    /// waits for their acknowledgement.
+    pub fn produce(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        records: &[(Option<String>, Option<Vec<u8>>, Vec<(String, String)>)],
+    ) {
+        for (key, value, headers) in records {
+            let mut h = OwnedHeaders::new();
+            for (n, v) in headers {
+                h = h.insert(Header {
+                    key: n,
+                    value: Some(v),
+                });
+            }
+            let mut r: BaseRecord<'_, String, Vec<u8>> = BaseRecord::to(topic).headers(h);
+            if let Some(k) = key {
+                r = r.key(k);
+            }
+            if let Some(v) = value {
+                r = r.payload(v);
+            }
+            if let Some(p) = partition {
+                r = r.partition(p);
+            }
+            loop {
+                match self.producer.send(r) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        r = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        self.producer
+            .flush(Duration::from_secs(30))
+            .expect("flush test records");
+    }
+
+    /// Reads `topics` from the beginning until `done` says so or `timeout` passes; returns
+    /// everything read.
+    pub fn read_until(
+        &self,
+        topics: &[&str],
+        timeout: Duration,
+        done: impl Fn(&[Record]) -> bool,
+    ) -> Vec<Record> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("group.id", "test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("test consumer");
+        let mut tpl = TopicPartitionList::new();
+        for t in topics {
+            let md = consumer
+                .fetch_metadata(Some(t), Duration::from_secs(10))
+                .expect("topic metadata");
+            for p in md.topics()[0].partitions() {
+                tpl.add_partition_offset(t, p.id(), Offset::Beginning)
+                    .unwrap();
+            }
+        }
+        consumer.assign(&tpl).expect("assign");
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while !done(&out) && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                out.push(Record {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        h.value.map(|v| String::from_utf8_lossy(v).into_owned()),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    timestamp: m.timestamp().to_millis(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Reads `topics` until `count` records have arrived, then a little longer to catch extras.
+    pub fn read_count(&self, topics: &[&str], count: usize, timeout: Duration) -> Vec<Record> {
+        let mut records = self.read_until(topics, timeout, |r| r.len() >= count);
+        let extra = self.read_until(topics, Duration::from_millis(300), |r| {
+            r.len() > records.len()
+        });
+        if extra.len() > records.len() {
+            records = extra;
+        }
+        records
+    }
+
+    /// The offsets committed by `group` for `topic`'s partitions (-1 = none).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("group.id", group)
+            .create()
+            .expect("committed-offsets consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(
+                |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => -1,
+                },
+            )
+            .collect()
+    }
+}
+
+/// Writes a config file into `dir` with `bootstrap` substituted for `{bootstrap}` and plugin
+/// paths for `{plugin:NAME}`.
+pub fn write_config(dir: &Path, text: &str, bootstrap: &str) -> PathBuf {
+    let mut text = text.replace("{bootstrap}", bootstrap);
+    while let Some(start) = text.find("{plugin:") {
+        let end = start + text[start..].find('}').unwrap();
+        let name = &text[start + 8..end];
+        let path = plugin(name);
+        text.replace_range(start..=end, &path.display().to_string());
+    }
+    let path = dir.join("sluice.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Counts records by a string key.
+pub fn counts<'a>(items: impl IntoIterator<Item = &'a str>) -> HashMap<&'a str, usize> {
+    let mut m = HashMap::new();
+    for i in items {
+        *m.entry(i).or_default() += 1;
+    }
+    m
+}
