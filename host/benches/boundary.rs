@@ -26,7 +26,10 @@ fn batch(n: usize) -> InputBatch {
         b.push(
             Some(key.as_bytes()),
             Some(&value),
-            [Header { name: "trace", value: Some(b"abc") }],
+            [Header {
+                name: "trace",
+                value: Some(b"abc"),
+            }],
             Some(1_700_000_000_000),
             t,
             0,

@@ -57,6 +57,18 @@ enum Command {
         #[arg(long = "config", value_name = "KEY=VALUE")]
         config: Vec<String>,
     },
+    /// Write the demo's sample streams (users.signups, shop.events) to a real Kafka cluster.
+    Generate {
+        /// Bootstrap servers, host:port[,host:port…].
+        #[arg(long)]
+        brokers: String,
+        /// Events per second, per sample stream.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Stop by itself after this many seconds.
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+    },
     /// The local demo: embedded mock Kafka, sample event generators, the example pipelines and
     /// their live output.
     Dev {
@@ -121,6 +133,25 @@ pub fn main() -> Result<ExitCode> {
                 "{} inputs → {} outputs, {} rejected",
                 summary.inputs, summary.outputs, summary.errors
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate {
+            brokers,
+            rate,
+            duration,
+        } => {
+            let (stop_tx, stop) = watch::channel(false);
+            if let Some(secs) = duration {
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(secs));
+                    let _ = stop_tx.send(true);
+                });
+            } else {
+                // Runs until killed: keep the sender alive.
+                std::mem::forget(stop_tx);
+            }
+            let sent = crate::dev::generate(&brokers, rate, stop)?;
+            eprintln!("generated {sent} events");
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev {

@@ -120,7 +120,7 @@ pub async fn run(
 }
 
 /// Produces both sample streams at `rate` events per second each until `stop`.
-fn generate(bootstrap: &str, rate: u32, stop: watch::Receiver<bool>) -> Result<u64> {
+pub fn generate(bootstrap: &str, rate: u32, stop: watch::Receiver<bool>) -> Result<u64> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")

@@ -207,3 +207,40 @@ fn test_reports_bad_input_lines_and_refused_config() {
         text(&o)
     );
 }
+
+#[test]
+fn dev_runs_the_demo_and_stops_by_itself() {
+    // The shipped demo config, with plugin paths pointing at the freshly built plugins.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let shipped = std::fs::read_to_string(root.join("examples/dev.toml")).unwrap();
+    let demo = shipped
+        .replace("../build/plugins/mask_pii.wasm", "{plugin:mask_pii}")
+        .replace(
+            "../build/plugins/route_events.wasm",
+            "{plugin:route_events}",
+        );
+    assert_ne!(demo, shipped, "examples/dev.toml names the example plugins");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &demo, "");
+    let o = sluice(&[
+        "dev",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--duration",
+        "8",
+        "--samples",
+        "50",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("users.clean │") && t.contains("****@example.com"),
+        "masked sign-ups shown: {t}"
+    );
+    assert!(t.contains("shop.views │"), "routed events shown: {t}");
+    assert!(
+        t.contains("⟵"),
+        "dead-lettered records shown with their reason: {t}"
+    );
+    assert!(t.contains("records/s"), "throughput shown: {t}");
+}

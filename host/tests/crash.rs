@@ -38,6 +38,8 @@ fn terminate(mut child: Child) -> std::process::ExitStatus {
 const CONFIG: &str = r#"
 [kafka]
 bootstrap_servers = "{bootstrap}"
+# The killed member must leave the group quickly for the restart to get its partitions.
+consumer = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000" }
 [[pipeline]]
 name = "copy"
 inputs = ["in"]

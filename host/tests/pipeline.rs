@@ -80,7 +80,7 @@ fn records_flow_through_a_two_plugin_chain_to_two_topics_in_order() {
     let records: Vec<_> = (0..N)
         .map(|i| {
             let user = format!("u-{}", i % 17);
-            let kind = if i % 3 == 0 { "cart" } else { "view" };
+            let kind = if i.is_multiple_of(3) { "cart" } else { "view" };
             (
                 Some(user.clone()),
                 Some(event(i, kind, &user)),
@@ -109,7 +109,7 @@ fn records_flow_through_a_two_plugin_chain_to_two_topics_in_order() {
     assert_eq!(seqs.len(), N, "no input is missing");
     for r in &out {
         let seq: usize = r.header("seq").unwrap().parse().unwrap();
-        let expected_topic = if seq % 3 == 0 {
+        let expected_topic = if seq.is_multiple_of(3) {
             "shop.carts"
         } else {
             "shop.views"
@@ -130,7 +130,11 @@ fn records_flow_through_a_two_plugin_chain_to_two_topics_in_order() {
             Some(
                 &event(
                     seq,
-                    if seq % 3 == 0 { "cart" } else { "view" },
+                    if seq.is_multiple_of(3) {
+                        "cart"
+                    } else {
+                        "view"
+                    },
                     r.key.as_deref().unwrap()
                 )[..]
             )

@@ -52,6 +52,9 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// A record to produce: key, value, headers.
+pub type TestRecord = (Option<String>, Option<Vec<u8>>, Vec<(String, String)>);
+
 /// A record as read back from a topic.
 #[derive(Clone, Debug)]
 pub struct Record {
@@ -106,12 +109,7 @@ impl Kafka {
 
     /// Produces `(key, value, headers)` records to `topic` (to `partition` when given) and
     /// waits for their acknowledgement.
-    pub fn produce(
-        &self,
-        topic: &str,
-        partition: Option<i32>,
-        records: &[(Option<String>, Option<Vec<u8>>, Vec<(String, String)>)],
-    ) {
+    pub fn produce(&self, topic: &str, partition: Option<i32>, records: &[TestRecord]) {
         for (key, value, headers) in records {
             let mut h = OwnedHeaders::new();
             for (n, v) in headers {
