@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Limits};
 use crate::dev::DevOptions;
@@ -97,8 +97,8 @@ pub fn main() -> Result<ExitCode> {
             let runtime = runtime_for(&config)?;
             let host = Host::prepare(config, &runtime)?;
             tokio_runtime()?.block_on(async {
-                let stop = stop_on_signals()?;
-                host.run(stop).await
+                let (stop, recheck) = stop_on_signals()?;
+                host.run(stop, recheck).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -170,8 +170,8 @@ pub fn main() -> Result<ExitCode> {
                 samples_per_second: samples,
             };
             tokio_runtime()?.block_on(async {
-                let stop = stop_on_signals()?;
-                crate::dev::run(config, runtime, options, stop).await
+                let (stop, recheck) = stop_on_signals()?;
+                crate::dev::run(config, runtime, options, stop, recheck).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -242,10 +242,21 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// A stop flag raised by the first SIGINT or SIGTERM; a second signal exits at once (nothing
-/// unacknowledged was committed, so at-least-once still holds).
-fn stop_on_signals() -> Result<watch::Receiver<bool>> {
+/// A stop flag raised by the first SIGINT or SIGTERM (a second signal exits at once: nothing
+/// unacknowledged was committed, so at-least-once still holds), and a re-check request on every
+/// SIGHUP.
+fn stop_on_signals() -> Result<(watch::Receiver<bool>, mpsc::UnboundedReceiver<()>)> {
     use tokio::signal::unix::{SignalKind, signal};
+    let (recheck_tx, recheck_rx) = mpsc::unbounded_channel();
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: re-checking every plugin file");
+            if recheck_tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
     let (tx, rx) = watch::channel(false);
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -262,7 +273,7 @@ fn stop_on_signals() -> Result<watch::Receiver<bool>> {
         }
         std::process::exit(130);
     });
-    Ok(rx)
+    Ok((rx, recheck_rx))
 }
 
 fn init_logging(format: LogFormat) {

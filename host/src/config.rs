@@ -44,12 +44,28 @@ pub struct KafkaConfig {
 }
 
 /// Host-wide runtime settings.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Where precompiled components are cached (default: `$SLUICE_CACHE_DIR`, else
     /// `$XDG_CACHE_HOME/sluice`, else `~/.cache/sluice`). Only the host may write there.
     pub cache_dir: Option<PathBuf>,
+    /// Hot-reload plugins when their files change.
+    #[serde(default = "default_true")]
+    pub watch_plugins: bool,
+    /// A changed plugin file is loaded once it has not changed for this long.
+    #[serde(default = "default_reload_debounce_ms")]
+    pub reload_debounce_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            watch_plugins: true,
+            reload_debounce_ms: default_reload_debounce_ms(),
+        }
+    }
 }
 
 /// One pipeline: inputs, a plugin chain, named outputs and an error policy.
@@ -84,6 +100,31 @@ pub struct PipelineConfig {
     /// How often acknowledged offsets are committed.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
+    /// Probation and rollback of hot-swapped plugin versions.
+    #[serde(default)]
+    pub reload: ReloadPolicy,
+}
+
+/// How a hot-swapped plugin version is put on probation.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadPolicy {
+    /// The new version's first records checked against the previous version (0 = no probation).
+    #[serde(default = "default_probation_records")]
+    pub probation_records: u64,
+    /// Roll back when the new version fails more than this share of the probation window on
+    /// records the previous version handles.
+    #[serde(default = "default_max_failure_ratio")]
+    pub max_failure_ratio: f64,
+}
+
+impl Default for ReloadPolicy {
+    fn default() -> Self {
+        ReloadPolicy {
+            probation_records: default_probation_records(),
+            max_failure_ratio: default_max_failure_ratio(),
+        }
+    }
 }
 
 /// One plugin of a chain.
@@ -149,6 +190,18 @@ impl Default for Limits {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
+fn default_reload_debounce_ms() -> u64 {
+    300
+}
+fn default_probation_records() -> u64 {
+    1000
+}
+fn default_max_failure_ratio() -> f64 {
+    0.1
+}
 fn default_workers() -> usize {
     2
 }
@@ -403,6 +456,12 @@ impl PipelineConfig {
         }
         if !(1..=3_600_000).contains(&self.limits.timeout_ms) {
             return Err(("limits.timeout_ms".into(), "expected 1 to 3600000".into()));
+        }
+        if !(0.0..1.0).contains(&self.reload.max_failure_ratio) {
+            return Err((
+                "reload.max_failure_ratio".into(),
+                "expected a share from 0.0 (no failure tolerated) to below 1.0".into(),
+            ));
         }
         for (i, plugin) in self.plugins.iter().enumerate() {
             if plugin.path.as_os_str().is_empty() {

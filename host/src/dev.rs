@@ -17,7 +17,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::pipeline::{Host, HostStats};
@@ -47,6 +47,7 @@ pub async fn run(
     runtime: Arc<Runtime>,
     options: DevOptions,
     stop: watch::Receiver<bool>,
+    recheck: mpsc::UnboundedReceiver<()>,
 ) -> Result<()> {
     let cluster = MockCluster::new(1).context("starting the embedded Kafka mock cluster")?;
     let mut topics: Vec<String> = vec![SIGNUPS_TOPIC.into(), EVENTS_TOPIC.into()];
@@ -110,7 +111,7 @@ pub async fn run(
         options.samples_per_second,
         stop_rx.clone(),
     ));
-    let result = host.run(stop_rx).await;
+    let result = host.run(stop_rx, recheck).await;
     let _ = stop_tx.send(true);
     let generated = generator.await??;
     viewer.await??;

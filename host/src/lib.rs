@@ -13,6 +13,7 @@ pub mod dev;
 pub mod offsets;
 pub mod pipeline;
 pub mod plugin_test;
+pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod sinks;

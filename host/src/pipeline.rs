@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use sluice_abi::{Header, InputBatch};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -13,12 +15,13 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
-use crate::chain::Chain;
+use crate::chain::{Chain, ChainOutput};
 use crate::config::{Config, PipelineConfig};
 use crate::offsets::OffsetTracker;
+use crate::reload::{self, ChainVersion, LiveChain, Verdict};
 use crate::router::Router;
-use crate::runtime::{Plugin, PluginSpec, Runtime};
-use crate::sinks::{KafkaSink, OutgoingRecord};
+use crate::runtime::{PluginSpec, Runtime};
+use crate::sinks::{HEADER_VERSION, KafkaSink, OutgoingRecord};
 use crate::source::{self, Batch, SourceConsumer};
 
 /// How long shutdown waits for outstanding acknowledgements.
@@ -40,26 +43,17 @@ pub struct PipelineStats {
 /// The stats of every pipeline of a host, by pipeline name.
 pub type HostStats = Vec<(String, Arc<PipelineStats>)>;
 
-/// Loads and validates the plugins of one pipeline, in chain order.
-pub fn load_plugins(
-    runtime: &Arc<Runtime>,
-    config: &Config,
-    pipeline: &PipelineConfig,
-) -> Result<Vec<Arc<Plugin>>> {
+/// The specs of one pipeline's plugins, in chain order.
+pub fn plugin_specs(config: &Config, pipeline: &PipelineConfig) -> Vec<PluginSpec> {
     pipeline
         .plugins
         .iter()
-        .map(|p| {
-            let spec = PluginSpec {
-                name: p.name(),
-                path: config.plugin_path(p),
-                config: p.config.clone(),
-                limits: pipeline.limits.clone(),
-                scope: pipeline.name.clone(),
-            };
-            runtime
-                .load(&spec)
-                .with_context(|| format!("pipeline `{}`", pipeline.name))
+        .map(|p| PluginSpec {
+            name: p.name(),
+            path: config.plugin_path(p),
+            config: p.config.clone(),
+            limits: pipeline.limits.clone(),
+            scope: pipeline.name.clone(),
         })
         .collect()
 }
@@ -68,7 +62,8 @@ pub fn load_plugins(
 /// before a record is read.
 pub struct Host {
     config: Config,
-    plugins: Vec<Vec<Arc<Plugin>>>,
+    runtime: Arc<Runtime>,
+    chains: Vec<Arc<LiveChain>>,
     sink: Arc<KafkaSink>,
     stats: HostStats,
 }
@@ -76,11 +71,21 @@ pub struct Host {
 impl Host {
     /// Prepares every pipeline of `config`.
     pub fn prepare(config: Config, runtime: &Arc<Runtime>) -> Result<Host> {
-        let plugins = config
-            .pipelines
-            .iter()
-            .map(|p| load_plugins(runtime, &config, p))
-            .collect::<Result<Vec<_>>>()?;
+        let mut chains = Vec::new();
+        for pipeline in &config.pipelines {
+            let specs = plugin_specs(&config, pipeline);
+            let plugins = specs
+                .iter()
+                .map(|spec| runtime.load(spec))
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("pipeline `{}`", pipeline.name))?;
+            chains.push(LiveChain::new(
+                &pipeline.name,
+                specs,
+                plugins,
+                pipeline.reload.clone(),
+            ));
+        }
         let sink = Arc::new(KafkaSink::new(&config.kafka)?);
         let stats = config
             .pipelines
@@ -89,7 +94,8 @@ impl Host {
             .collect();
         Ok(Host {
             config,
-            plugins,
+            runtime: runtime.clone(),
+            chains,
             sink,
             stats,
         })
@@ -100,16 +106,35 @@ impl Host {
         self.stats.clone()
     }
 
-    /// Runs every pipeline until `stop` turns true or one fails. Returns the first failure.
-    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<()> {
+    /// The live plugin chain of every pipeline, in config order.
+    pub fn chains(&self) -> &[Arc<LiveChain>] {
+        &self.chains
+    }
+
+    /// Runs every pipeline until `stop` turns true or one fails; returns the first failure.
+    /// Plugin files are followed for hot reload (if enabled), and a message on `recheck`
+    /// re-checks every plugin file (SIGHUP).
+    pub async fn run(
+        self,
+        stop: watch::Receiver<bool>,
+        recheck: mpsc::UnboundedReceiver<()>,
+    ) -> Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         let (fail_tx, fail_rx) = watch::channel(false);
-        for ((pipeline, plugins), (_, stats)) in self
+        let watcher = tokio::spawn(reload::watch(
+            self.runtime.clone(),
+            self.chains.clone(),
+            self.config.runtime.watch_plugins,
+            Duration::from_millis(self.config.runtime.reload_debounce_ms),
+            recheck,
+            stop.clone(),
+        ));
+        for ((pipeline, live), (_, stats)) in self
             .config
             .pipelines
             .iter()
             .cloned()
-            .zip(self.plugins)
+            .zip(self.chains.iter().cloned())
             .zip(self.stats.iter().cloned())
         {
             let kafka = self.config.kafka.clone();
@@ -127,7 +152,7 @@ impl Host {
             let fail_tx = fail_tx.clone();
             tasks.spawn(async move {
                 let name = pipeline.name.clone();
-                let result = run_pipeline(kafka, pipeline, plugins, sink, stats, local_rx).await;
+                let result = run_pipeline(kafka, pipeline, live, sink, stats, local_rx).await;
                 if result.is_err() {
                     let _ = fail_tx.send(true);
                 }
@@ -140,6 +165,10 @@ impl Host {
                 tracing::error!("{e:#}");
                 first_error.get_or_insert(e);
             }
+        }
+        watcher.abort();
+        if let Ok(Err(e)) = watcher.await {
+            first_error.get_or_insert(e);
         }
         match first_error {
             Some(e) => Err(e),
@@ -177,7 +206,7 @@ impl WorkerContext {
 async fn run_pipeline(
     kafka: crate::config::KafkaConfig,
     pipeline: PipelineConfig,
-    plugins: Vec<Arc<Plugin>>,
+    live: Arc<LiveChain>,
     sink: Arc<KafkaSink>,
     stats: Arc<PipelineStats>,
     mut stop: watch::Receiver<bool>,
@@ -208,11 +237,11 @@ async fn run_pipeline(
         let (tx, rx) = mpsc::channel::<Batch>(2);
         senders.push(tx);
         let ctx = ctx.clone();
-        let chain = Chain::new(plugins.clone());
+        let worker = Worker::new(live.clone());
         workers.push(
             std::thread::Builder::new()
                 .name(format!("{}-{i}", pipeline.name))
-                .spawn(move || worker_loop(&ctx, chain, rx))
+                .spawn(move || worker_loop(&ctx, worker, rx))
                 .context("starting a worker thread")?,
         );
     }
@@ -285,13 +314,93 @@ fn commit(
     }
 }
 
-fn worker_loop(ctx: &WorkerContext, mut chain: Chain, mut rx: mpsc::Receiver<Batch>) {
+/// One worker's chain instances, following the pipeline's live version at batch boundaries.
+struct Worker {
+    live: Arc<LiveChain>,
+    version: Arc<ChainVersion>,
+    chain: Chain,
+    /// The previous version's chain, while the live one is on probation.
+    fallback: Option<Chain>,
+}
+
+impl Worker {
+    fn new(live: Arc<LiveChain>) -> Self {
+        let version = live.current();
+        Worker {
+            chain: Chain::new(version.plugins.clone()),
+            fallback: None,
+            version,
+            live,
+        }
+    }
+
+    /// Switches to the live version if it changed: called between batches only.
+    fn refresh(&mut self) {
+        if self.live.generation() == self.version.generation {
+            return;
+        }
+        let version = self.live.current();
+        self.chain.replace(version.plugins.clone());
+        self.fallback = None;
+        self.version = version;
+    }
+
+    /// Runs the batch through the chain and fails unroutable inputs. On probation, a batch on
+    /// which the new version fails inputs that the previous version handles is served by the
+    /// previous version. Returns the result and the label of the version that produced it.
+    fn process(
+        &mut self,
+        router: &Router,
+        input: &mut InputBatch,
+    ) -> Result<(ChainOutput, Arc<str>)> {
+        let mut out = self.chain.process(input)?;
+        router.fail_unroutable(
+            &mut out,
+            self.chain.plugins().last().expect("a chain has plugins"),
+        );
+        let (Some(previous), true) = (&self.version.previous, self.version.on_probation()) else {
+            return Ok((out, self.version.label.clone()));
+        };
+        let mut regressions = 0;
+        let mut label = self.version.label.clone();
+        if !out.failures.is_empty() {
+            let fallback = self
+                .fallback
+                .get_or_insert_with(|| Chain::new(previous.plugins.clone()));
+            let mut old = fallback.process(input)?;
+            router.fail_unroutable(
+                &mut old,
+                fallback.plugins().last().expect("a chain has plugins"),
+            );
+            regressions = out
+                .failures
+                .iter()
+                .filter(|f| !old.is_failed(f.input))
+                .count();
+            if regressions > 0 {
+                out = old;
+                label = previous.label.clone();
+            }
+        }
+        if self
+            .live
+            .report(&self.version, input.len() as u64, regressions as u64)
+            == Verdict::Passed
+        {
+            self.fallback = None;
+        }
+        Ok((out, label))
+    }
+}
+
+fn worker_loop(ctx: &WorkerContext, mut worker: Worker, mut rx: mpsc::Receiver<Batch>) {
     while let Some(mut batch) = rx.blocking_recv() {
         if ctx.failed() {
             // Stopping: leave the batch unacknowledged so it is processed again after a restart.
             continue;
         }
-        match process_batch(ctx, &mut chain, &mut batch) {
+        worker.refresh();
+        match process_batch(ctx, &mut worker, &mut batch) {
             Ok(()) => batch.ticket.done(),
             Err(e) => ctx.fail(format!("{e:#}")),
         }
@@ -299,10 +408,12 @@ fn worker_loop(ctx: &WorkerContext, mut chain: Chain, mut rx: mpsc::Receiver<Bat
 }
 
 /// Runs one batch through the chain and the router, then sends its outputs and dead letters.
-fn process_batch(ctx: &WorkerContext, chain: &mut Chain, batch: &mut Batch) -> Result<()> {
-    let mut out = chain.process(&mut batch.input)?;
-    let last_plugin = chain.plugins().last().expect("a chain has plugins").clone();
-    ctx.router.fail_unroutable(&mut out, &last_plugin);
+fn process_batch(ctx: &WorkerContext, worker: &mut Worker, batch: &mut Batch) -> Result<()> {
+    let (out, label) = worker.process(&ctx.router, &mut batch.input)?;
+    let version = Header {
+        name: HEADER_VERSION,
+        value: Some(label.as_bytes()),
+    };
     let input = &batch.input;
     if let (Some(failure), None) = (out.failures.first(), &ctx.dead_letter_topic) {
         let record = input.record(failure.input as usize);
@@ -329,7 +440,7 @@ fn process_batch(ctx: &WorkerContext, chain: &mut Chain, batch: &mut Batch) -> R
             OutgoingRecord {
                 key: record.key,
                 value: record.value,
-                headers: record.headers.iter(),
+                headers: record.headers.iter().chain(std::iter::once(version)),
                 timestamp,
             },
             &batch.ticket,

@@ -19,6 +19,8 @@ use crate::chain::Failure;
 use crate::config::KafkaConfig;
 use crate::offsets::Ticket;
 
+/// Output header: `name@version` of every plugin of the chain that produced the record.
+pub const HEADER_VERSION: &str = "sluice.version";
 /// Dead-letter header: the failure class (`plugin-error`, `trap`, `limit:deadline`…).
 pub const HEADER_REASON: &str = "sluice.error.reason";
 /// Dead-letter header: the failure message.

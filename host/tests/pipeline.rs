@@ -6,37 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Kafka, counts, write_config};
+use common::{Kafka, RunningHost, counts, write_config};
 use sluice::config::Config;
 use sluice::pipeline::Host;
 use sluice::runtime::{ComponentCache, Runtime};
-use tokio::sync::watch;
-
-/// A host running in a thread of its own; `stop` ends it gracefully.
-struct RunningHost {
-    stop: watch::Sender<bool>,
-    thread: std::thread::JoinHandle<anyhow::Result<()>>,
-}
-
-impl RunningHost {
-    fn start(config_path: &std::path::Path) -> RunningHost {
-        let config = Config::load(config_path).expect("valid test config");
-        let runtime = Runtime::new(ComponentCache::default_dir()).unwrap();
-        let host = Host::prepare(config, &runtime).expect("plugins load");
-        let (stop, stop_rx) = watch::channel(false);
-        let thread = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(host.run(stop_rx))
-        });
-        RunningHost { stop, thread }
-    }
-
-    fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
-        self.thread.join().expect("host thread")
-    }
-}
 
 fn event(seq: usize, kind: &str, user: &str) -> Vec<u8> {
     format!(r#"{{"type":"{kind}","user_id":"{user}","product_id":"p-{seq}","seq":{seq}}}"#)
@@ -289,8 +262,7 @@ fn without_a_dlq_a_bad_record_stops_the_pipeline_and_is_not_committed() {
         .collect();
     kafka.produce("in", Some(0), &records);
     let host = RunningHost::start(&config);
-    let result = host.thread.join().expect("host thread");
-    drop(host.stop);
+    let result = host.join();
     let error = format!(
         "{:#}",
         result.expect_err("the pipeline stops on a record it cannot deliver")

@@ -224,7 +224,7 @@ impl Runtime {
             Some([0, b'a', b's', b'm', ..]) => {}
             _ => return Err(LoadError::NotWasm { path: path.clone() }),
         }
-        let hash = hex::encode(Sha256::digest(bytes));
+        let hash = content_hash(bytes);
         let started = Instant::now();
         let (component, cached) = self
             .cache
@@ -262,6 +262,15 @@ impl Runtime {
         plugin.instantiate()?;
         Ok(plugin)
     }
+}
+
+fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The version of a plugin with this content: the first 12 hex digits of its SHA-256.
+pub fn content_version(bytes: &[u8]) -> String {
+    content_hash(bytes)[..12].to_string()
 }
 
 /// A loaded and validated plugin; instances are created from it cheaply.

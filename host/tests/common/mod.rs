@@ -23,6 +23,7 @@ const PLUGINS: &[&str] = &[
     "poison",
     "drop-all",
     "wrong-world",
+    "hostile",
 ];
 
 /// The path of a plugin component (crate name with `_`), building every test plugin on first
@@ -257,4 +258,118 @@ pub fn counts<'a>(items: impl IntoIterator<Item = &'a str>) -> HashMap<&'a str, 
         *m.entry(i).or_default() += 1;
     }
     m
+}
+
+/// A producer thread writing records `v-{partition}-{seq}` with headers `p` and `seq` to every
+/// partition of a topic, round robin, until stopped.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<u64>>,
+}
+
+impl Load {
+    /// Starts writing `per_tick` records every `tick`.
+    pub fn start(
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        per_tick: usize,
+        tick: Duration,
+    ) -> Load {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("linger.ms", "2")
+            .create()
+            .expect("load producer");
+        let topic = topic.to_string();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seqs = vec![0u64; partitions as usize];
+            let mut next = 0usize;
+            while !flag.load(Ordering::Acquire) {
+                for _ in 0..per_tick {
+                    let p = next % partitions as usize;
+                    next += 1;
+                    let seq = seqs[p];
+                    seqs[p] += 1;
+                    let value = format!("v-{p}-{seq}");
+                    let (ps, ss) = (p.to_string(), seq.to_string());
+                    let headers = OwnedHeaders::new()
+                        .insert(Header {
+                            key: "p",
+                            value: Some(&ps),
+                        })
+                        .insert(Header {
+                            key: "seq",
+                            value: Some(&ss),
+                        });
+                    let mut r: BaseRecord<'_, str, String> = BaseRecord::to(&topic)
+                        .partition(p as i32)
+                        .payload(&value)
+                        .headers(headers);
+                    loop {
+                        match producer.send(r) {
+                            Ok(()) => break,
+                            Err((_, back)) => {
+                                r = back;
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(tick);
+            }
+            producer.flush(Duration::from_secs(30)).expect("flush load");
+            seqs
+        });
+        Load { stop, thread }
+    }
+
+    /// Stops and returns the number of records written per partition.
+    pub fn stop(self) -> Vec<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.thread.join().expect("load thread")
+    }
+}
+
+/// A host running in a thread of its own; `stop` ends it gracefully.
+pub struct RunningHost {
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    /// The live chain of every pipeline.
+    pub chains: Vec<std::sync::Arc<sluice::reload::LiveChain>>,
+}
+
+impl RunningHost {
+    pub fn start(config_path: &std::path::Path) -> RunningHost {
+        use sluice::runtime::{ComponentCache, Runtime};
+        let config = sluice::config::Config::load(config_path).expect("valid test config");
+        let runtime = Runtime::new(ComponentCache::default_dir()).unwrap();
+        let host = sluice::pipeline::Host::prepare(config, &runtime).expect("plugins load");
+        let chains = host.chains().to_vec();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let thread = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(host.run(stop_rx, tokio::sync::mpsc::unbounded_channel().1))
+        });
+        RunningHost {
+            stop,
+            thread,
+            chains,
+        }
+    }
+
+    /// Stops gracefully and returns how the host ended.
+    pub fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.thread.join().expect("host thread")
+    }
+
+    /// Waits for the host to end by itself.
+    pub fn join(self) -> anyhow::Result<()> {
+        self.thread.join().expect("host thread")
+    }
 }
