@@ -20,9 +20,10 @@ plugins: setup
 build: plugins
 	cargo build --release -p sluice
 
-## The local demo: `make dev` runs until Ctrl-C; `make dev DURATION=20` stops by itself.
+## The local demo: `make dev` runs until Ctrl-C; `make dev DURATION=20` stops by itself;
+## `make dev WATCH=1` rebuilds and hot-swaps an example plugin when you edit its source.
 dev: build
-	$(SLUICE) dev $(if $(DURATION),--duration $(DURATION))
+	$(SLUICE) dev $(if $(DURATION),--duration $(DURATION)) $(if $(WATCH),--watch)
 
 ## Every test, in release mode (one build of wasmtime serves the tests and the binary).
 test: plugins

@@ -84,6 +84,9 @@ enum Command {
         /// Sample output records printed per second.
         #[arg(long, default_value_t = 4)]
         samples: u32,
+        /// Rebuild the example plugins when their sources change and hot-swap them.
+        #[arg(long)]
+        watch: bool,
     },
 }
 
@@ -159,6 +162,7 @@ pub fn main() -> Result<ExitCode> {
             duration,
             rate,
             samples,
+            watch,
         } => {
             let config = Config::load(&config).context(
                 "loading the demo config (run `make dev` from the repository root, or pass --config)",
@@ -168,6 +172,7 @@ pub fn main() -> Result<ExitCode> {
                 duration: duration.map(Duration::from_secs),
                 rate,
                 samples_per_second: samples,
+                watch_sources: watch,
             };
             tokio_runtime()?.block_on(async {
                 let (stop, recheck) = stop_on_signals()?;

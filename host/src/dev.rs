@@ -5,6 +5,7 @@
 //! few percent of them invalid — the example pipelines, and a live view of what they produce.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -39,6 +40,8 @@ pub struct DevOptions {
     pub rate: u32,
     /// Sample output lines printed per second.
     pub samples_per_second: u32,
+    /// Rebuild example plugins when their sources change (they are then hot-swapped).
+    pub watch_sources: bool,
 }
 
 /// Runs the demo until `stop` turns true or `duration` passes.
@@ -76,6 +79,11 @@ pub async fn run(
         .cloned()
         .collect();
     let bootstrap = config.kafka.bootstrap_servers.clone();
+    let rebuilds = if options.watch_sources {
+        Some(source_watch_targets(&config)?)
+    } else {
+        None
+    };
     let host = tokio::task::spawn_blocking(move || Host::prepare(config, &runtime)).await??;
     let stats = host.stats();
 
@@ -104,6 +112,9 @@ pub async fn run(
         let rate = options.rate;
         tokio::task::spawn_blocking(move || generate(&bootstrap, rate, stop))
     };
+    if let Some(targets) = rebuilds {
+        tokio::spawn(rebuild_on_change(targets, stop_rx.clone()));
+    }
     let viewer = tokio::spawn(view(
         bootstrap,
         watched,
@@ -288,4 +299,167 @@ async fn view(
         }
     }
     Ok(())
+}
+
+/// A plugin crate whose sources `sluice dev --watch` follows, and the file it builds into.
+#[derive(Clone, Debug)]
+pub struct RebuildTarget {
+    /// The Cargo workspace holding the crate.
+    pub workspace: PathBuf,
+    /// The crate (package) name.
+    pub package: String,
+    /// The crate's `src` directory.
+    pub sources: PathBuf,
+    /// The component file the pipeline loads (and hot-swaps when it changes).
+    pub artifact: PathBuf,
+}
+
+/// Finds the crate of every plugin of `config` whose file is `<crate_name>.wasm` and whose crate
+/// lives in `<workspace>/plugins/<crate-name>/` (the workspace being the config directory's
+/// parent, as for `examples/dev.toml`).
+pub fn source_watch_targets(config: &Config) -> Result<Vec<RebuildTarget>> {
+    let base = config
+        .base_dir
+        .canonicalize()
+        .unwrap_or_else(|_| config.base_dir.clone());
+    let workspace = base
+        .parent()
+        .filter(|w| w.join("plugins").is_dir())
+        .with_context(|| format!("--watch needs the plugin sources next to the config: no plugins/ directory beside {}", base.display()))?
+        .to_path_buf();
+    let mut targets = Vec::new();
+    for pipeline in &config.pipelines {
+        for plugin in &pipeline.plugins {
+            let artifact = config.plugin_path(plugin);
+            let stem = artifact
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let package = stem.replace('_', "-");
+            let dir = workspace.join("plugins").join(&package);
+            if dir.join("Cargo.toml").is_file()
+                && !targets.iter().any(|t: &RebuildTarget| t.package == package)
+            {
+                targets.push(RebuildTarget {
+                    workspace: workspace.clone(),
+                    package,
+                    sources: dir.join("src"),
+                    artifact,
+                });
+            }
+        }
+    }
+    anyhow::ensure!(
+        !targets.is_empty(),
+        "--watch found no plugin crate under {}/plugins for the configured plugins",
+        workspace.display()
+    );
+    Ok(targets)
+}
+
+/// Rebuilds a plugin when its sources change and puts the new component in place atomically,
+/// which the plugin file watcher then hot-swaps. A failed build is shown; the old version keeps
+/// running.
+pub async fn rebuild_on_change(
+    targets: Vec<RebuildTarget>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    use notify::Watcher as _;
+    let (tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
+        {
+            for path in event.paths {
+                let _ = tx.send(path);
+            }
+        }
+    })?;
+    for t in &targets {
+        watcher.watch(&t.sources, notify::RecursiveMode::Recursive)?;
+        println!(
+            "sluice dev: watching {} (rebuilds {})",
+            t.sources.display(),
+            t.artifact.display()
+        );
+    }
+    let mut pending: Option<(usize, Instant)> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        tokio::select! {
+            Some(path) = events.recv() => {
+                if let Some(i) = targets.iter().position(|t| path.starts_with(&t.sources)) {
+                    pending = Some((i, Instant::now()));
+                }
+            }
+            _ = tick.tick() => {
+                let Some((i, at)) = pending else { continue };
+                if at.elapsed() < Duration::from_millis(300) {
+                    continue;
+                }
+                pending = None;
+                let target = targets[i].clone();
+                tokio::task::spawn_blocking(move || rebuild(&target)).await?;
+            }
+        }
+    }
+}
+
+fn rebuild(t: &RebuildTarget) {
+    println!("sluice dev: {} changed, rebuilding…", t.package);
+    let started = Instant::now();
+    let output =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&t.workspace)
+            .args([
+                "build",
+                "--target",
+                "wasm32-wasip2",
+                "--profile",
+                "plugin",
+                "--color",
+                "never",
+                "-p",
+                &t.package,
+            ])
+            .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => {
+            println!("sluice dev: cannot run cargo ({e}); the running version stays");
+            return;
+        }
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        println!(
+            "sluice dev: build of {} failed; the running version stays:\n{}",
+            t.package,
+            stderr.trim_end()
+        );
+        return;
+    }
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| t.workspace.join("target"));
+    let built = target_dir
+        .join("wasm32-wasip2/plugin")
+        .join(format!("{}.wasm", t.package.replace('-', "_")));
+    // Copy beside the artifact, then rename: the plugin watcher never sees a partial file.
+    let tmp = t.artifact.with_extension("wasm.tmp");
+    let result = std::fs::copy(&built, &tmp).and_then(|_| std::fs::rename(&tmp, &t.artifact));
+    match result {
+        Ok(()) => println!(
+            "sluice dev: rebuilt {} in {:.1} s; hot-swapping",
+            t.package,
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => println!(
+            "sluice dev: cannot install {} ({e}); the running version stays",
+            built.display()
+        ),
+    }
 }
