@@ -167,7 +167,10 @@ pub async fn run(
                 let entry = match pending.get_mut(&tp) {
                     Some(p) => p,
                     None => {
-                        let Some(generation) = tracker.generation(&tp) else { continue };
+                        let Some(generation) = tracker.generation(&tp) else {
+                            tracing::warn!(topic = %tp.0, partition = tp.1, offset = m.offset(), "record from a partition not assigned to this pipeline; skipped");
+                            continue;
+                        };
                         pending.entry(tp.clone()).or_insert(Pending {
                             batch: InputBatch::default(),
                             generation,

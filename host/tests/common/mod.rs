@@ -340,6 +340,8 @@ pub struct RunningHost {
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
     /// The live chain of every pipeline.
     pub chains: Vec<std::sync::Arc<sluice::reload::LiveChain>>,
+    /// The counters of the first pipeline.
+    pub stats: std::sync::Arc<sluice::pipeline::PipelineStats>,
 }
 
 impl RunningHost {
@@ -349,6 +351,7 @@ impl RunningHost {
         let runtime = Runtime::new(ComponentCache::default_dir()).unwrap();
         let host = sluice::pipeline::Host::prepare(config, &runtime).expect("plugins load");
         let chains = host.chains().to_vec();
+        let stats = host.stats()[0].1.clone();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let thread = std::thread::spawn(move || {
             tokio::runtime::Runtime::new()
@@ -359,6 +362,7 @@ impl RunningHost {
             stop,
             thread,
             chains,
+            stats,
         }
     }
 
