@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use sluice_abi::{InputBatch, NONE, OutputBatch, OutputRecord};
 
+use crate::config::Limits;
 use crate::runtime::{CallFailure, LoadError, Plugin, PluginInstance, Reason};
 
 /// The rejection of one input record of a batch.
@@ -220,6 +221,15 @@ impl Chain {
         };
         match result {
             Ok(out) => {
+                for (input, message) in over_output_limits(&out, self.plugins[k].limits()) {
+                    stage.failures.push((
+                        range.start as u32 + input,
+                        CallFailure {
+                            reason: Reason::Output,
+                            message,
+                        },
+                    ));
+                }
                 for e in &out.errors {
                     stage.failures.push((
                         range.start as u32 + e.input,
@@ -249,6 +259,47 @@ impl Chain {
         }
         Ok(())
     }
+}
+
+/// Inputs of `out` whose outputs exceed `limits.max_output_records` or `max_output_bytes`.
+fn over_output_limits(out: &OutputBatch, limits: &Limits) -> Vec<(u32, String)> {
+    let mut over = Vec::new();
+    // No input can be over when the whole batch is within the limits (the usual case).
+    if out.len() as u64 <= limits.max_output_records
+        && out.data.len() as u64 <= limits.max_output_bytes
+    {
+        return over;
+    }
+    let mut current = (u32::MAX, 0u64, 0u64);
+    let mut check = |(input, records, bytes): (u32, u64, u64)| {
+        if input != u32::MAX
+            && (records > limits.max_output_records || bytes > limits.max_output_bytes)
+        {
+            over.push((
+                input,
+                format!(
+                    "one input produced {records} records / {bytes} bytes, above limits.max_output_records = {} / max_output_bytes = {}",
+                    limits.max_output_records, limits.max_output_bytes
+                ),
+            ));
+        }
+    };
+    for r in out.iter() {
+        if r.input != current.0 {
+            check(current);
+            current = (r.input, 0, 0);
+        }
+        let len = |b: Option<&[u8]>| b.map_or(0, |b| b.len() as u64);
+        let header_bytes: u64 = r
+            .headers
+            .iter()
+            .map(|h| h.name.len() as u64 + len(h.value))
+            .sum();
+        current.1 += 1;
+        current.2 += len(r.key) + len(r.value) + header_bytes;
+    }
+    check(current);
+    over
 }
 
 /// Copies `range` of `batch` into a batch of its own (only after a trap).

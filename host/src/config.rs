@@ -18,6 +18,9 @@ pub struct Config {
     /// Host-wide runtime settings.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Tenants: owners of topics and pipelines (none = one implicit tenant owning everything).
+    #[serde(rename = "tenant", default)]
+    pub tenants: Vec<TenantConfig>,
     /// The pipelines this host runs.
     #[serde(rename = "pipeline", default)]
     pub pipelines: Vec<PipelineConfig>,
@@ -68,12 +71,30 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// A tenant: the topics it owns and its quotas.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Unique name.
+    pub name: String,
+    /// The tenant owns every topic starting with one of these; its pipelines may read and write
+    /// only those.
+    pub topic_prefixes: Vec<String>,
+    /// Cap on the plugin memory all the tenant's pipelines may reserve (workers × plugins ×
+    /// limits.memory_mb, doubled while a hot-swapped version is on probation).
+    pub max_memory_mb: Option<u64>,
+    /// Cap on the records per second all the tenant's pipelines consume together.
+    pub max_records_per_second: Option<u64>,
+}
+
 /// One pipeline: inputs, a plugin chain, named outputs and an error policy.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Unique name (letters, digits, `.`, `_`, `-`).
     pub name: String,
+    /// The tenant owning the pipeline (required when tenants are declared).
+    pub tenant: Option<String>,
     /// Topics consumed.
     pub inputs: Vec<String>,
     /// Consumer group (default `sluice-<name>`).
@@ -179,6 +200,14 @@ pub struct Limits {
     /// Wall-clock deadline for one plugin call (a whole batch).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Fuel (roughly, WebAssembly instructions) for one plugin call; unset = not metered.
+    pub fuel: Option<u64>,
+    /// Most output records one input may produce.
+    #[serde(default = "default_max_output_records")]
+    pub max_output_records: u64,
+    /// Most output bytes (keys, values, headers) one input may produce.
+    #[serde(default = "default_max_output_bytes")]
+    pub max_output_bytes: u64,
 }
 
 impl Default for Limits {
@@ -186,10 +215,19 @@ impl Default for Limits {
         Limits {
             memory_mb: default_memory_mb(),
             timeout_ms: default_timeout_ms(),
+            fuel: None,
+            max_output_records: default_max_output_records(),
+            max_output_bytes: default_max_output_bytes(),
         }
     }
 }
 
+fn default_max_output_records() -> u64 {
+    10_000
+}
+fn default_max_output_bytes() -> u64 {
+    16 << 20
+}
 fn default_true() -> bool {
     true
 }
@@ -324,6 +362,7 @@ impl Config {
                 "no pipeline is defined (expected at least one [[pipeline]] table)".into(),
             ));
         }
+        self.validate_tenants()?;
         let mut names = HashSet::new();
         for (i, p) in self.pipelines.iter().enumerate() {
             let at = |key: &str| {
@@ -355,6 +394,131 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The tenant of a pipeline, if tenants are declared.
+    pub fn tenant_of(&self, pipeline: &PipelineConfig) -> Option<&TenantConfig> {
+        let name = pipeline.tenant.as_deref()?;
+        self.tenants.iter().find(|t| t.name == name)
+    }
+
+    fn validate_tenants(&self) -> Result<(), (String, String)> {
+        let mut names = HashSet::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            if t.name.is_empty() || !names.insert(t.name.as_str()) {
+                return Err((
+                    format!("tenant[{i}].name"),
+                    format!("`{}` is empty or used twice", t.name),
+                ));
+            }
+            if t.topic_prefixes.is_empty() || t.topic_prefixes.iter().any(|p| p.is_empty()) {
+                return Err((
+                    format!("tenant[{i}].topic_prefixes"),
+                    "expected a non-empty list of non-empty topic prefixes, e.g. [\"acme.\"]"
+                        .into(),
+                ));
+            }
+            for (j, other) in self.tenants.iter().enumerate().filter(|(j, _)| *j != i) {
+                for p in &t.topic_prefixes {
+                    if let Some(q) = other
+                        .topic_prefixes
+                        .iter()
+                        .find(|q| q.starts_with(p.as_str()))
+                    {
+                        return Err((
+                            format!("tenant[{i}].topic_prefixes"),
+                            format!(
+                                "prefix `{p}` of tenant `{}` also covers prefix `{q}` of tenant `{}` (tenant[{j}]): a topic must have one owner",
+                                t.name, other.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        for (i, p) in self.pipelines.iter().enumerate() {
+            let at = |key: &str| format!("pipeline[{i}].{key}");
+            let Some(name) = &p.tenant else {
+                if self.tenants.is_empty() {
+                    continue;
+                }
+                return Err((
+                    at("tenant"),
+                    "tenants are declared, so every pipeline must name its tenant".into(),
+                ));
+            };
+            let tenant = self
+                .tenants
+                .iter()
+                .find(|t| &t.name == name)
+                .ok_or_else(|| (at("tenant"), format!("`{name}` is not a declared tenant")))?;
+            let topics = p
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(k, t)| (format!("inputs[{k}]"), t))
+                .chain(
+                    p.outputs
+                        .iter()
+                        .map(|(o, c)| (format!("outputs.{o}.kafka_topic"), &c.kafka_topic)),
+                )
+                .chain(
+                    p.dead_letter_topic
+                        .iter()
+                        .map(|t| ("dead_letter_topic".to_string(), t)),
+                );
+            for (key, topic) in topics {
+                if tenant
+                    .topic_prefixes
+                    .iter()
+                    .any(|pre| topic.starts_with(pre.as_str()))
+                {
+                    continue;
+                }
+                let owner = self.tenants.iter().find(|t| {
+                    t.topic_prefixes
+                        .iter()
+                        .any(|pre| topic.starts_with(pre.as_str()))
+                });
+                let message = match owner {
+                    Some(owner) => format!(
+                        "topic `{topic}` belongs to tenant `{}`, not to this pipeline's tenant `{name}` (prefixes: {})",
+                        owner.name,
+                        tenant.topic_prefixes.join(", ")
+                    ),
+                    None => format!(
+                        "topic `{topic}` is not under any prefix of this pipeline's tenant `{name}` (prefixes: {})",
+                        tenant.topic_prefixes.join(", ")
+                    ),
+                };
+                return Err((at(&key), message));
+            }
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            let Some(quota) = t.max_memory_mb else {
+                continue;
+            };
+            let reserved: u64 = self
+                .pipelines
+                .iter()
+                .filter(|p| p.tenant.as_deref() == Some(t.name.as_str()))
+                .map(|p| p.reserved_memory_mb())
+                .sum();
+            if reserved > quota {
+                return Err((
+                    format!("tenant[{i}].max_memory_mb"),
+                    format!(
+                        "tenant `{}` has {quota} MB but its pipelines can use up to {reserved} MB of plugin memory \
+                         (workers × plugins × limits.memory_mb, ×2 during reload probation); lower workers or \
+                         limits.memory_mb, or raise the quota",
+                        t.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// librdkafka properties Sluice owns; letting users override them would break at-least-once.
 const MANAGED_PROPERTIES: &[&str] = &[
     "enable.auto.commit",
@@ -369,6 +533,16 @@ impl PipelineConfig {
         self.group_id
             .clone()
             .unwrap_or_else(|| format!("sluice-{}", self.name))
+    }
+
+    /// The most plugin memory the pipeline's instances can use at once.
+    pub fn reserved_memory_mb(&self) -> u64 {
+        let probation = if self.reload.probation_records > 0 {
+            2
+        } else {
+            1
+        };
+        self.workers as u64 * self.plugins.len() as u64 * self.limits.memory_mb * probation
     }
 
     /// The output records go to when their plugin names none.
@@ -456,6 +630,18 @@ impl PipelineConfig {
         }
         if !(1..=3_600_000).contains(&self.limits.timeout_ms) {
             return Err(("limits.timeout_ms".into(), "expected 1 to 3600000".into()));
+        }
+        if self.limits.fuel == Some(0) {
+            return Err((
+                "limits.fuel".into(),
+                "expected at least 1 (or leave it unset for no metering)".into(),
+            ));
+        }
+        if self.limits.max_output_records == 0 || self.limits.max_output_bytes == 0 {
+            return Err((
+                "limits".into(),
+                "max_output_records and max_output_bytes must be at least 1".into(),
+            ));
         }
         if !(0.0..1.0).contains(&self.reload.max_failure_ratio) {
             return Err((

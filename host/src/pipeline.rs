@@ -22,7 +22,7 @@ use crate::reload::{self, ChainVersion, LiveChain, Verdict};
 use crate::router::Router;
 use crate::runtime::{PluginSpec, Runtime};
 use crate::sinks::{HEADER_VERSION, KafkaSink, OutgoingRecord};
-use crate::source::{self, Batch, SourceConsumer};
+use crate::source::{self, Batch, RateLimit, SourceConsumer};
 
 /// How long shutdown waits for outstanding acknowledgements.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,6 +64,8 @@ pub struct Host {
     config: Config,
     runtime: Arc<Runtime>,
     chains: Vec<Arc<LiveChain>>,
+    /// Per pipeline, its tenant's records-per-second budget.
+    rates: Vec<Option<Arc<RateLimit>>>,
     sink: Arc<KafkaSink>,
     stats: HostStats,
 }
@@ -86,6 +88,20 @@ impl Host {
                 pipeline.reload.clone(),
             ));
         }
+        let tenant_rates: std::collections::HashMap<&str, Arc<RateLimit>> = config
+            .tenants
+            .iter()
+            .filter_map(|t| Some((t.name.as_str(), RateLimit::new(t.max_records_per_second?))))
+            .collect();
+        let rates = config
+            .pipelines
+            .iter()
+            .map(|p| {
+                p.tenant
+                    .as_deref()
+                    .and_then(|t| tenant_rates.get(t).cloned())
+            })
+            .collect();
         let sink = Arc::new(KafkaSink::new(&config.kafka)?);
         let stats = config
             .pipelines
@@ -96,6 +112,7 @@ impl Host {
             config,
             runtime: runtime.clone(),
             chains,
+            rates,
             sink,
             stats,
         })
@@ -129,13 +146,14 @@ impl Host {
             recheck,
             stop.clone(),
         ));
-        for ((pipeline, live), (_, stats)) in self
+        for (((pipeline, live), (_, stats)), rate) in self
             .config
             .pipelines
             .iter()
             .cloned()
             .zip(self.chains.iter().cloned())
             .zip(self.stats.iter().cloned())
+            .zip(self.rates.iter().cloned())
         {
             let kafka = self.config.kafka.clone();
             let sink = self.sink.clone();
@@ -152,7 +170,7 @@ impl Host {
             let fail_tx = fail_tx.clone();
             tasks.spawn(async move {
                 let name = pipeline.name.clone();
-                let result = run_pipeline(kafka, pipeline, live, sink, stats, local_rx).await;
+                let result = run_pipeline(kafka, pipeline, live, sink, stats, rate, local_rx).await;
                 if result.is_err() {
                     let _ = fail_tx.send(true);
                 }
@@ -209,6 +227,7 @@ async fn run_pipeline(
     live: Arc<LiveChain>,
     sink: Arc<KafkaSink>,
     stats: Arc<PipelineStats>,
+    rate: Option<Arc<RateLimit>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let tracker = Arc::new(OffsetTracker::default());
@@ -269,6 +288,7 @@ async fn run_pipeline(
         tracker.clone(),
         pipeline.batch.clone(),
         senders,
+        rate,
         source_stop,
     )
     .await;

@@ -123,6 +123,40 @@ pub fn connect(
     Ok(Arc::new(consumer))
 }
 
+/// A records-per-second budget shared by the pipelines of one tenant. Taking more than is left
+/// puts the budget in debt and waits until it is repaid, which stops fetching (back-pressure).
+pub struct RateLimit {
+    per_second: f64,
+    state: std::sync::Mutex<(f64, Instant)>,
+}
+
+impl RateLimit {
+    /// A budget of `per_second` records per second (bursts up to one second's worth).
+    pub fn new(per_second: u64) -> Arc<Self> {
+        Arc::new(RateLimit {
+            per_second: per_second as f64,
+            state: std::sync::Mutex::new((per_second as f64, Instant::now())),
+        })
+    }
+
+    /// Takes `records` from the budget, waiting while it is in debt.
+    pub async fn take(&self, records: usize) {
+        let wait = {
+            let mut state = self.state.lock().expect("rate lock");
+            let (available, last) = &mut *state;
+            let now = Instant::now();
+            *available = (*available + now.duration_since(*last).as_secs_f64() * self.per_second)
+                .min(self.per_second);
+            *last = now;
+            *available -= records as f64;
+            (*available < 0.0).then(|| Duration::from_secs_f64(-*available / self.per_second))
+        };
+        if let Some(wait) = wait {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 struct Pending {
     batch: InputBatch,
     generation: u64,
@@ -137,6 +171,7 @@ pub async fn run(
     tracker: Arc<OffsetTracker>,
     batch: BatchConfig,
     workers: Vec<mpsc::Sender<Batch>>,
+    rate: Option<Arc<RateLimit>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let linger = Duration::from_millis(batch.linger_ms);
@@ -192,7 +227,7 @@ pub async fn run(
                 entry.next_offset = m.offset() + 1;
                 if entry.batch.len() >= batch.max_records {
                     let p = pending.remove(&tp).expect("entry exists");
-                    dispatch(&tracker, &workers, tp, p).await?;
+                    dispatch(&tracker, &workers, rate.as_deref(), tp, p).await?;
                 }
             }
             _ = tick.tick() => {
@@ -203,14 +238,14 @@ pub async fn run(
                     .collect();
                 for tp in due {
                     let p = pending.remove(&tp).expect("entry exists");
-                    dispatch(&tracker, &workers, tp, p).await?;
+                    dispatch(&tracker, &workers, rate.as_deref(), tp, p).await?;
                 }
             }
         }
     }
     for (tp, p) in pending.drain() {
         if !p.batch.is_empty() {
-            dispatch(&tracker, &workers, tp, p).await?;
+            dispatch(&tracker, &workers, rate.as_deref(), tp, p).await?;
         }
     }
     Ok(())
@@ -219,9 +254,13 @@ pub async fn run(
 async fn dispatch(
     tracker: &OffsetTracker,
     workers: &[mpsc::Sender<Batch>],
+    rate: Option<&RateLimit>,
     tp: TopicPartition,
     pending: Pending,
 ) -> Result<()> {
+    if let Some(rate) = rate {
+        rate.take(pending.batch.len()).await;
+    }
     let Some(ticket) = tracker.register(&tp, pending.generation, pending.next_offset) else {
         // Revoked since these records were read: their new owner processes them.
         return Ok(());

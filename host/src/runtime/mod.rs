@@ -3,7 +3,8 @@
 //!
 //! - [`Runtime`] owns the [`Engine`], the [`Linker`] (WASI p2 with zero ambient authority plus the
 //!   Sluice `host` interface) and the precompiled-component cache. A background thread advances
-//!   the engine's epoch; deadlines are counted in its ticks.
+//!   the engine's epoch; deadlines are counted in its ticks. Plugins with a fuel limit run on a
+//!   second engine that meters fuel, so that the others do not pay for it.
 //! - [`Plugin`] is a loaded, validated component (`InstancePre`), its version (content hash),
 //!   config and limits. Loading instantiates it once and runs `init`, so a plugin that refuses
 //!   its config never reaches the record path.
@@ -47,11 +48,35 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// The world every plugin must implement.
 pub const WORLD: &str = "sluice:plugin/transform@0.1.0";
 
-/// The engine, linker and component cache shared by every plugin of the host.
+/// The engines, linkers and component caches shared by every plugin of the host.
 pub struct Runtime {
+    plain: EngineParts,
+    metered: EngineParts,
+}
+
+/// One engine with its linker and cache.
+struct EngineParts {
     engine: Engine,
     linker: Linker<PluginState>,
     cache: ComponentCache,
+}
+
+impl EngineParts {
+    fn new(cache_dir: &std::path::Path, fuel: bool) -> Result<Self> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        config.consume_fuel(fuel);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        let cache = ComponentCache::new(cache_dir.to_path_buf(), &engine);
+        Ok(EngineParts {
+            engine,
+            linker,
+            cache,
+        })
+    }
 }
 
 /// Everything needed to load one plugin.
@@ -145,6 +170,10 @@ pub enum Reason {
     Deadline,
     /// The plugin tried to grow its memory past the cap.
     Memory,
+    /// The call used up its fuel.
+    Fuel,
+    /// One input produced more output records or bytes than allowed.
+    Output,
     /// The record was routed to an output the pipeline does not declare.
     UndeclaredOutput,
 }
@@ -157,6 +186,8 @@ impl Reason {
             Reason::Trap => "trap",
             Reason::Deadline => "limit:deadline",
             Reason::Memory => "limit:memory",
+            Reason::Fuel => "limit:fuel",
+            Reason::Output => "limit:output",
             Reason::UndeclaredOutput => "undeclared-output",
         }
     }
@@ -176,28 +207,24 @@ impl Runtime {
     /// Creates the engine and starts its epoch ticker; compiled components are cached in
     /// `cache_dir`.
     pub fn new(cache_dir: PathBuf) -> Result<Arc<Runtime>> {
-        let mut config = wasmtime::Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-        let weak = engine.weak();
+        let plain = EngineParts::new(&cache_dir, false)?;
+        let metered = EngineParts::new(&cache_dir, true)?;
+        // One ticker thread for the whole host.
+        let weak = [plain.engine.weak(), metered.engine.weak()];
         std::thread::Builder::new()
             .name("sluice-epoch".into())
             .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
+                loop {
+                    for w in &weak {
+                        match w.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => return,
+                        }
+                    }
                     std::thread::sleep(EPOCH_TICK);
                 }
             })?;
-        let cache = ComponentCache::new(cache_dir, &engine);
-        Ok(Arc::new(Runtime {
-            engine,
-            linker,
-            cache,
-        }))
+        Ok(Arc::new(Runtime { plain, metered }))
     }
 
     /// Loads, compiles (or fetches from the cache), links and validates a plugin: it is
@@ -226,9 +253,14 @@ impl Runtime {
         }
         let hash = content_hash(bytes);
         let started = Instant::now();
-        let (component, cached) = self
+        let parts = if spec.limits.fuel.is_some() {
+            &self.metered
+        } else {
+            &self.plain
+        };
+        let (component, cached) = parts
             .cache
-            .load_or_compile(&self.engine, bytes, &hash)
+            .load_or_compile(&parts.engine, bytes, &hash)
             .map_err(|e| LoadError::Compile {
                 path: path.clone(),
                 message: format!("{e:#}"),
@@ -238,7 +270,7 @@ impl Runtime {
             path: path.clone(),
             message: format!("{e:#}"),
         };
-        let pre = self
+        let pre = parts
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
@@ -256,7 +288,7 @@ impl Runtime {
             config: spec.config.clone(),
             limits: spec.limits.clone(),
             pre,
-            engine: self.engine.clone(),
+            engine: parts.engine.clone(),
         });
         // Validate now, off the record path: a plugin that cannot start is never used.
         plugin.instantiate()?;
@@ -323,6 +355,7 @@ impl Plugin {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
+        self.refuel(&mut store);
         let init_failed = |failure| LoadError::InitFailed {
             name: self.name.to_string(),
             path: self.path.clone(),
@@ -334,6 +367,7 @@ impl Plugin {
             .instantiate(&mut store)
             .map_err(|e| init_failed(classify(e, store.data())))?;
         store.set_epoch_deadline(self.deadline_ticks());
+        self.refuel(&mut store);
         match bindings.call_init(&mut store, &self.config) {
             Ok(Ok(())) => Ok(PluginInstance {
                 store,
@@ -346,6 +380,20 @@ impl Plugin {
                 message,
             }),
             Err(e) => Err(init_failed(classify(e, store.data()))),
+        }
+    }
+
+    /// The sandbox limits of this plugin.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Gives a store the fuel for one call, if the plugin is metered.
+    fn refuel(&self, store: &mut Store<PluginState>) {
+        if let Some(fuel) = self.limits.fuel {
+            store
+                .set_fuel(fuel)
+                .expect("fuel is enabled on the metered engine");
         }
     }
 
@@ -380,6 +428,7 @@ impl PluginInstance {
             topics: std::mem::take(&mut batch.topics),
         };
         self.store.set_epoch_deadline(self.plugin.deadline_ticks());
+        self.plugin.refuel(&mut self.store);
         self.store.data().log.start_call();
         let result = self.bindings.call_process(&mut self.store, &wit_batch);
         batch.data = wit_batch.data;
@@ -495,11 +544,18 @@ fn classify(error: wasmtime::Error, state: &PluginState) -> CallFailure {
     } else {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => Reason::Deadline,
+            Some(Trap::OutOfFuel) => Reason::Fuel,
             _ => Reason::Trap,
         }
     };
     let message = match reason {
         Reason::Deadline => "the call ran past its deadline (limits.timeout_ms)".to_string(),
+        Reason::Fuel => "the call used up its fuel (limits.fuel)".to_string(),
+        Reason::Memory => match error.downcast_ref::<MemoryLimitHit>() {
+            Some(hit) => format!("{hit} (limits.memory_mb)"),
+            None => "memory limit: the plugin tried to grow its memory past limits.memory_mb"
+                .to_string(),
+        },
         _ => {
             tracing::debug!("plugin call failed: {error:?}");
             let what = match error.downcast_ref::<Trap>() {

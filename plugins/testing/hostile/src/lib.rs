@@ -10,6 +10,7 @@
 //! | `grow`       | allocates until it fails on `bad`                                  | `limit:memory`             |
 //! | `recurse`    | unbounded recursion on `bad`                                       | `trap` (stack overflow)    |
 //! | `flood`      | emits 1 GiB of output for `bad`                                    | `limit:memory`             |
+//! | `burst`      | emits 100 copies of `bad`                                          | `limit:output` (if capped) |
 //! | `read-file`  | tries to read `/etc/passwd` on `bad`, errors with what it got      | `plugin-error`, no access  |
 //! | `tcp`        | tries to connect to 127.0.0.1:9 on `bad`, errors with what it got  | `plugin-error`, no access  |
 //! | `env`        | reads `HOME` on `bad`, errors with what it got                     | `plugin-error`, no access  |
@@ -57,6 +58,12 @@ impl Transform for Hostile {
                 let chunk = vec![b'x'; 1 << 20];
                 for _ in 0..1024 {
                     out.record().value(Some(&chunk)).emit();
+                }
+                Ok(())
+            }
+            "burst" => {
+                for _ in 0..100 {
+                    out.forward(record);
                 }
                 Ok(())
             }
