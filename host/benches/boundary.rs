@@ -79,9 +79,42 @@ fn boundary(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the sandbox limits cost: identity at batch 1000 with the deadline (epoch interruption) and
+/// memory cap on, with nothing enforced, and with fuel metering as well.
+fn limits(c: &mut Criterion) {
+    let enforced = Runtime::new(ComponentCache::default_dir()).unwrap();
+    let unlimited = Runtime::without_limits_for_benchmarks(ComponentCache::default_dir()).unwrap();
+    let mut group = c.benchmark_group("limits");
+    let n = 1000;
+    let mut input = batch(n);
+    group.throughput(Throughput::Elements(n as u64));
+    let cases = [
+        ("none", &unlimited, None),
+        ("deadline+memory", &enforced, None),
+        ("deadline+memory+fuel", &enforced, Some(u64::MAX / 4)),
+    ];
+    for (label, runtime, fuel) in cases {
+        let spec = PluginSpec {
+            name: "passthrough".into(),
+            path: common::plugin("passthrough"),
+            config: vec![],
+            limits: Limits {
+                fuel,
+                ..Limits::default()
+            },
+            scope: String::new(),
+        };
+        let mut instance = runtime.load(&spec).unwrap().instantiate().unwrap();
+        group.bench_function(BenchmarkId::new(label, n), |b| {
+            b.iter(|| black_box(instance.process(&mut input).unwrap()))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
-    targets = boundary
+    targets = boundary, limits
 }
 criterion_main!(benches);

@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 use common::{Kafka, Load, RunningHost, plugin, write_config};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sluice::pipeline::PipelineStats;
 use sluice::runtime::content_version;
 
 const PARTITIONS: i32 = 4;
@@ -146,45 +144,6 @@ fn other_version(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Keeps the host saturated: writes records whenever fewer than `MAX_LAG` are waiting. (A
-/// preloaded backlog does not work: the mock cluster keeps at most 5 MB per partition and drops
-/// older records, as retention would; an unbounded producer makes the consumer chase a moving log
-/// start.) The producer shares the two cores with the host equally in both windows.
-fn saturate(
-    bootstrap: String,
-    stats: Arc<PipelineStats>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<u64> {
-    const MAX_LAG: u64 = 40_000;
-    std::thread::spawn(move || {
-        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("linger.ms", "5")
-            .create()
-            .unwrap();
-        let value = vec![b'x'; 100];
-        let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
-        let mut sent = 0u64;
-        while !stop.load(Ordering::Acquire) {
-            if sent.saturating_sub(stats.records_in.load(Ordering::Relaxed)) >= MAX_LAG {
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            for _ in 0..1000 {
-                let mut r: BaseRecord<'_, String, Vec<u8>> = BaseRecord::to("in")
-                    .key(&keys[sent as usize % 1000])
-                    .payload(&value);
-                while let Err((_, back)) = producer.send(r) {
-                    r = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                sent += 1;
-            }
-        }
-        sent
-    })
-}
-
 fn throughput_around_swap(name: &str, a: &Path) {
     let kafka = Kafka::new(1);
     for (t, p) in [("in", PARTITIONS), ("out", PARTITIONS), ("dlq", 1)] {
@@ -200,7 +159,7 @@ fn throughput_around_swap(name: &str, a: &Path) {
     let stats = host.stats.clone();
     let out = || stats.records_out.load(Ordering::Relaxed);
     let stop_load = Arc::new(AtomicBool::new(false));
-    let load = saturate(kafka.bootstrap(), stats.clone(), stop_load.clone());
+    let load = common::saturate(kafka.bootstrap(), "in", stats.clone(), stop_load.clone());
     // Warm up until the flow is steady (group joined, every worker busy).
     while out() < 20_000 {
         std::thread::sleep(Duration::from_millis(10));

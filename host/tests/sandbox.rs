@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Kafka, Record, RunningHost, TestRecord, plugin, write_config};
+use common::{Kafka, Record, RunningHost, TestRecord, write_config};
 
 /// The hostile modes, the limits their pipeline runs with, the DLQ reason expected for the bad
 /// record, and a piece of the message.

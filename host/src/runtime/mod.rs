@@ -52,6 +52,7 @@ pub const WORLD: &str = "sluice:plugin/transform@0.1.0";
 pub struct Runtime {
     plain: EngineParts,
     metered: EngineParts,
+    enforce_limits: bool,
 }
 
 /// One engine with its linker and cache.
@@ -62,9 +63,9 @@ struct EngineParts {
 }
 
 impl EngineParts {
-    fn new(cache_dir: &std::path::Path, fuel: bool) -> Result<Self> {
+    fn new(cache_dir: &std::path::Path, fuel: bool, deadlines: bool) -> Result<Self> {
         let mut config = wasmtime::Config::new();
-        config.epoch_interruption(true);
+        config.epoch_interruption(deadlines);
         config.consume_fuel(fuel);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
@@ -207,8 +208,18 @@ impl Runtime {
     /// Creates the engine and starts its epoch ticker; compiled components are cached in
     /// `cache_dir`.
     pub fn new(cache_dir: PathBuf) -> Result<Arc<Runtime>> {
-        let plain = EngineParts::new(&cache_dir, false)?;
-        let metered = EngineParts::new(&cache_dir, true)?;
+        Self::build(cache_dir, true)
+    }
+
+    /// A runtime that enforces no deadline and no memory cap (fuel still applies to plugins that
+    /// set it). Only for measuring what the limits cost: a plugin can hang or exhaust it.
+    pub fn without_limits_for_benchmarks(cache_dir: PathBuf) -> Result<Arc<Runtime>> {
+        Self::build(cache_dir, false)
+    }
+
+    fn build(cache_dir: PathBuf, enforce_limits: bool) -> Result<Arc<Runtime>> {
+        let plain = EngineParts::new(&cache_dir, false, enforce_limits)?;
+        let metered = EngineParts::new(&cache_dir, true, enforce_limits)?;
         // One ticker thread for the whole host.
         let weak = [plain.engine.weak(), metered.engine.weak()];
         std::thread::Builder::new()
@@ -224,7 +235,11 @@ impl Runtime {
                     std::thread::sleep(EPOCH_TICK);
                 }
             })?;
-        Ok(Arc::new(Runtime { plain, metered }))
+        Ok(Arc::new(Runtime {
+            plain,
+            metered,
+            enforce_limits,
+        }))
     }
 
     /// Loads, compiles (or fetches from the cache), links and validates a plugin: it is
@@ -289,6 +304,7 @@ impl Runtime {
             limits: spec.limits.clone(),
             pre,
             engine: parts.engine.clone(),
+            enforce_limits: self.enforce_limits,
         });
         // Validate now, off the record path: a plugin that cannot start is never used.
         plugin.instantiate()?;
@@ -318,6 +334,7 @@ pub struct Plugin {
     limits: Limits,
     pre: TransformPre<PluginState>,
     engine: Engine,
+    enforce_limits: bool,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -354,19 +371,21 @@ impl Plugin {
             log,
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.memory);
+        if self.enforce_limits {
+            store.limiter(|s| &mut s.memory);
+        }
         self.refuel(&mut store);
         let init_failed = |failure| LoadError::InitFailed {
             name: self.name.to_string(),
             path: self.path.clone(),
             failure,
         };
-        store.set_epoch_deadline(self.deadline_ticks());
+        self.set_deadline(&mut store);
         let bindings = self
             .pre
             .instantiate(&mut store)
             .map_err(|e| init_failed(classify(e, store.data())))?;
-        store.set_epoch_deadline(self.deadline_ticks());
+        self.set_deadline(&mut store);
         self.refuel(&mut store);
         match bindings.call_init(&mut store, &self.config) {
             Ok(Ok(())) => Ok(PluginInstance {
@@ -397,10 +416,13 @@ impl Plugin {
         }
     }
 
-    fn deadline_ticks(&self) -> u64 {
-        let tick = EPOCH_TICK.as_millis() as u64;
-        // +1: the current tick may be about to end.
-        self.limits.timeout_ms.div_ceil(tick) + 1
+    /// Gives a store the wall-clock deadline for one call.
+    fn set_deadline(&self, store: &mut Store<PluginState>) {
+        if self.enforce_limits {
+            let tick = EPOCH_TICK.as_millis() as u64;
+            // +1: the current tick may be about to end.
+            store.set_epoch_deadline(self.limits.timeout_ms.div_ceil(tick) + 1);
+        }
     }
 }
 
@@ -427,7 +449,7 @@ impl PluginInstance {
             headers: std::mem::take(&mut batch.headers),
             topics: std::mem::take(&mut batch.topics),
         };
-        self.store.set_epoch_deadline(self.plugin.deadline_ticks());
+        self.plugin.set_deadline(&mut self.store);
         self.plugin.refuel(&mut self.store);
         self.store.data().log.start_call();
         let result = self.bindings.call_process(&mut self.store, &wit_batch);

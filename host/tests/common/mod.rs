@@ -377,3 +377,45 @@ impl RunningHost {
         self.thread.join().expect("host thread")
     }
 }
+
+/// Keeps the host saturated: writes records whenever fewer than `MAX_LAG` are waiting. (A
+/// preloaded backlog does not work: the mock cluster keeps at most 5 MB per partition and drops
+/// older records, as retention would; an unbounded producer makes the consumer chase a moving log
+/// start.) Returns the number of records written when `stop` is set.
+pub fn saturate(
+    bootstrap: String,
+    topic: &str,
+    stats: std::sync::Arc<sluice::pipeline::PipelineStats>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    use std::sync::atomic::Ordering;
+    const MAX_LAG: u64 = 40_000;
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let value = vec![b'x'; 100];
+        let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Acquire) {
+            if sent.saturating_sub(stats.records_in.load(Ordering::Relaxed)) >= MAX_LAG {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            for _ in 0..1000 {
+                let mut r: BaseRecord<'_, String, Vec<u8>> = BaseRecord::to(&topic)
+                    .key(&keys[sent as usize % 1000])
+                    .payload(&value);
+                while let Err((_, back)) = producer.send(r) {
+                    r = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                sent += 1;
+            }
+        }
+        sent
+    })
+}
