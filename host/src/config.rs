@@ -841,6 +841,65 @@ mod tests {
     }
 
     #[test]
+    fn tenant_memory_quota_counts_every_instance_a_pipeline_can_hold() {
+        let text = r#"
+            [kafka]
+            bootstrap_servers = "k:9092"
+            [[tenant]]
+            name = "acme"
+            topic_prefixes = ["acme."]
+            max_memory_mb = 500
+            [[pipeline]]
+            name = "p"
+            tenant = "acme"
+            inputs = ["acme.in"]
+            workers = 2
+            limits = { memory_mb = 64 }
+            plugins = [{ path = "a.wasm" }, { path = "b.wasm" }]
+            [pipeline.outputs.main]
+            kafka_topic = "acme.out"
+        "#;
+        // 2 workers × 2 plugins × 64 MB × 2 (probation) = 512 MB > 500 MB.
+        let e = parse(text).unwrap_err().to_string();
+        assert!(
+            e.contains("tenant[0].max_memory_mb") && e.contains("up to 512 MB"),
+            "{e}"
+        );
+        let text = text.replace(
+            "workers = 2",
+            "workers = 2\n reload = { probation_records = 0 }",
+        );
+        assert!(parse(&text).is_ok(), "256 MB without probation fits");
+    }
+
+    #[test]
+    fn tenants_must_not_share_topics() {
+        let text = r#"
+            [kafka]
+            bootstrap_servers = "k:9092"
+            [[tenant]]
+            name = "acme"
+            topic_prefixes = ["acme"]
+            [[tenant]]
+            name = "acme-eu"
+            topic_prefixes = ["acme-eu."]
+        "#;
+        let e = parse(&format!(
+            "{text}{}",
+            GOOD.split("[[pipeline]]")
+                .nth(1)
+                .map(|p| format!("[[pipeline]]{p}"))
+                .unwrap()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("prefix `acme` of tenant `acme` also covers prefix `acme-eu.`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn bad_toml_is_reported_with_position() {
         let e = parse("[kafka\n").unwrap_err().to_string();
         assert!(e.starts_with("sluice.toml: not valid TOML"), "{e}");

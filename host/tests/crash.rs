@@ -115,3 +115,83 @@ fn sigkill_after_outputs_before_commit_loses_nothing_after_restart() {
         "after a graceful stop everything is committed"
     );
 }
+
+#[test]
+fn sighup_rechecks_plugin_files_when_watching_is_off() {
+    let kafka = Kafka::new(1);
+    for (t, p) in [("in", 1), ("out", 1), ("dlq", 1)] {
+        kafka.topic(t, p);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.wasm");
+    std::fs::copy(common::plugin("passthrough"), &live).unwrap();
+    let text = format!(
+        r#"
+        [kafka]
+        bootstrap_servers = "{{bootstrap}}"
+        [runtime]
+        watch_plugins = false
+        [[pipeline]]
+        name = "hup"
+        inputs = ["in"]
+        dead_letter_topic = "dlq"
+        plugins = [{{ path = "{}" }}]
+        batch = {{ linger_ms = 10 }}
+        [pipeline.outputs.main]
+        kafka_topic = "out"
+        "#,
+        live.display()
+    );
+    let config = write_config(dir.path(), &text, &kafka.bootstrap());
+    let child = start(&config);
+    let produce = |from: usize| {
+        let records: Vec<_> = (from..from + 5)
+            .map(|i| (None, Some(format!("r-{i}").into_bytes()), vec![]))
+            .collect();
+        kafka.produce("in", Some(0), &records);
+    };
+    let version = |path: &std::path::Path| {
+        format!(
+            "live@{}",
+            sluice::runtime::content_version(&std::fs::read(path).unwrap())
+        )
+    };
+    let old = version(&live);
+    produce(0);
+    let out = kafka.read_count(&["out"], 5, Duration::from_secs(60));
+    assert!(
+        out.iter()
+            .all(|r| r.header("sluice.version") == Some(old.as_str()))
+    );
+
+    std::fs::copy(common::plugin("poison"), &live).unwrap();
+    let new = version(&live);
+    std::thread::sleep(Duration::from_millis(500));
+    produce(5);
+    let out = kafka.read_count(&["out"], 10, Duration::from_secs(60));
+    assert!(
+        out.iter()
+            .all(|r| r.header("sluice.version") == Some(old.as_str())),
+        "with watching off, a changed file is not loaded by itself"
+    );
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut next = 10;
+    loop {
+        produce(next);
+        next += 5;
+        let out = kafka.read_count(&["out"], next, Duration::from_secs(30));
+        if out
+            .iter()
+            .any(|r| r.header("sluice.version") == Some(new.as_str()))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not load the new version"
+        );
+    }
+    assert!(terminate(child).success());
+}

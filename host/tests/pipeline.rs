@@ -308,3 +308,56 @@ fn check_validates_plugins_without_kafka() {
         "{error}"
     );
 }
+
+#[test]
+fn a_record_routed_to_an_undeclared_output_goes_to_the_dlq() {
+    let kafka = Kafka::new(1);
+    for (t, p) in [("events", 1), ("views", 1), ("dlq", 1)] {
+        kafka.topic(t, p);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // route-events sends carts to output `carts`, which this pipeline does not declare.
+    let config = write_config(
+        dir.path(),
+        r#"
+        [kafka]
+        bootstrap_servers = "{bootstrap}"
+        [[pipeline]]
+        name = "partial"
+        inputs = ["events"]
+        dead_letter_topic = "dlq"
+        plugins = [{ path = "{plugin:route_events}" }]
+        batch = { linger_ms = 100 }
+        [pipeline.outputs.views]
+        kafka_topic = "views"
+        "#,
+        &kafka.bootstrap(),
+    );
+    let host = RunningHost::start(&config);
+    let records: Vec<_> = (0..10)
+        .map(|i| {
+            (
+                None,
+                Some(event(i, if i == 4 { "cart" } else { "view" }, "u-1")),
+                vec![],
+            )
+        })
+        .collect();
+    kafka.produce("events", Some(0), &records);
+    let views = kafka.read_count(&["views"], 9, Duration::from_secs(60));
+    let dlq = kafka.read_count(&["dlq"], 1, Duration::from_secs(60));
+    host.stop().expect("clean stop");
+    assert_eq!(views.len(), 9);
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        dlq[0].header("sluice.error.reason"),
+        Some("undeclared-output")
+    );
+    assert!(
+        dlq[0]
+            .header("sluice.error.message")
+            .unwrap()
+            .contains("output `carts` is not declared by the pipeline (declared: views)")
+    );
+    assert_eq!(dlq[0].header("sluice.source.offset"), Some("4"));
+}
