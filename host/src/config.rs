@@ -18,6 +18,9 @@ pub struct Config {
     /// Host-wide runtime settings.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// The HTTP endpoints for operators.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Tenants: owners of topics and pipelines (none = one implicit tenant owning everything).
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,
@@ -44,6 +47,14 @@ pub struct KafkaConfig {
     /// librdkafka properties for producers only.
     #[serde(default)]
     pub producer: BTreeMap<String, String>,
+}
+
+/// The HTTP endpoints for operators.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address for `/metrics`, `/healthz` and `/readyz`, e.g. `0.0.0.0:9464` (unset = off).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Host-wide runtime settings.

@@ -6,6 +6,7 @@
 //! producer) → [`offsets`] (commit what is acknowledged). [`pipeline`] wires the steps together;
 //! [`config`] is the TOML file; [`cli`] is the `sluice` command.
 
+pub mod admin;
 pub mod chain;
 pub mod cli;
 pub mod config;

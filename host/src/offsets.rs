@@ -77,6 +77,7 @@ struct PartitionState {
 pub struct OffsetTracker {
     partitions: Mutex<HashMap<TopicPartition, PartitionState>>,
     generations: std::sync::atomic::AtomicU64,
+    assignments: std::sync::atomic::AtomicU64,
 }
 
 /// What [`OffsetTracker::collect`] found.
@@ -101,6 +102,24 @@ impl OffsetTracker {
             },
         );
         generation
+    }
+
+    /// Notes that the group gave this member an assignment (possibly empty).
+    pub fn note_assignment(&self) {
+        self.assignments.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// True once the group has given this member an assignment.
+    pub fn has_assignment(&self) -> bool {
+        self.assignments.load(Ordering::Relaxed) > 0
+    }
+
+    /// The partitions currently assigned.
+    pub fn assigned(&self) -> Vec<TopicPartition> {
+        let parts = self.partitions.lock().expect("offsets lock");
+        let mut v: Vec<_> = parts.keys().cloned().collect();
+        v.sort();
+        v
     }
 
     /// The generation of an assigned partition (to tag records as they are buffered).

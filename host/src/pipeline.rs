@@ -20,7 +20,7 @@ use crate::config::{Config, PipelineConfig};
 use crate::offsets::OffsetTracker;
 use crate::reload::{self, ChainVersion, LiveChain, Verdict};
 use crate::router::Router;
-use crate::runtime::{PluginSpec, Runtime};
+use crate::runtime::{PluginSpec, Reason, Runtime};
 use crate::sinks::{HEADER_VERSION, KafkaSink, OutgoingRecord};
 use crate::source::{self, Batch, RateLimit, SourceConsumer};
 
@@ -38,6 +38,95 @@ pub struct PipelineStats {
     pub dead_lettered: AtomicU64,
     /// Batches processed.
     pub batches: AtomicU64,
+}
+
+/// What `/readyz` reports about one pipeline.
+pub struct PipelineStatus {
+    /// Pipeline name.
+    pub name: String,
+    /// Tenant name (empty without tenants).
+    pub tenant: String,
+    tracker: Arc<OffsetTracker>,
+    state: Mutex<String>,
+}
+
+impl PipelineStatus {
+    fn set(&self, state: impl Into<String>) {
+        *self.state.lock().expect("state lock") = state.into();
+    }
+
+    /// Ready: running, with an assignment from its consumer group.
+    pub fn is_ready(&self) -> bool {
+        *self.state.lock().expect("state lock") == "running" && self.tracker.has_assignment()
+    }
+
+    /// The pipeline's state as JSON.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let assigned: Vec<String> = self
+            .tracker
+            .assigned()
+            .iter()
+            .map(|(t, p)| format!("{t}[{p}]"))
+            .collect();
+        serde_json::json!({
+            "name": self.name,
+            "tenant": self.tenant,
+            "state": *self.state.lock().expect("state lock"),
+            "has_assignment": self.tracker.has_assignment(),
+            "assigned": assigned,
+            "ready": self.is_ready(),
+        })
+    }
+}
+
+/// Metric handles of one pipeline, made once so the record path only adds numbers.
+struct PipelineMetrics {
+    records_in: metrics::Counter,
+    batches: metrics::Counter,
+    batch_size: metrics::Histogram,
+    /// By output index of the router.
+    records_out: Vec<metrics::Counter>,
+    /// By position in [`Reason::ALL`].
+    dead_lettered: Vec<metrics::Counter>,
+    commits: metrics::Counter,
+    producer_queue: metrics::Gauge,
+}
+
+impl PipelineMetrics {
+    fn new(pipeline: &str, tenant: &str, router: &Router) -> Self {
+        let labels = [
+            ("pipeline", pipeline.to_string()),
+            ("tenant", tenant.to_string()),
+        ];
+        let with = |extra: (&'static str, String)| {
+            let mut l: Vec<(&'static str, String)> = labels.to_vec();
+            l.push(extra);
+            l
+        };
+        PipelineMetrics {
+            records_in: metrics::counter!("sluice_records_in_total", &labels),
+            batches: metrics::counter!("sluice_batches_total", &labels),
+            batch_size: metrics::histogram!("sluice_batch_size", &labels),
+            records_out: router
+                .names()
+                .iter()
+                .map(|o| {
+                    metrics::counter!("sluice_records_out_total", &with(("output", o.clone())))
+                })
+                .collect(),
+            dead_lettered: Reason::ALL
+                .iter()
+                .map(|r| {
+                    metrics::counter!(
+                        "sluice_records_dead_lettered_total",
+                        &with(("reason", r.as_str().to_string()))
+                    )
+                })
+                .collect(),
+            commits: metrics::counter!("sluice_commits_total", &labels),
+            producer_queue: metrics::gauge!("sluice_producer_queue_depth"),
+        }
+    }
 }
 
 /// The stats of every pipeline of a host, by pipeline name.
@@ -58,22 +147,34 @@ pub fn plugin_specs(config: &Config, pipeline: &PipelineConfig) -> Vec<PluginSpe
         .collect()
 }
 
-/// Creates the runtime, loads every plugin and creates the producer: everything that can fail
-/// before a record is read.
+/// One pipeline of a host, prepared.
+struct Prepared {
+    config: PipelineConfig,
+    live: Arc<LiveChain>,
+    stats: Arc<PipelineStats>,
+    status: Arc<PipelineStatus>,
+    rate: Option<Arc<RateLimit>>,
+}
+
+/// Loads every plugin and creates the producer: everything that can fail before a record is read.
 pub struct Host {
     config: Config,
     runtime: Arc<Runtime>,
-    chains: Vec<Arc<LiveChain>>,
-    /// Per pipeline, its tenant's records-per-second budget.
-    rates: Vec<Option<Arc<RateLimit>>>,
+    pipelines: Vec<Prepared>,
     sink: Arc<KafkaSink>,
-    stats: HostStats,
 }
 
 impl Host {
     /// Prepares every pipeline of `config`.
     pub fn prepare(config: Config, runtime: &Arc<Runtime>) -> Result<Host> {
-        let mut chains = Vec::new();
+        // Metric handles made before the recorder exists would be no-ops.
+        crate::admin::metrics_handle()?;
+        let tenant_rates: std::collections::HashMap<&str, Arc<RateLimit>> = config
+            .tenants
+            .iter()
+            .filter_map(|t| Some((t.name.as_str(), RateLimit::new(t.max_records_per_second?))))
+            .collect();
+        let mut pipelines = Vec::new();
         for pipeline in &config.pipelines {
             let specs = plugin_specs(&config, pipeline);
             let plugins = specs
@@ -81,56 +182,50 @@ impl Host {
                 .map(|spec| runtime.load(spec))
                 .collect::<Result<Vec<_>, _>>()
                 .with_context(|| format!("pipeline `{}`", pipeline.name))?;
-            chains.push(LiveChain::new(
-                &pipeline.name,
-                specs,
-                plugins,
-                pipeline.reload.clone(),
-            ));
+            let tenant = pipeline.tenant.clone().unwrap_or_default();
+            pipelines.push(Prepared {
+                live: LiveChain::new(&pipeline.name, specs, plugins, pipeline.reload.clone()),
+                stats: Arc::new(PipelineStats::default()),
+                status: Arc::new(PipelineStatus {
+                    name: pipeline.name.clone(),
+                    tenant: tenant.clone(),
+                    tracker: Arc::new(OffsetTracker::default()),
+                    state: Mutex::new("starting".into()),
+                }),
+                rate: tenant_rates.get(tenant.as_str()).cloned(),
+                config: pipeline.clone(),
+            });
         }
-        let tenant_rates: std::collections::HashMap<&str, Arc<RateLimit>> = config
-            .tenants
-            .iter()
-            .filter_map(|t| Some((t.name.as_str(), RateLimit::new(t.max_records_per_second?))))
-            .collect();
-        let rates = config
-            .pipelines
-            .iter()
-            .map(|p| {
-                p.tenant
-                    .as_deref()
-                    .and_then(|t| tenant_rates.get(t).cloned())
-            })
-            .collect();
         let sink = Arc::new(KafkaSink::new(&config.kafka)?);
-        let stats = config
-            .pipelines
-            .iter()
-            .map(|p| (p.name.clone(), Arc::new(PipelineStats::default())))
-            .collect();
         Ok(Host {
             config,
             runtime: runtime.clone(),
-            chains,
-            rates,
+            pipelines,
             sink,
-            stats,
         })
     }
 
     /// Live counters, by pipeline.
     pub fn stats(&self) -> HostStats {
-        self.stats.clone()
+        self.pipelines
+            .iter()
+            .map(|p| (p.config.name.clone(), p.stats.clone()))
+            .collect()
     }
 
     /// The live plugin chain of every pipeline, in config order.
-    pub fn chains(&self) -> &[Arc<LiveChain>] {
-        &self.chains
+    pub fn chains(&self) -> Vec<Arc<LiveChain>> {
+        self.pipelines.iter().map(|p| p.live.clone()).collect()
+    }
+
+    /// The status of every pipeline, in config order.
+    pub fn status(&self) -> Vec<Arc<PipelineStatus>> {
+        self.pipelines.iter().map(|p| p.status.clone()).collect()
     }
 
     /// Runs every pipeline until `stop` turns true or one fails; returns the first failure.
-    /// Plugin files are followed for hot reload (if enabled), and a message on `recheck`
-    /// re-checks every plugin file (SIGHUP).
+    /// Plugin files are followed for hot reload (if enabled), a message on `recheck` re-checks
+    /// every plugin file (SIGHUP), and the admin endpoints are served if configured.
     pub async fn run(
         self,
         stop: watch::Receiver<bool>,
@@ -140,21 +235,17 @@ impl Host {
         let (fail_tx, fail_rx) = watch::channel(false);
         let watcher = tokio::spawn(reload::watch(
             self.runtime.clone(),
-            self.chains.clone(),
+            self.chains(),
             self.config.runtime.watch_plugins,
             Duration::from_millis(self.config.runtime.reload_debounce_ms),
             recheck,
             stop.clone(),
         ));
-        for (((pipeline, live), (_, stats)), rate) in self
-            .config
-            .pipelines
-            .iter()
-            .cloned()
-            .zip(self.chains.iter().cloned())
-            .zip(self.stats.iter().cloned())
-            .zip(self.rates.iter().cloned())
-        {
+        let admin =
+            self.config.admin.listen.map(|listen| {
+                tokio::spawn(crate::admin::serve(listen, self.status(), stop.clone()))
+            });
+        for prepared in self.pipelines {
             let kafka = self.config.kafka.clone();
             let sink = self.sink.clone();
             let mut stop = stop.clone();
@@ -169,10 +260,15 @@ impl Host {
             });
             let fail_tx = fail_tx.clone();
             tasks.spawn(async move {
-                let name = pipeline.name.clone();
-                let result = run_pipeline(kafka, pipeline, live, sink, stats, rate, local_rx).await;
-                if result.is_err() {
-                    let _ = fail_tx.send(true);
+                let name = prepared.config.name.clone();
+                let status = prepared.status.clone();
+                let result = run_pipeline(kafka, prepared, sink, local_rx).await;
+                match &result {
+                    Ok(()) => status.set("stopped"),
+                    Err(e) => {
+                        status.set(format!("failed: {e:#}"));
+                        let _ = fail_tx.send(true);
+                    }
                 }
                 result.with_context(|| format!("pipeline `{name}` stopped"))
             });
@@ -188,6 +284,12 @@ impl Host {
         if let Ok(Err(e)) = watcher.await {
             first_error.get_or_insert(e);
         }
+        if let Some(admin) = admin {
+            admin.abort();
+            if let Ok(Err(e)) = admin.await {
+                first_error.get_or_insert(e);
+            }
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -198,6 +300,7 @@ impl Host {
 /// Everything a worker needs, shared by the workers of one pipeline.
 struct WorkerContext {
     pipeline: String,
+    metrics: PipelineMetrics,
     router: Router,
     dead_letter_topic: Option<String>,
     sink: Arc<KafkaSink>,
@@ -223,25 +326,32 @@ impl WorkerContext {
 
 async fn run_pipeline(
     kafka: crate::config::KafkaConfig,
-    pipeline: PipelineConfig,
-    live: Arc<LiveChain>,
+    prepared: Prepared,
     sink: Arc<KafkaSink>,
-    stats: Arc<PipelineStats>,
-    rate: Option<Arc<RateLimit>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let tracker = Arc::new(OffsetTracker::default());
+    let Prepared {
+        config: pipeline,
+        live,
+        stats,
+        status,
+        rate,
+    } = prepared;
+    let tracker = status.tracker.clone();
     let consumer = source::connect(&kafka, &pipeline, tracker.clone())?;
     let (local_stop, source_stop) = watch::channel(false);
+    let router = Router::new(&pipeline);
     let ctx = Arc::new(WorkerContext {
         pipeline: pipeline.name.clone(),
-        router: Router::new(&pipeline),
+        metrics: PipelineMetrics::new(&pipeline.name, &status.tenant, &router),
+        router,
         dead_letter_topic: pipeline.dead_letter_topic.clone(),
         sink: sink.clone(),
         stats,
         failure: Mutex::new(None),
         stop: local_stop,
     });
+    status.set("running");
     {
         let ctx = ctx.clone();
         tokio::spawn(async move {
@@ -318,6 +428,7 @@ fn commit(
     ctx: &WorkerContext,
     mode: CommitMode,
 ) {
+    ctx.metrics.producer_queue.set(ctx.sink.in_flight() as f64);
     let collected = tracker.collect();
     if let Some(failure) = collected.failure {
         ctx.fail(failure);
@@ -329,8 +440,11 @@ fn commit(
     for ((topic, partition), offset) in &collected.positions {
         let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
     }
-    if let Err(e) = consumer.commit(&tpl, mode) {
-        tracing::warn!(pipeline = %ctx.pipeline, "offset commit failed (retried with the next commit): {e}");
+    match consumer.commit(&tpl, mode) {
+        Ok(()) => ctx.metrics.commits.increment(1),
+        Err(e) => {
+            tracing::warn!(pipeline = %ctx.pipeline, "offset commit failed (retried with the next commit): {e}")
+        }
     }
 }
 
@@ -448,9 +562,9 @@ fn process_batch(ctx: &WorkerContext, worker: &mut Worker, batch: &mut Batch) ->
             failure.message
         );
     }
-    let mut sent = 0;
+    let mut sent = vec![0u64; ctx.metrics.records_out.len()];
     for (emitted, output) in ctx.router.routes(&out) {
-        sent += 1;
+        sent[output] += 1;
         let record = &emitted.record;
         let timestamp = record
             .timestamp
@@ -475,13 +589,30 @@ fn process_batch(ctx: &WorkerContext, worker: &mut Worker, batch: &mut Batch) ->
         }
     }
     let stats = &ctx.stats;
+    let total_sent: u64 = sent.iter().sum();
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats
         .records_in
         .fetch_add(input.len() as u64, Ordering::Relaxed);
-    stats.records_out.fetch_add(sent, Ordering::Relaxed);
+    stats.records_out.fetch_add(total_sent, Ordering::Relaxed);
     stats
         .dead_lettered
         .fetch_add(out.failures.len() as u64, Ordering::Relaxed);
+    let m = &ctx.metrics;
+    m.batches.increment(1);
+    m.records_in.increment(input.len() as u64);
+    m.batch_size.record(input.len() as f64);
+    for (counter, n) in m.records_out.iter().zip(&sent) {
+        if *n > 0 {
+            counter.increment(*n);
+        }
+    }
+    for failure in &out.failures {
+        let i = Reason::ALL
+            .iter()
+            .position(|r| *r == failure.reason)
+            .expect("every reason is listed");
+        m.dead_lettered[i].increment(1);
+    }
     Ok(())
 }

@@ -131,6 +131,9 @@ impl LiveChain {
         plugins: Vec<Arc<Plugin>>,
         policy: ReloadPolicy,
     ) -> Arc<Self> {
+        for p in &plugins {
+            version_info(pipeline, p, true);
+        }
         Arc::new(LiveChain {
             pipeline: pipeline.to_string(),
             specs,
@@ -188,6 +191,7 @@ impl LiveChain {
             Ok(p) => p,
             Err(e) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                reload_outcome(&self.pipeline, &spec.name, "rejected");
                 tracing::warn!(pipeline = %self.pipeline, plugin = %spec.name, path = %spec.path.display(), "new plugin version rejected, the running version stays: {e}");
                 return Offer::Invalid(e);
             }
@@ -211,8 +215,11 @@ impl LiveChain {
             });
         }
         let label = next.label.clone();
+        version_info(&self.pipeline, &old, false);
+        version_info(&self.pipeline, &next.plugins[index], true);
         self.publish(next);
         self.stats.swaps.fetch_add(1, Ordering::Relaxed);
+        reload_outcome(&self.pipeline, &spec.name, "swapped");
         tracing::info!(pipeline = %self.pipeline, plugin = %spec.name, from = %old.version, to = %version, prepare_ms = started.elapsed().as_millis() as u64, "hot-swapped plugin; workers switch at their next batch");
         Offer::Swapped { label }
     }
@@ -260,6 +267,9 @@ impl LiveChain {
         self.generation
             .store(restored.generation, Ordering::Release);
         self.stats.rollbacks.fetch_add(1, Ordering::Relaxed);
+        reload_outcome(&self.pipeline, &bad.name, "rolled_back");
+        version_info(&self.pipeline, bad, false);
+        version_info(&self.pipeline, &restored.plugins[p.swapped], true);
         tracing::warn!(
             pipeline = %self.pipeline, plugin = %bad.name, bad = %bad.version, restored = %restored.label,
             "rolled back: the new version failed {failed} of the first {seen} records that the previous version handles \
@@ -268,6 +278,27 @@ impl LiveChain {
         );
         Verdict::RolledBack
     }
+}
+
+/// Sets the `sluice_plugin_info` gauge of one plugin version.
+fn version_info(pipeline: &str, plugin: &Plugin, live: bool) {
+    metrics::gauge!(
+        "sluice_plugin_info",
+        "pipeline" => pipeline.to_string(),
+        "plugin" => plugin.name.to_string(),
+        "version" => plugin.version.to_string()
+    )
+    .set(if live { 1.0 } else { 0.0 });
+}
+
+fn reload_outcome(pipeline: &str, plugin: &str, result: &'static str) {
+    metrics::counter!(
+        "sluice_plugin_reloads_total",
+        "pipeline" => pipeline.to_string(),
+        "plugin" => plugin.to_string(),
+        "result" => result
+    )
+    .increment(1);
 }
 
 /// A file being watched, and the chains it belongs to.

@@ -37,6 +37,11 @@ impl Router {
         }
     }
 
+    /// The declared output names; output indexes refer to this order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// The Kafka topic of output `index`.
     pub fn topic(&self, index: usize) -> &str {
         &self.topics[index]

@@ -38,8 +38,10 @@ pub const HEADER_SOURCE_PARTITION: &str = "sluice.source.partition";
 /// Dead-letter header: source offset.
 pub const HEADER_SOURCE_OFFSET: &str = "sluice.source.offset";
 
-/// Counts down the batch ticket of every delivered record.
-pub struct DeliveryContext;
+/// Counts down the batch ticket of every delivered record and records its end-to-end latency.
+pub struct DeliveryContext {
+    latency: metrics::Histogram,
+}
 
 impl ClientContext for DeliveryContext {}
 
@@ -48,7 +50,15 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, ticket: Arc<Ticket>) {
         match result {
-            Ok(_) => ticket.done(),
+            Ok(message) => {
+                if let Some(ts) = message.timestamp().to_millis() {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    self.latency.record((now - ts).max(0) as f64 / 1000.0);
+                }
+                ticket.done()
+            }
             Err((error, message)) => ticket.fail(format!(
                 "delivery to topic `{}` failed: {error}",
                 message.topic()
@@ -89,7 +99,9 @@ impl KafkaSink {
             config.set(k, v);
         }
         let producer = config
-            .create_with_context(DeliveryContext)
+            .create_with_context(DeliveryContext {
+                latency: metrics::histogram!("sluice_end_to_end_latency_seconds"),
+            })
             .context("creating the Kafka producer (check kafka.properties / kafka.producer)")?;
         Ok(KafkaSink { producer })
     }

@@ -40,7 +40,18 @@ pub struct SourceContext {
     tracker: Arc<OffsetTracker>,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!("sluice_consumer_lag", "pipeline" => self.pipeline.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -72,6 +83,7 @@ impl ConsumerContext for SourceContext {
             for e in tpl.elements() {
                 self.tracker.assign((e.topic().into(), e.partition()));
             }
+            self.tracker.note_assignment();
             tracing::info!(pipeline = %self.pipeline, partitions = tpl.count(), "partitions assigned");
         }
     }
@@ -102,7 +114,9 @@ pub fn connect(
         .set("group.id", pipeline.group_id())
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // Feeds the consumer-lag gauge.
+        .set("statistics.interval.ms", "5000");
     for (k, v) in kafka.properties.iter().chain(&kafka.consumer) {
         config.set(k, v);
     }
@@ -179,6 +193,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(linger.max(Duration::from_millis(2)) / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut topics: Vec<Arc<str>> = Vec::new();
+    let mut last_error: Option<(String, Instant)> = None;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -186,7 +201,13 @@ pub async fn run(
                 let m = match message {
                     Ok(m) => m,
                     Err(e) => {
-                        tracing::warn!("Kafka consumer error (retrying): {e}");
+                        // librdkafka reconnects by itself; say so once in a while, not per poll.
+                        let text = e.to_string();
+                        if last_error.as_ref().is_none_or(|(t, at): &(String, Instant)| *t != text || at.elapsed() > Duration::from_secs(10)) {
+                            tracing::warn!("Kafka consumer error, retrying: {text} (check kafka.bootstrap_servers and that the brokers are reachable)");
+                            last_error = Some((text, Instant::now()));
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 };

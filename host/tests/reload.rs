@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Kafka, Load, Record, RunningHost, plugin, write_config};
+use common::{Kafka, Load, Record, RunningHost, plugin, wait_until, write_config};
 use sluice::runtime::content_version;
 
 const PARTITIONS: i32 = 3;
@@ -108,15 +108,9 @@ fn swaps_under_load_lose_nothing_duplicate_nothing_and_never_go_back() {
         replace_file(&live, &std::fs::read(next).unwrap());
         // Version labels repeat (A, B, A…), so wait on the swap count, then for the label.
         let chain = &host.chains[0];
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while chain.stats.swaps.load(Ordering::Relaxed) < i as u64 + 1 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "swap {} not published",
-                i + 1
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(&format!("swap {} published", i + 1), || {
+            chain.stats.swaps.load(Ordering::Relaxed) > i as u64
+        });
         wait_for_label(&kafka, &label_of(next));
     }
     let produced = load.stop();
@@ -179,14 +173,9 @@ fn bad_files_leave_the_running_version_serving() {
     let chain = host.chains[0].clone();
     for (i, (what, bytes)) in bad.iter().enumerate() {
         replace_file(&live, bytes);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while chain.stats.failures.load(Ordering::Relaxed) < i as u64 + 1 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: rejection not reported"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(&format!("{what}: rejection reported"), || {
+            chain.stats.failures.load(Ordering::Relaxed) > i as u64
+        });
         assert_eq!(
             chain.current().label.as_ref(),
             label_a,
@@ -226,14 +215,9 @@ fn a_plugin_that_panics_in_init_is_not_swapped_in() {
     let host = RunningHost::start(&config);
     replace_file(&live, &std::fs::read(plugin("hostile")).unwrap());
     let chain = host.chains[0].clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while chain.stats.failures.load(Ordering::Relaxed) < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "init panic not reported"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("init panic reported", || {
+        chain.stats.failures.load(Ordering::Relaxed) >= 1
+    });
     assert_eq!(chain.current().label.as_ref(), label_of(&a));
     host.stop().expect("clean stop");
 }
@@ -265,11 +249,9 @@ fn a_version_that_fails_on_probation_is_rolled_back_and_nothing_reaches_the_dlq(
     let bad = std::fs::read(plugin("hostile")).unwrap();
     replace_file(&live, &bad);
     let chain = host.chains[0].clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while chain.stats.rollbacks.load(Ordering::Relaxed) < 1 {
-        assert!(std::time::Instant::now() < deadline, "no rollback");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("rollback", || {
+        chain.stats.rollbacks.load(Ordering::Relaxed) >= 1
+    });
     assert_eq!(
         chain.current().label.as_ref(),
         label_a,

@@ -180,6 +180,17 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 7] = [
+        Reason::PluginError,
+        Reason::Trap,
+        Reason::Deadline,
+        Reason::Memory,
+        Reason::Fuel,
+        Reason::Output,
+        Reason::UndeclaredOutput,
+    ];
+
     /// The reason as written in dead-letter headers and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -305,6 +316,7 @@ impl Runtime {
             pre,
             engine: parts.engine.clone(),
             enforce_limits: self.enforce_limits,
+            call_seconds: metrics::histogram!("sluice_plugin_call_seconds", "pipeline" => spec.scope.clone(), "plugin" => spec.name.clone()),
         });
         // Validate now, off the record path: a plugin that cannot start is never used.
         plugin.instantiate()?;
@@ -335,6 +347,7 @@ pub struct Plugin {
     pre: TransformPre<PluginState>,
     engine: Engine,
     enforce_limits: bool,
+    call_seconds: metrics::Histogram,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -452,7 +465,11 @@ impl PluginInstance {
         self.plugin.set_deadline(&mut self.store);
         self.plugin.refuel(&mut self.store);
         self.store.data().log.start_call();
+        let started = Instant::now();
         let result = self.bindings.call_process(&mut self.store, &wit_batch);
+        self.plugin
+            .call_seconds
+            .record(started.elapsed().as_secs_f64());
         batch.data = wit_batch.data;
         batch.records = wit_batch.records;
         batch.headers = wit_batch.headers;

@@ -236,6 +236,15 @@ impl Kafka {
     }
 }
 
+/// Waits up to 60 s for `condition`, failing the test with `what` if it never holds.
+pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Writes a config file into `dir` with `bootstrap` substituted for `{bootstrap}` and plugin
 /// paths for `{plugin:NAME}`.
 pub fn write_config(dir: &Path, text: &str, bootstrap: &str) -> PathBuf {

@@ -1,0 +1,148 @@
+//! Operating Sluice over HTTP: Prometheus metrics on `/metrics`, liveness on `/healthz`, and
+//! readiness on `/readyz` (every pipeline running with its partitions assigned).
+//!
+//! Metrics are recorded through the `metrics` facade where they happen (source, runtime, reload,
+//! pipeline, sinks) and rendered here by the Prometheus exporter.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::pipeline::PipelineStatus;
+
+/// Buckets for durations in seconds, from 100 µs to a minute.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+/// Buckets for batch sizes.
+const SIZE_BUCKETS: &[f64] = &[
+    1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+pub fn metrics_handle() -> Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("sluice_batch_size".into()), SIZE_BUCKETS)?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    describe();
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "sluice_records_in_total",
+        "Input records processed, by pipeline."
+    );
+    describe_counter!(
+        "sluice_records_out_total",
+        "Output records sent, by pipeline and output."
+    );
+    describe_counter!(
+        "sluice_records_dead_lettered_total",
+        "Input records sent to the dead-letter topic, by pipeline and reason (limit:* are limit hits)."
+    );
+    describe_counter!("sluice_batches_total", "Batches processed, by pipeline.");
+    describe_histogram!("sluice_batch_size", "Records per batch, by pipeline.");
+    describe_histogram!(
+        "sluice_plugin_call_seconds",
+        "Time of one plugin call (a batch), by pipeline and plugin."
+    );
+    describe_histogram!(
+        "sluice_end_to_end_latency_seconds",
+        "From an output record's timestamp (its input's, unless the plugin set one) to its acknowledgement."
+    );
+    describe_gauge!(
+        "sluice_consumer_lag",
+        "Records between the consumer's position and the partition's end."
+    );
+    describe_counter!("sluice_commits_total", "Offset commits, by pipeline.");
+    describe_gauge!(
+        "sluice_producer_queue_depth",
+        "Records queued in the producer, not yet acknowledged."
+    );
+    describe_counter!(
+        "sluice_plugin_reloads_total",
+        "Hot-reload outcomes by pipeline, plugin and result (swapped, rejected, rolled_back)."
+    );
+    describe_gauge!(
+        "sluice_plugin_info",
+        "1 for the live version of each plugin, 0 for versions replaced."
+    );
+}
+
+#[derive(Clone)]
+struct AdminState {
+    metrics: PrometheusHandle,
+    pipelines: Vec<Arc<PipelineStatus>>,
+}
+
+/// Serves the admin endpoints on `listen` until `stop`.
+pub async fn serve(
+    listen: SocketAddr,
+    pipelines: Vec<Arc<PipelineStatus>>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let state = AdminState {
+        metrics: metrics_handle()?,
+        pipelines,
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the admin listener to {listen} (admin.listen)"))?;
+    tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .context("serving the admin endpoints")
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    let pipelines: Vec<_> = state.pipelines.iter().map(|p| p.snapshot()).collect();
+    let not_ready: Vec<_> = pipelines
+        .iter()
+        .filter(|p| p["ready"] != json!(true))
+        .map(|p| p["name"].clone())
+        .collect();
+    let code = if not_ready.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(
+            json!({ "ready": not_ready.is_empty(), "not_ready": not_ready, "pipelines": pipelines }),
+        ),
+    )
+}
