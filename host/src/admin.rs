@@ -5,7 +5,7 @@
 //! pipeline, sinks) and rendered here by the Prometheus exporter.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -31,8 +31,10 @@ const SIZE_BUCKETS: &[f64] = &[
 
 /// Installs the process-wide Prometheus recorder (once) and returns its handle.
 pub fn metrics_handle() -> Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(h) = HANDLE.get() {
+    // A lock, not a OnceLock check-then-set: two hosts starting at once must not both install.
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut slot = HANDLE.lock().expect("metrics handle lock");
+    if let Some(h) = slot.as_ref() {
         return Ok(h.clone());
     }
     let handle = PrometheusBuilder::new()
@@ -41,7 +43,7 @@ pub fn metrics_handle() -> Result<PrometheusHandle> {
         .install_recorder()
         .context("installing the metrics recorder")?;
     describe();
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    Ok(slot.insert(handle).clone())
 }
 
 fn describe() {
@@ -93,9 +95,16 @@ struct AdminState {
     pipelines: Vec<Arc<PipelineStatus>>,
 }
 
-/// Serves the admin endpoints on `listen` until `stop`.
+/// Binds the admin listener, so that a taken port fails the start, not later.
+pub async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!("binding the admin listener to {listen} (admin.listen): is another process using it?")
+    })
+}
+
+/// Serves the admin endpoints on `listener` until `stop`.
 pub async fn serve(
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     pipelines: Vec<Arc<PipelineStatus>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -108,10 +117,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the admin listener to {listen} (admin.listen)"))?;
-    tracing::info!(%listen, "serving /metrics, /healthz and /readyz");
+    tracing::info!(listen = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;

@@ -264,12 +264,7 @@ impl Chain {
 /// Inputs of `out` whose outputs exceed `limits.max_output_records` or `max_output_bytes`.
 fn over_output_limits(out: &OutputBatch, limits: &Limits) -> Vec<(u32, String)> {
     let mut over = Vec::new();
-    // No input can be over when the whole batch is within the limits (the usual case).
-    if out.len() as u64 <= limits.max_output_records
-        && out.data.len() as u64 <= limits.max_output_bytes
-    {
-        return over;
-    }
+
     let mut current = (u32::MAX, 0u64, 0u64);
     let mut check = |(input, records, bytes): (u32, u64, u64)| {
         if input != u32::MAX

@@ -188,14 +188,7 @@ fn check(path: &Path) -> Result<ExitCode> {
     let runtime = runtime_for(&config)?;
     let mut failures = 0;
     for pipeline in &config.pipelines {
-        for plugin in &pipeline.plugins {
-            let spec = PluginSpec {
-                name: plugin.name(),
-                path: config.plugin_path(plugin),
-                config: plugin.config.clone(),
-                limits: pipeline.limits.clone(),
-                scope: pipeline.name.clone(),
-            };
+        for spec in crate::pipeline::plugin_specs(&config, pipeline) {
             let started = Instant::now();
             match runtime.load(&spec) {
                 Ok(p) => println!(

@@ -4,7 +4,6 @@
 //! `VAR` (`$${` is a literal `${`), and every error names the file, the key and what is expected.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -70,6 +69,10 @@ pub struct RuntimeConfig {
     /// A changed plugin file is loaded once it has not changed for this long.
     #[serde(default = "default_reload_debounce_ms")]
     pub reload_debounce_ms: u64,
+    /// On SIGTERM/SIGINT, how long to wait for in-flight records to be acknowledged before
+    /// giving up (what is not acknowledged then is not committed, and is processed again).
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -78,6 +81,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             watch_plugins: true,
             reload_debounce_ms: default_reload_debounce_ms(),
+            shutdown_timeout_ms: default_shutdown_timeout_ms(),
         }
     }
 }
@@ -236,14 +240,19 @@ impl Default for Limits {
 fn default_max_output_records() -> u64 {
     10_000
 }
+/// Below librdkafka's default `message.max.bytes` (1,000,000), so that an output within the limit
+/// can be produced.
 fn default_max_output_bytes() -> u64 {
-    16 << 20
+    900_000
 }
 fn default_true() -> bool {
     true
 }
 fn default_reload_debounce_ms() -> u64 {
     300
+}
+fn default_shutdown_timeout_ms() -> u64 {
+    30_000
 }
 fn default_probation_records() -> u64 {
     1000
@@ -406,12 +415,6 @@ impl Config {
 }
 
 impl Config {
-    /// The tenant of a pipeline, if tenants are declared.
-    pub fn tenant_of(&self, pipeline: &PipelineConfig) -> Option<&TenantConfig> {
-        let name = pipeline.tenant.as_deref()?;
-        self.tenants.iter().find(|t| t.name == name)
-    }
-
     fn validate_tenants(&self) -> Result<(), (String, String)> {
         let mut names = HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
@@ -419,6 +422,12 @@ impl Config {
                 return Err((
                     format!("tenant[{i}].name"),
                     format!("`{}` is empty or used twice", t.name),
+                ));
+            }
+            if t.max_records_per_second == Some(0) {
+                return Err((
+                    format!("tenant[{i}].max_records_per_second"),
+                    "expected at least 1 (or leave it unset for no limit)".into(),
                 ));
             }
             if t.topic_prefixes.is_empty() || t.topic_prefixes.iter().any(|p| p.is_empty()) {
@@ -534,6 +543,9 @@ impl Config {
 const MANAGED_PROPERTIES: &[&str] = &[
     "enable.auto.commit",
     "enable.auto.offset.store",
+    "enable.partition.eof",
+    "enable.idempotence",
+    "acks",
     "group.id",
     "bootstrap.servers",
 ];
@@ -648,10 +660,16 @@ impl PipelineConfig {
                 "expected at least 1 (or leave it unset for no metering)".into(),
             ));
         }
-        if self.limits.max_output_records == 0 || self.limits.max_output_bytes == 0 {
+        if self.limits.max_output_records == 0 {
             return Err((
-                "limits".into(),
-                "max_output_records and max_output_bytes must be at least 1".into(),
+                "limits.max_output_records".into(),
+                "expected at least 1".into(),
+            ));
+        }
+        if self.limits.max_output_bytes == 0 {
+            return Err((
+                "limits.max_output_bytes".into(),
+                "expected at least 1".into(),
             ));
         }
         if !(0.0..1.0).contains(&self.reload.max_failure_ratio) {
@@ -737,12 +755,6 @@ fn expand(s: &str) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
-}
-
-impl fmt::Display for OutputConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "kafka topic `{}`", self.kafka_topic)
-    }
 }
 
 #[cfg(test)]

@@ -78,6 +78,9 @@ pub struct OffsetTracker {
     partitions: Mutex<HashMap<TopicPartition, PartitionState>>,
     generations: std::sync::atomic::AtomicU64,
     assignments: std::sync::atomic::AtomicU64,
+    /// Bumped by every assign and revoke, so the source can tell cheaply when to re-check the
+    /// generations of the batches it is filling.
+    rebalances: std::sync::atomic::AtomicU64,
 }
 
 /// What [`OffsetTracker::collect`] found.
@@ -92,6 +95,7 @@ pub struct Collected {
 impl OffsetTracker {
     /// Starts tracking a newly assigned partition and returns its generation.
     pub fn assign(&self, tp: TopicPartition) -> u64 {
+        self.rebalances.fetch_add(1, Ordering::AcqRel);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let mut parts = self.partitions.lock().expect("offsets lock");
         parts.insert(
@@ -102,6 +106,20 @@ impl OffsetTracker {
             },
         );
         generation
+    }
+
+    /// Changes whenever a partition is assigned or revoked.
+    pub fn rebalances(&self) -> u64 {
+        self.rebalances.load(Ordering::Acquire)
+    }
+
+    /// Forgets that `tp`'s position was committed (the commit failed), so the next collect
+    /// sends it again.
+    pub fn commit_failed(&self, tp: &TopicPartition) {
+        let mut parts = self.partitions.lock().expect("offsets lock");
+        if let Some(state) = parts.get_mut(tp) {
+            state.committed = None;
+        }
     }
 
     /// Notes that the group gave this member an assignment (possibly empty).
@@ -131,10 +149,12 @@ impl OffsetTracker {
     /// Stops tracking a revoked partition; returns the acknowledged position not yet committed,
     /// which the caller commits before the partition moves on.
     pub fn revoke(&self, tp: &TopicPartition) -> Option<i64> {
+        self.rebalances.fetch_add(1, Ordering::AcqRel);
         let mut parts = self.partitions.lock().expect("offsets lock");
         let mut state = parts.remove(tp)?;
         advance(&mut state);
-        state.acked.filter(|a| Some(*a) != state.committed)
+        // Even if it looks committed: an asynchronous commit of it may still fail.
+        state.acked
     }
 
     /// Registers a batch ending before `next_offset`, buffered under `generation`. `None` when
@@ -153,8 +173,9 @@ impl OffsetTracker {
         Some(ticket)
     }
 
-    /// Pops finished batches and returns the positions to commit.
-    pub fn collect(&self) -> Collected {
+    /// Pops finished batches and returns the positions to commit: those that advanced since the
+    /// last collect, or with `all`, every acknowledged position (for the last commit).
+    pub fn collect(&self, all: bool) -> Collected {
         let mut parts = self.partitions.lock().expect("offsets lock");
         let mut collected = Collected::default();
         for (tp, state) in parts.iter_mut() {
@@ -167,19 +188,13 @@ impl OffsetTracker {
                 ));
             }
             if let Some(acked) = state.acked
-                && state.committed != Some(acked)
+                && (all || state.committed != Some(acked))
             {
                 state.committed = Some(acked);
                 collected.positions.push((tp.clone(), acked));
             }
         }
         collected
-    }
-
-    /// Number of dispatched batches not yet acknowledged.
-    pub fn in_flight(&self) -> usize {
-        let parts = self.partitions.lock().expect("offsets lock");
-        parts.values().map(|p| p.tickets.len()).sum()
     }
 }
 
@@ -213,13 +228,13 @@ mod tests {
         let a = tracker.register(&tp(0), g, 10).unwrap();
         let b = tracker.register(&tp(0), g, 20).unwrap();
         b.done(); // the second batch finishes first
-        assert!(tracker.collect().positions.is_empty());
+        assert!(tracker.collect(false).positions.is_empty());
         a.add();
         a.done(); // worker done, one output pending
-        assert!(tracker.collect().positions.is_empty());
+        assert!(tracker.collect(false).positions.is_empty());
         a.done(); // output acknowledged
-        assert_eq!(tracker.collect().positions, vec![(tp(0), 20)]);
-        assert!(tracker.collect().positions.is_empty(), "reported once");
+        assert_eq!(tracker.collect(false).positions, vec![(tp(0), 20)]);
+        assert!(tracker.collect(false).positions.is_empty(), "reported once");
     }
 
     #[test]
@@ -232,15 +247,37 @@ mod tests {
         a.done();
         a.fail("delivery to out failed".into());
         b.done();
-        let c = tracker.collect();
+        let c = tracker.collect(false);
         assert!(c.positions.is_empty());
         assert!(c.failure.unwrap().contains("delivery to out failed"));
     }
 
     #[test]
+    fn a_failed_commit_is_sent_again_and_the_last_commit_sends_everything() {
+        let tracker = OffsetTracker::default();
+        let g = tracker.assign(tp(3));
+        tracker.register(&tp(3), g, 8).unwrap().done();
+        assert_eq!(tracker.collect(false).positions, vec![(tp(3), 8)]);
+        assert!(tracker.collect(false).positions.is_empty());
+        assert_eq!(
+            tracker.collect(true).positions,
+            vec![(tp(3), 8)],
+            "the last commit sends all"
+        );
+        tracker.commit_failed(&tp(3));
+        assert_eq!(
+            tracker.collect(false).positions,
+            vec![(tp(3), 8)],
+            "sent again after a failure"
+        );
+    }
+
+    #[test]
     fn revoked_partitions_drop_stale_batches() {
         let tracker = OffsetTracker::default();
+        let before = tracker.rebalances();
         let g1 = tracker.assign(tp(2));
+        assert_ne!(tracker.rebalances(), before, "the source sees the change");
         let a = tracker.register(&tp(2), g1, 3).unwrap();
         a.done();
         assert_eq!(tracker.revoke(&tp(2)), Some(3));

@@ -24,9 +24,6 @@ use crate::runtime::{PluginSpec, Reason, Runtime};
 use crate::sinks::{HEADER_VERSION, KafkaSink, OutgoingRecord};
 use crate::source::{self, Batch, RateLimit, SourceConsumer};
 
-/// How long shutdown waits for outstanding acknowledgements.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Live counters of one pipeline.
 #[derive(Debug, Default)]
 pub struct PipelineStats {
@@ -233,18 +230,35 @@ impl Host {
     ) -> Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         let (fail_tx, fail_rx) = watch::channel(false);
-        let watcher = tokio::spawn(reload::watch(
-            self.runtime.clone(),
-            self.chains(),
-            self.config.runtime.watch_plugins,
-            Duration::from_millis(self.config.runtime.reload_debounce_ms),
-            recheck,
-            stop.clone(),
-        ));
-        let admin =
-            self.config.admin.listen.map(|listen| {
-                tokio::spawn(crate::admin::serve(listen, self.status(), stop.clone()))
-            });
+        let watcher = {
+            let watch = reload::watch(
+                self.runtime.clone(),
+                self.chains(),
+                self.config.runtime.watch_plugins,
+                Duration::from_millis(self.config.runtime.reload_debounce_ms),
+                recheck,
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let result = watch.await;
+                if let Err(e) = &result {
+                    tracing::error!("hot reload is off: {e:#}");
+                }
+                result
+            })
+        };
+        let admin = match self.config.admin.listen {
+            Some(listen) => {
+                let listener = crate::admin::bind(listen).await?;
+                Some(tokio::spawn(crate::admin::serve(
+                    listener,
+                    self.status(),
+                    stop.clone(),
+                )))
+            }
+            None => None,
+        };
+        let drain_timeout = Duration::from_millis(self.config.runtime.shutdown_timeout_ms);
         for prepared in self.pipelines {
             let kafka = self.config.kafka.clone();
             let sink = self.sink.clone();
@@ -262,7 +276,7 @@ impl Host {
             tasks.spawn(async move {
                 let name = prepared.config.name.clone();
                 let status = prepared.status.clone();
-                let result = run_pipeline(kafka, prepared, sink, local_rx).await;
+                let result = run_pipeline(kafka, prepared, sink, drain_timeout, local_rx).await;
                 match &result {
                     Ok(()) => status.set("stopped"),
                     Err(e) => {
@@ -328,6 +342,7 @@ async fn run_pipeline(
     kafka: crate::config::KafkaConfig,
     prepared: Prepared,
     sink: Arc<KafkaSink>,
+    drain_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let Prepared {
@@ -402,18 +417,32 @@ async fn run_pipeline(
         source_stop,
     )
     .await;
+    if let Err(e) = &source_result {
+        ctx.fail(format!("the Kafka source stopped: {e:#}"));
+    }
     let _ = committer.await;
 
     // Drain: workers finish what was dispatched, the producer delivers it, then a last commit.
+    let drain_ctx = ctx.clone();
     tokio::task::spawn_blocking(move || {
         for w in workers {
-            let _ = w.join();
+            if w.join().is_err() {
+                drain_ctx.fail("a worker thread panicked; its batches are not committed".into());
+            }
         }
     })
     .await?;
     let flush_sink = sink.clone();
-    tokio::task::spawn_blocking(move || flush_sink.flush(DRAIN_TIMEOUT)).await??;
+    let flushed = tokio::task::spawn_blocking(move || flush_sink.flush(drain_timeout)).await?;
+    // Commit what was acknowledged even if the flush timed out.
     commit(&tracker, &consumer, &ctx, CommitMode::Sync);
+    flushed.with_context(|| {
+        format!(
+            "records were still unacknowledged after runtime.shutdown_timeout_ms ({} ms); they \
+             are not committed and will be processed again after a restart",
+            drain_timeout.as_millis()
+        )
+    })?;
     source_result?;
     if let Some(failure) = ctx.failure.lock().expect("failure lock").take() {
         bail!(failure);
@@ -422,6 +451,8 @@ async fn run_pipeline(
     Ok(())
 }
 
+/// Commits acknowledged positions: those that advanced (`Async`, periodic), or all of them
+/// (`Sync`, the last commit, in case an earlier asynchronous one failed).
 fn commit(
     tracker: &OffsetTracker,
     consumer: &SourceConsumer,
@@ -429,7 +460,7 @@ fn commit(
     mode: CommitMode,
 ) {
     ctx.metrics.producer_queue.set(ctx.sink.in_flight() as f64);
-    let collected = tracker.collect();
+    let collected = tracker.collect(matches!(mode, CommitMode::Sync));
     if let Some(failure) = collected.failure {
         ctx.fail(failure);
     }
@@ -443,6 +474,9 @@ fn commit(
     match consumer.commit(&tpl, mode) {
         Ok(()) => ctx.metrics.commits.increment(1),
         Err(e) => {
+            for (tp, _) in &collected.positions {
+                tracker.commit_failed(tp);
+            }
             tracing::warn!(pipeline = %ctx.pipeline, "offset commit failed (retried with the next commit): {e}")
         }
     }

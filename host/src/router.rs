@@ -47,11 +47,6 @@ impl Router {
         &self.topics[index]
     }
 
-    /// Every declared output topic.
-    pub fn topics(&self) -> &[String] {
-        &self.topics
-    }
-
     fn resolve(&self, name: Option<&str>) -> Result<usize, String> {
         match name {
             Some(name) => self.names.iter().position(|n| n == name).ok_or_else(|| {

@@ -38,6 +38,21 @@ pub const HEADER_SOURCE_PARTITION: &str = "sluice.source.partition";
 /// Dead-letter header: source offset.
 pub const HEADER_SOURCE_OFFSET: &str = "sluice.source.offset";
 
+/// Longest `sluice.error.message` header, in bytes.
+const MAX_MESSAGE_HEADER: usize = 4096;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Counts down the batch ticket of every delivered record and records its end-to-end latency.
 pub struct DeliveryContext {
     latency: metrics::Histogram,
@@ -91,6 +106,7 @@ impl KafkaSink {
         config
             .set("bootstrap.servers", &kafka.bootstrap_servers)
             .set("enable.idempotence", "true")
+            .set("acks", "all")
             // Java clients' partitioner: the same key lands in the same partition as with
             // Kafka Streams or Connect.
             .set("partitioner", "murmur2_random")
@@ -140,7 +156,9 @@ impl KafkaSink {
                 }
                 Err((error, back)) => {
                     back.delivery_opaque
-                        .fail(format!("producing to topic `{topic}` failed: {error}"));
+                        .fail(format!("producing to topic `{topic}` failed: {error} (check that the topic exists and the \
+                               client may write it; a record too large needs a larger message.max.bytes or a \
+                               smaller limits.max_output_bytes)"));
                     return;
                 }
             }
@@ -162,9 +180,11 @@ impl KafkaSink {
             .map_or(("", ""), |p| (&*p.name, &*p.version));
         let partition = input.partition.to_string();
         let offset = input.offset.to_string();
+        // A plugin's message can be any length; keep the dead letter producible.
+        let message = truncate(&failure.message, MAX_MESSAGE_HEADER);
         let extra = [
             (HEADER_REASON, failure.reason.as_str()),
-            (HEADER_MESSAGE, failure.message.as_str()),
+            (HEADER_MESSAGE, message),
             (HEADER_PIPELINE, pipeline),
             (HEADER_PLUGIN, plugin),
             (HEADER_PLUGIN_VERSION, version),

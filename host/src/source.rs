@@ -91,9 +91,14 @@ impl ConsumerContext for SourceContext {
     fn commit_callback(
         &self,
         result: rdkafka::error::KafkaResult<()>,
-        _offsets: &TopicPartitionList,
+        offsets: &TopicPartitionList,
     ) {
         if let Err(e) = result {
+            // Send these positions again with the next commit.
+            for e in offsets.elements() {
+                self.tracker
+                    .commit_failed(&(e.topic().into(), e.partition()));
+            }
             tracing::warn!(pipeline = %self.pipeline, "offset commit failed (will retry with the next commit): {e}");
         }
     }
@@ -114,6 +119,7 @@ pub fn connect(
         .set("group.id", pipeline.group_id())
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
         // Feeds the consumer-lag gauge.
         .set("statistics.interval.ms", "5000");
@@ -194,6 +200,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut topics: Vec<Arc<str>> = Vec::new();
     let mut last_error: Option<(String, Instant)> = None;
+    let mut rebalances = tracker.rebalances();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -220,6 +227,12 @@ pub async fn run(
                     }
                 };
                 let tp = (topic, m.partition());
+                if tracker.rebalances() != rebalances {
+                    // A partition revoked (and maybe assigned again) since these batches started:
+                    // drop them; the consumer reads those records again from the committed offset.
+                    rebalances = tracker.rebalances();
+                    pending.retain(|tp, p| tracker.generation(tp) == Some(p.generation));
+                }
                 let entry = match pending.get_mut(&tp) {
                     Some(p) => p,
                     None => {

@@ -447,11 +447,6 @@ pub struct PluginInstance {
 }
 
 impl PluginInstance {
-    /// The plugin this is an instance of.
-    pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
-    }
-
     /// Runs one batch. On `Err` the instance must be replaced (it may be poisoned). The batch's
     /// buffers are lent to the call and given back unchanged.
     pub fn process(&mut self, batch: &mut InputBatch) -> Result<OutputBatch, CallFailure> {
