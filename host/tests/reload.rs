@@ -79,6 +79,39 @@ fn exactly_once(outputs: &[Record], produced: &[u64]) -> HashMap<usize, Vec<Reco
     by_partition
 }
 
+/// Starts the host on `config` with records flowing into `in`, and waits until `label` serves.
+fn start_under_load(
+    kafka: &Kafka,
+    config: &Path,
+    per_tick: usize,
+    label: &str,
+) -> (RunningHost, Load) {
+    let host = RunningHost::start(config);
+    let load = Load::start(
+        &kafka.bootstrap(),
+        "in",
+        PARTITIONS,
+        per_tick,
+        Duration::from_millis(10),
+    );
+    wait_for_label(kafka, label);
+    (host, load)
+}
+
+/// Stops the load, reads every output, stops the host, and checks each input has exactly one
+/// output; returns the outputs by source partition in source order, and all of them.
+fn finish(
+    kafka: &Kafka,
+    host: RunningHost,
+    load: Load,
+) -> (HashMap<usize, Vec<Record>>, Vec<Record>) {
+    let produced = load.stop();
+    let total: u64 = produced.iter().sum();
+    let outputs = kafka.read_count(&["out"], total as usize, Duration::from_secs(60));
+    host.stop().expect("clean stop");
+    (exactly_once(&outputs, &produced), outputs)
+}
+
 fn replace_file(path: &Path, bytes: &[u8]) {
     // Written in place, the way `cp` or a linker would: the watcher must wait for it to settle.
     std::fs::write(path, bytes).unwrap();
@@ -93,16 +126,7 @@ fn swaps_under_load_lose_nothing_duplicate_nothing_and_never_go_back() {
     let config = setup(&kafka, dir.path(), &a, "");
     let live = dir.path().join("live.wasm");
     let (label_a, label_b) = (label_of(&a), label_of(&b));
-    let host = RunningHost::start(&config);
-    let load = Load::start(
-        &kafka.bootstrap(),
-        "in",
-        PARTITIONS,
-        30,
-        Duration::from_millis(10),
-    );
-
-    wait_for_label(&kafka, &label_a);
+    let (host, load) = start_under_load(&kafka, &config, 30, &label_a);
     let swaps = [&b, &a, &b, &a];
     for (i, next) in swaps.iter().enumerate() {
         replace_file(&live, &std::fs::read(next).unwrap());
@@ -113,12 +137,7 @@ fn swaps_under_load_lose_nothing_duplicate_nothing_and_never_go_back() {
         });
         wait_for_label(&kafka, &label_of(next));
     }
-    let produced = load.stop();
-    let total: u64 = produced.iter().sum();
-    let outputs = kafka.read_count(&["out"], total as usize, Duration::from_secs(60));
-    host.stop().expect("clean stop");
-
-    let by_partition = exactly_once(&outputs, &produced);
+    let (by_partition, _) = finish(&kafka, host, load);
     let expected_runs = [&label_a, &label_b, &label_a, &label_b, &label_a];
     for (p, records) in by_partition {
         let mut runs: Vec<&str> = Vec::new();
@@ -144,15 +163,7 @@ fn bad_files_leave_the_running_version_serving() {
     let config = setup(&kafka, dir.path(), &a, "");
     let live = dir.path().join("live.wasm");
     let label_a = label_of(&a);
-    let host = RunningHost::start(&config);
-    let load = Load::start(
-        &kafka.bootstrap(),
-        "in",
-        PARTITIONS,
-        20,
-        Duration::from_millis(10),
-    );
-    wait_for_label(&kafka, &label_a);
+    let (host, load) = start_under_load(&kafka, &config, 20, &label_a);
 
     let good_b = std::fs::read(plugin("poison")).unwrap();
     let bad: Vec<(&str, Vec<u8>)> = vec![
@@ -187,11 +198,7 @@ fn bad_files_leave_the_running_version_serving() {
     replace_file(&live, &good_b);
     wait_for_label(&kafka, &label_of(&plugin("poison")));
 
-    let produced = load.stop();
-    let total: u64 = produced.iter().sum();
-    let outputs = kafka.read_count(&["out"], total as usize, Duration::from_secs(60));
-    host.stop().expect("clean stop");
-    exactly_once(&outputs, &produced);
+    finish(&kafka, host, load);
     let dlq = kafka.read_until(&["dlq"], Duration::from_millis(500), |r| !r.is_empty());
     assert!(
         dlq.is_empty(),
@@ -235,15 +242,7 @@ fn a_version_that_fails_on_probation_is_rolled_back_and_nothing_reaches_the_dlq(
     );
     let live = dir.path().join("live.wasm");
     let label_a = label_of(&a);
-    let host = RunningHost::start(&config);
-    let load = Load::start(
-        &kafka.bootstrap(),
-        "in",
-        PARTITIONS,
-        20,
-        Duration::from_millis(10),
-    );
-    wait_for_label(&kafka, &label_a);
+    let (host, load) = start_under_load(&kafka, &config, 20, &label_a);
 
     // hostile with the pipeline's mode = "error-all" rejects every record.
     let bad = std::fs::read(plugin("hostile")).unwrap();
@@ -266,11 +265,7 @@ fn a_version_that_fails_on_probation_is_rolled_back_and_nothing_reaches_the_dlq(
         "a rolled-back file is not reloaded"
     );
 
-    let produced = load.stop();
-    let total: u64 = produced.iter().sum();
-    let outputs = kafka.read_count(&["out"], total as usize, Duration::from_secs(60));
-    host.stop().expect("clean stop");
-    exactly_once(&outputs, &produced);
+    let (_, outputs) = finish(&kafka, host, load);
     assert!(
         outputs
             .iter()
