@@ -161,13 +161,6 @@ impl LiveChain {
         &self.specs
     }
 
-    fn publish(&self, version: ChainVersion) -> Arc<ChainVersion> {
-        let version = Arc::new(version);
-        *self.current.lock().expect("chain lock") = version.clone();
-        self.generation.store(version.generation, Ordering::Release);
-        version
-    }
-
     /// Offers new content for plugin `index`: validated (compiled, instantiated, `init` run) on
     /// the calling thread, which must not be a record-path thread, then published.
     pub fn offer(&self, runtime: &Arc<Runtime>, index: usize, bytes: &[u8]) -> Offer {
@@ -196,9 +189,15 @@ impl LiveChain {
                 return Offer::Invalid(e);
             }
         };
+        // Build on the version live *now*: a rollback may have landed during the compile.
+        let mut live = self.current.lock().expect("chain lock");
+        let current = live.clone();
+        if *current.plugins[index].version == *version {
+            return Offer::Unchanged;
+        }
         let mut plugins = current.plugins.clone();
         let old = std::mem::replace(&mut plugins[index], plugin);
-        let mut next = ChainVersion::new(current.generation.max(self.generation()) + 1, plugins);
+        let mut next = ChainVersion::new(current.generation + 1, plugins);
         // The previous version without its own history, so versions never form a chain.
         let mut previous = ChainVersion::new(current.generation, current.plugins.clone());
         previous.label = current.label.clone();
@@ -217,7 +216,10 @@ impl LiveChain {
         let label = next.label.clone();
         version_info(&self.pipeline, &old, false);
         version_info(&self.pipeline, &next.plugins[index], true);
-        self.publish(next);
+        let next = Arc::new(next);
+        *live = next.clone();
+        self.generation.store(next.generation, Ordering::Release);
+        drop(live);
         self.stats.swaps.fetch_add(1, Ordering::Relaxed);
         reload_outcome(&self.pipeline, &spec.name, "swapped");
         tracing::info!(pipeline = %self.pipeline, plugin = %spec.name, from = %old.version, to = %version, prepare_ms = started.elapsed().as_millis() as u64, "hot-swapped plugin; workers switch at their next batch");
