@@ -101,6 +101,13 @@ pub fn main() -> Result<ExitCode> {
             let host = Host::prepare(config, &runtime)?;
             tokio_runtime()?.block_on(async {
                 let (stop, recheck) = stop_on_signals()?;
+                if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    tokio::spawn(crate::pipeline::progress_line(
+                        host.stats(),
+                        host.status(),
+                        stop.clone(),
+                    ));
+                }
                 host.run(stop, recheck).await
             })?;
             Ok(ExitCode::SUCCESS)

@@ -78,6 +78,8 @@ pub struct OffsetTracker {
     partitions: Mutex<HashMap<TopicPartition, PartitionState>>,
     generations: std::sync::atomic::AtomicU64,
     assignments: std::sync::atomic::AtomicU64,
+    /// Records behind the partition ends, summed over the assignment (librdkafka statistics).
+    lag: std::sync::atomic::AtomicI64,
     /// Bumped by every assign and revoke, so the source can tell cheaply when to re-check the
     /// generations of the batches it is filling.
     rebalances: std::sync::atomic::AtomicU64,
@@ -106,6 +108,16 @@ impl OffsetTracker {
             },
         );
         generation
+    }
+
+    /// Sets the consumer lag summed over the assigned partitions.
+    pub fn set_lag(&self, lag: i64) {
+        self.lag.store(lag, Ordering::Relaxed);
+    }
+
+    /// The consumer lag summed over the assigned partitions, as last reported.
+    pub fn lag(&self) -> i64 {
+        self.lag.load(Ordering::Relaxed)
     }
 
     /// Changes whenever a partition is assigned or revoked.

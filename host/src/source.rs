@@ -42,14 +42,17 @@ pub struct SourceContext {
 
 impl ClientContext for SourceContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut total = 0;
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
+                    total += p.consumer_lag;
                     metrics::gauge!("sluice_consumer_lag", "pipeline" => self.pipeline.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
                         .set(p.consumer_lag as f64);
                 }
             }
         }
+        self.tracker.set_lag(total);
     }
 }
 
