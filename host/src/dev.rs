@@ -256,7 +256,7 @@ async fn view(
     consumer.subscribe(&names)?;
     let mut per_topic: BTreeMap<String, u64> = BTreeMap::new();
     let mut window = Instant::now();
-    let mut printed = 0;
+    let mut printed = (0, 0); // outputs, dead letters printed in this second
     let mut report = tokio::time::interval(Duration::from_secs(2));
     let mut last_in = 0u64;
     let mut last_report = Instant::now();
@@ -281,19 +281,27 @@ async fn view(
                 *per_topic.entry(m.topic().to_string()).or_default() += 1;
                 if window.elapsed() >= Duration::from_secs(1) {
                     window = Instant::now();
-                    printed = 0;
+                    printed = (0, 0);
                 }
-                if printed < samples_per_second {
-                    printed += 1;
-                    let value = m.payload().map(String::from_utf8_lossy).unwrap_or_default();
-                    let reason = m.headers().and_then(|h| {
-                        use rdkafka::message::Headers;
-                        h.iter().find(|h| h.key == crate::sinks::HEADER_MESSAGE).and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
-                    });
-                    match reason {
-                        Some(reason) => println!("{:>16} │ {value}  ⟵ {reason}", m.topic()),
-                        None => println!("{:>16} │ {value}", m.topic()),
+                let reason = m.headers().and_then(|h| {
+                    use rdkafka::message::Headers;
+                    h.iter()
+                        .find(|h| h.key == crate::sinks::HEADER_MESSAGE)
+                        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                });
+                // Dead letters have their own budget so that they show even when the outputs
+                // fill the sample budget.
+                let value = || m.payload().map(String::from_utf8_lossy).unwrap_or_default();
+                match reason {
+                    Some(reason) if printed.1 < samples_per_second.div_ceil(2) => {
+                        printed.1 += 1;
+                        println!("{:>16} │ {}  ⟵ {reason}", m.topic(), value());
                     }
+                    None if printed.0 < samples_per_second => {
+                        printed.0 += 1;
+                        println!("{:>16} │ {}", m.topic(), value());
+                    }
+                    _ => {}
                 }
             }
         }
