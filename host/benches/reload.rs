@@ -49,10 +49,7 @@ fn label(path: &Path) -> String {
 }
 
 fn swap_latency(a: &Path, b: &Path) {
-    let kafka = Kafka::new(1);
-    for (t, p) in [("in", PARTITIONS), ("out", PARTITIONS), ("dlq", 1)] {
-        kafka.topic(t, p);
-    }
+    let kafka = Kafka::with_topics(&[("in", PARTITIONS), ("out", PARTITIONS), ("dlq", 1)]);
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live.wasm");
     std::fs::copy(a, &live).unwrap();
@@ -145,10 +142,7 @@ fn other_version(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn throughput_around_swap(name: &str, a: &Path) {
-    let kafka = Kafka::new(1);
-    for (t, p) in [("in", PARTITIONS), ("out", PARTITIONS), ("dlq", 1)] {
-        kafka.topic(t, p);
-    }
+    let kafka = Kafka::with_topics(&[("in", PARTITIONS), ("out", PARTITIONS), ("dlq", 1)]);
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live.wasm");
     let bytes = std::fs::read(a).unwrap();

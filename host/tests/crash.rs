@@ -53,10 +53,7 @@ kafka_topic = "out"
 
 #[test]
 fn sigkill_after_outputs_before_commit_loses_nothing_after_restart() {
-    let kafka = Kafka::new(1);
-    for (t, p) in [("in", 3), ("out", 3), ("dlq", 1)] {
-        kafka.topic(t, p);
-    }
+    let kafka = Kafka::with_topics(&[("in", 3), ("out", 3), ("dlq", 1)]);
     const N: usize = 3000;
     let records: Vec<_> = (0..N)
         .map(|i| {
@@ -117,10 +114,7 @@ fn sigkill_after_outputs_before_commit_loses_nothing_after_restart() {
 
 #[test]
 fn sighup_rechecks_plugin_files_when_watching_is_off() {
-    let kafka = Kafka::new(1);
-    for (t, p) in [("in", 1), ("out", 1), ("dlq", 1)] {
-        kafka.topic(t, p);
-    }
+    let kafka = Kafka::with_topics(&[("in", 1), ("out", 1), ("dlq", 1)]);
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live.wasm");
     std::fs::copy(common::plugin("passthrough"), &live).unwrap();
@@ -197,10 +191,7 @@ fn sighup_rechecks_plugin_files_when_watching_is_off() {
 
 #[test]
 fn sigterm_mid_stream_commits_exactly_what_was_delivered_and_a_restart_has_no_gap() {
-    let kafka = Kafka::new(1);
-    for (t, p) in [("in", 2), ("out", 2), ("dlq", 1)] {
-        kafka.topic(t, p);
-    }
+    let kafka = Kafka::with_topics(&[("in", 2), ("out", 2), ("dlq", 1)]);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),

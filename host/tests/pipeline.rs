@@ -18,15 +18,12 @@ fn event(seq: usize, kind: &str, user: &str) -> Vec<u8> {
 
 #[test]
 fn records_flow_through_a_two_plugin_chain_to_two_topics_in_order() {
-    let kafka = Kafka::new(1);
-    for (t, p) in [
+    let kafka = Kafka::with_topics(&[
         ("shop.in", 4),
         ("shop.views", 3),
         ("shop.carts", 3),
         ("shop.dlq", 1),
-    ] {
-        kafka.topic(t, p);
-    }
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -134,10 +131,7 @@ fn records_flow_through_a_two_plugin_chain_to_two_topics_in_order() {
 
 #[test]
 fn poison_and_trapping_records_go_to_the_dlq_while_their_neighbours_are_delivered() {
-    let kafka = Kafka::new(1);
-    for (t, p) in [("in", 1), ("out", 1), ("dlq", 1)] {
-        kafka.topic(t, p);
-    }
+    let kafka = Kafka::with_topics(&[("in", 1), ("out", 1), ("dlq", 1)]);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -226,10 +220,7 @@ fn poison_and_trapping_records_go_to_the_dlq_while_their_neighbours_are_delivere
 
 #[test]
 fn without_a_dlq_a_bad_record_stops_the_pipeline_and_is_not_committed() {
-    let kafka = Kafka::new(1);
-    for (t, p) in [("in", 1), ("out", 1)] {
-        kafka.topic(t, p);
-    }
+    let kafka = Kafka::with_topics(&[("in", 1), ("out", 1)]);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -311,10 +302,7 @@ fn check_validates_plugins_without_kafka() {
 
 #[test]
 fn a_record_routed_to_an_undeclared_output_goes_to_the_dlq() {
-    let kafka = Kafka::new(1);
-    for (t, p) in [("events", 1), ("views", 1), ("dlq", 1)] {
-        kafka.topic(t, p);
-    }
+    let kafka = Kafka::with_topics(&[("events", 1), ("views", 1), ("dlq", 1)]);
     let dir = tempfile::tempdir().unwrap();
     // route-events sends carts to output `carts`, which this pipeline does not declare.
     let config = write_config(

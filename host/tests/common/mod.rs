@@ -98,6 +98,15 @@ impl Kafka {
         Kafka { cluster, producer }
     }
 
+    /// A one-broker cluster with these `(topic, partitions)`.
+    pub fn with_topics(topics: &[(&str, i32)]) -> Kafka {
+        let kafka = Kafka::new(1);
+        for (t, p) in topics {
+            kafka.topic(t, *p);
+        }
+        kafka
+    }
+
     pub fn bootstrap(&self) -> String {
         self.cluster.bootstrap_servers()
     }
