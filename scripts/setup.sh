@@ -15,6 +15,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
 fi
 
+# The Postgres sink's tests start throwaway servers with initdb + pg_ctl.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${SLUICE_TEST_DATABASE_URL:-}" ]; then
+  echo "setup: installing PostgreSQL server binaries (for the Postgres sink's tests)"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql
+  else sudo apt-get update -qq && sudo apt-get install -y -qq postgresql; fi
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "setup: adding the wasm32-wasip2 Rust target"
   rustup target add wasm32-wasip2

@@ -213,8 +213,30 @@ fn check(path: &Path) -> Result<ExitCode> {
             }
         }
     }
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for pipeline in &config.pipelines {
+        match tokio.block_on(crate::sinks::postgres::PostgresSink::check(
+            pipeline,
+            Duration::from_secs(10),
+        )) {
+            Ok(lines) => {
+                for line in lines {
+                    println!("ok     pipeline `{}`: {line}", pipeline.name);
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                println!("error  pipeline `{}`: {e:#}", pipeline.name);
+            }
+        }
+    }
     if failures > 0 {
-        bail!("{}: {failures} plugin(s) failed to load", path.display());
+        bail!(
+            "{}: {failures} plugin(s) or output(s) failed the check",
+            path.display()
+        );
     }
     println!(
         "{}: {} pipeline(s) valid",

@@ -56,7 +56,7 @@ pub async fn run(
     let mut topics: Vec<String> = vec![SIGNUPS_TOPIC.into(), EVENTS_TOPIC.into()];
     for p in &config.pipelines {
         topics.extend(p.inputs.iter().cloned());
-        topics.extend(p.outputs.values().map(|o| o.kafka_topic.clone()));
+        topics.extend(p.outputs.values().filter_map(|o| o.kafka_topic.clone()));
         topics.extend(p.dead_letter_topic.iter().cloned());
     }
     topics.sort();

@@ -14,6 +14,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// A topic partition.
 pub type TopicPartition = (Arc<str>, i32);
 
+/// Offsets kept outside Kafka, in the same transaction as a sink's writes (exactly-once). The
+/// source skips the records below the stored offset of each partition it is assigned.
+#[async_trait::async_trait]
+pub trait OffsetStore: Send + Sync {
+    /// The offset after the last record written for `tp`, if any was.
+    async fn load(&self, tp: &TopicPartition) -> anyhow::Result<Option<i64>>;
+}
+
 /// The acknowledgement state of one batch.
 #[derive(Debug)]
 pub struct Ticket {
@@ -56,6 +64,11 @@ impl Ticket {
     /// True when every record is acknowledged.
     pub fn is_done(&self) -> bool {
         self.pending.load(Ordering::Acquire) == 0
+    }
+
+    /// Why a record of the batch could not be delivered, if one could not.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
     }
 
     /// The offset after the batch's last record.

@@ -15,12 +15,13 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
-use crate::chain::{Chain, ChainOutput};
+use crate::chain::{Chain, ChainOutput, Failure};
 use crate::config::{Config, PipelineConfig};
-use crate::offsets::OffsetTracker;
+use crate::offsets::{OffsetTracker, Ticket};
 use crate::reload::{self, ChainVersion, LiveChain, Verdict};
 use crate::router::Router;
 use crate::runtime::{PluginSpec, Reason, Runtime};
+use crate::sinks::postgres::{self, PostgresSink};
 use crate::sinks::{HEADER_VERSION, KafkaSink, OutgoingRecord};
 use crate::source::{self, Batch, RateLimit, SourceConsumer};
 
@@ -366,6 +367,10 @@ struct WorkerContext {
     router: Router,
     dead_letter_topic: Option<String>,
     sink: Arc<KafkaSink>,
+    /// The pipeline's Postgres outputs, if it has any.
+    postgres: Option<Arc<PostgresSink>>,
+    /// Runs the Postgres writes of the worker threads.
+    handle: tokio::runtime::Handle,
     stats: Arc<PipelineStats>,
     failure: Mutex<Option<String>>,
     stop: watch::Sender<bool>,
@@ -384,6 +389,46 @@ impl WorkerContext {
     fn failed(&self) -> bool {
         self.failure.lock().expect("failure lock").is_some()
     }
+
+    /// True once the pipeline is stopping (signal or failure).
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sends every failed input to the dead-letter topic, counted on `ticket`.
+    fn dead_letter(&self, input: &InputBatch, failures: &[Failure], ticket: &Arc<Ticket>) {
+        let Some(dlq) = &self.dead_letter_topic else {
+            return;
+        };
+        for failure in failures {
+            let record = input.record(failure.input as usize);
+            tracing::debug!(pipeline = %self.pipeline, topic = record.topic, partition = record.partition, offset = record.offset, reason = failure.reason.as_str(), "dead-lettering record: {}", failure.message);
+            self.sink
+                .dead_letter(dlq, &self.pipeline, &record, failure, ticket);
+        }
+    }
+}
+
+/// Refuses to go on when an input failed and the pipeline has no dead-letter topic.
+fn require_dead_letter_topic(
+    ctx: &WorkerContext,
+    input: &InputBatch,
+    failures: &[Failure],
+) -> Result<()> {
+    if let (Some(failure), None) = (failures.first(), &ctx.dead_letter_topic) {
+        let record = input.record(failure.input as usize);
+        bail!(
+            "record {}[{}]@{} failed ({}: {}) and the pipeline has no dead_letter_topic, so it stops \
+             rather than drop the record; nothing from this batch on is committed. Set \
+             dead_letter_topic or fix the plugin, then restart",
+            record.topic,
+            record.partition,
+            record.offset,
+            failure.reason.as_str(),
+            failure.message
+        );
+    }
+    Ok(())
 }
 
 async fn run_pipeline(
@@ -401,15 +446,23 @@ async fn run_pipeline(
         rate,
     } = prepared;
     let tracker = status.tracker.clone();
+    let router = Router::new(&pipeline);
+    // Tables are checked before joining the group, so a wrong mapping never holds partitions.
+    let postgres = PostgresSink::connect(&pipeline, &router).await?;
+    let stored_offsets = postgres
+        .as_ref()
+        .filter(|pg| pg.exactly_once())
+        .map(|pg| pg.offset_store());
     let consumer = source::connect(&kafka, &pipeline, tracker.clone())?;
     let (local_stop, source_stop) = watch::channel(false);
-    let router = Router::new(&pipeline);
     let ctx = Arc::new(WorkerContext {
         pipeline: pipeline.name.clone(),
         metrics: PipelineMetrics::new(&pipeline.name, &status.tenant, &router),
         router,
         dead_letter_topic: pipeline.dead_letter_topic.clone(),
         sink: sink.clone(),
+        postgres,
+        handle: tokio::runtime::Handle::current(),
         stats,
         failure: Mutex::new(None),
         stop: local_stop,
@@ -462,6 +515,7 @@ async fn run_pipeline(
         pipeline.batch.clone(),
         senders,
         rate,
+        stored_offsets,
         source_stop,
     )
     .await;
@@ -610,13 +664,14 @@ impl Worker {
 }
 
 fn worker_loop(ctx: &WorkerContext, mut worker: Worker, mut rx: mpsc::Receiver<Batch>) {
+    let mut session = postgres::Session::default();
     while let Some(mut batch) = rx.blocking_recv() {
         if ctx.failed() {
             // Stopping: leave the batch unacknowledged so it is processed again after a restart.
             continue;
         }
         worker.refresh();
-        match process_batch(ctx, &mut worker, &mut batch) {
+        match process_batch(ctx, &mut worker, &mut session, &mut batch) {
             Ok(()) => batch.ticket.done(),
             Err(e) => ctx.fail(format!("{e:#}")),
         }
@@ -624,35 +679,41 @@ fn worker_loop(ctx: &WorkerContext, mut worker: Worker, mut rx: mpsc::Receiver<B
 }
 
 /// Runs one batch through the chain and the router, then sends its outputs and dead letters.
-fn process_batch(ctx: &WorkerContext, worker: &mut Worker, batch: &mut Batch) -> Result<()> {
-    let (out, label) = worker.process(&ctx.router, &mut batch.input)?;
+fn process_batch(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+    session: &mut postgres::Session,
+    batch: &mut Batch,
+) -> Result<()> {
+    let (mut out, label) = worker.process(&ctx.router, &mut batch.input)?;
+    let input = &batch.input;
+    // Rows first: an input whose row cannot be made sends nothing anywhere.
+    let mut rows = postgres::Rows::default();
+    if let Some(pg) = &ctx.postgres {
+        let (encoded, failures) = pg.encode(&ctx.router, &out, input);
+        for failure in failures {
+            out.fail(failure);
+        }
+        rows = encoded;
+        rows.retain_inputs(|i| !out.is_failed(i));
+    }
+    require_dead_letter_topic(ctx, input, &out.failures)?;
     let version = Header {
         name: HEADER_VERSION,
         value: Some(label.as_bytes()),
     };
-    let input = &batch.input;
-    if let (Some(failure), None) = (out.failures.first(), &ctx.dead_letter_topic) {
-        let record = input.record(failure.input as usize);
-        bail!(
-            "record {}[{}]@{} failed ({}: {}) and the pipeline has no dead_letter_topic, so it stops \
-             rather than drop the record; nothing from this batch on is committed. Set \
-             dead_letter_topic or fix the plugin, then restart",
-            record.topic,
-            record.partition,
-            record.offset,
-            failure.reason.as_str(),
-            failure.message
-        );
-    }
     let mut sent = vec![0u64; ctx.metrics.records_out.len()];
     for (emitted, output) in ctx.router.routes(&out) {
+        let Some(topic) = ctx.router.topic(output) else {
+            continue;
+        };
         sent[output] += 1;
         let record = &emitted.record;
         let timestamp = record
             .timestamp
             .or_else(|| input.record(emitted.input as usize).timestamp);
         ctx.sink.send(
-            ctx.router.topic(output),
+            topic,
             OutgoingRecord {
                 key: record.key,
                 value: record.value,
@@ -662,13 +723,58 @@ fn process_batch(ctx: &WorkerContext, worker: &mut Worker, batch: &mut Batch) ->
             &batch.ticket,
         );
     }
-    if let Some(dlq) = &ctx.dead_letter_topic {
-        for failure in &out.failures {
-            let record = input.record(failure.input as usize);
-            tracing::debug!(pipeline = %ctx.pipeline, topic = record.topic, partition = record.partition, offset = record.offset, reason = failure.reason.as_str(), "dead-lettering record: {}", failure.message);
-            ctx.sink
-                .dead_letter(dlq, &ctx.pipeline, &record, failure, &batch.ticket);
+    let mut dead_lettered = false;
+    if let Some(pg) = &ctx.postgres
+        && (!rows.is_empty() || pg.exactly_once())
+    {
+        let stamp = pg.exactly_once().then(|| postgres::Stamp {
+            tp: (batch.topic.clone(), batch.partition),
+            first_offset: input.record(0).offset,
+            next_offset: batch.ticket.next_offset(),
+        });
+        // Exactly-once: dead letters are acknowledged before the rows and offsets commit, so a
+        // crash in between replays them (at least once) rather than losing them.
+        let earlier = &out.failures;
+        let mut before_commit = |refused: &[Failure]| -> Result<()> {
+            require_dead_letter_topic(ctx, input, refused)?;
+            let ticket = Ticket::untracked();
+            ctx.dead_letter(input, earlier, &ticket);
+            ctx.dead_letter(input, refused, &ticket);
+            ticket.done();
+            while !ticket.is_done() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            match ticket.failure() {
+                Some(reason) => bail!("{reason}; the batch's rows are rolled back"),
+                None => Ok(()),
+            }
+        };
+        let written = ctx.handle.block_on(pg.write(
+            session,
+            &rows,
+            stamp.as_ref(),
+            &mut before_commit,
+            &|| ctx.stopping(),
+        ))?;
+        dead_lettered = stamp.is_some();
+        if written.skipped {
+            tracing::warn!(pipeline = %ctx.pipeline, topic = %batch.topic, partition = batch.partition, "batch skipped: the stored offset is already past it (written before, or the partition moved to another member)");
+            return Ok(());
         }
+        if !dead_lettered {
+            require_dead_letter_topic(ctx, input, &written.failures)?;
+        }
+        for failure in written.failures {
+            out.fail(failure);
+        }
+        for (_, output) in ctx.router.routes(&out) {
+            if pg.is_table(output) {
+                sent[output] += 1;
+            }
+        }
+    }
+    if !dead_lettered {
+        ctx.dead_letter(input, &out.failures, &batch.ticket);
     }
     let stats = &ctx.stats;
     let total_sent: u64 = sent.iter().sum();

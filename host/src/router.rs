@@ -14,7 +14,7 @@ use crate::runtime::{Plugin, Reason};
 #[derive(Clone, Debug)]
 pub struct Router {
     names: Vec<String>,
-    topics: Vec<String>,
+    topics: Vec<Option<String>>,
     default: Option<usize>,
 }
 
@@ -42,9 +42,9 @@ impl Router {
         &self.names
     }
 
-    /// The Kafka topic of output `index`.
-    pub fn topic(&self, index: usize) -> &str {
-        &self.topics[index]
+    /// The Kafka topic of output `index`; `None` for a Postgres output.
+    pub fn topic(&self, index: usize) -> Option<&str> {
+        self.topics[index].as_deref()
     }
 
     fn resolve(&self, name: Option<&str>) -> Result<usize, String> {

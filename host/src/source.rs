@@ -20,7 +20,7 @@ use sluice_abi::{Header, InputBatch};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{BatchConfig, KafkaConfig, PipelineConfig};
-use crate::offsets::{OffsetTracker, Ticket, TopicPartition};
+use crate::offsets::{OffsetStore, OffsetTracker, Ticket, TopicPartition};
 
 /// A batch of records from one partition, in offset order.
 pub struct Batch {
@@ -195,6 +195,7 @@ pub async fn run(
     batch: BatchConfig,
     workers: Vec<mpsc::Sender<Batch>>,
     rate: Option<Arc<RateLimit>>,
+    stored: Option<Arc<dyn OffsetStore>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let linger = Duration::from_millis(batch.linger_ms);
@@ -204,6 +205,9 @@ pub async fn run(
     let mut topics: Vec<Arc<str>> = Vec::new();
     let mut last_error: Option<(String, Instant)> = None;
     let mut rebalances = tracker.rebalances();
+    // Exactly-once: per assigned partition, the offset stored with the sink's writes; records
+    // below it are already written.
+    let mut floors: HashMap<TopicPartition, i64> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -235,6 +239,23 @@ pub async fn run(
                     // drop them; the consumer reads those records again from the committed offset.
                     rebalances = tracker.rebalances();
                     pending.retain(|tp, p| tracker.generation(tp) == Some(p.generation));
+                    floors.clear();
+                }
+                if let Some(store) = &stored {
+                    let floor = match floors.get(&tp) {
+                        Some(floor) => *floor,
+                        None => {
+                            let floor = store.load(&tp).await?.unwrap_or(i64::MIN);
+                            if floor > m.offset() {
+                                tracing::info!(topic = %tp.0, partition = tp.1, "skipping records before offset {floor}: already written (exactly-once)");
+                            }
+                            floors.insert(tp.clone(), floor);
+                            floor
+                        }
+                    };
+                    if m.offset() < floor {
+                        continue;
+                    }
                 }
                 let entry = match pending.get_mut(&tp) {
                     Some(p) => p,

@@ -177,11 +177,15 @@ pub enum Reason {
     Output,
     /// The record was routed to an output the pipeline does not declare.
     UndeclaredOutput,
+    /// An output record could not be converted to a row of its Postgres table.
+    RowConversion,
+    /// The database refused the record's row (constraint violation, value out of range…).
+    RowRejected,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 9] = [
         Reason::PluginError,
         Reason::Trap,
         Reason::Deadline,
@@ -189,6 +193,8 @@ impl Reason {
         Reason::Fuel,
         Reason::Output,
         Reason::UndeclaredOutput,
+        Reason::RowConversion,
+        Reason::RowRejected,
     ];
 
     /// The reason as written in dead-letter headers and metrics.
@@ -201,6 +207,8 @@ impl Reason {
             Reason::Fuel => "limit:fuel",
             Reason::Output => "limit:output",
             Reason::UndeclaredOutput => "undeclared-output",
+            Reason::RowConversion => "row:conversion",
+            Reason::RowRejected => "row:rejected",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Sinks: the Kafka producer that writes outputs and dead-letter records.
+//! The Kafka sink: the producer that writes outputs and dead-letter records.
 //!
 //! Every record sent carries the [`Ticket`] of its batch as its delivery opaque; the delivery
 //! callback counts the ticket down, or fails it, which is what the offset tracker commits on.

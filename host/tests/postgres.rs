@@ -1,0 +1,551 @@
+//! The Postgres sink against a real PostgreSQL server (a throwaway one started with initdb +
+//! pg_ctl, or `SLUICE_TEST_DATABASE_URL`) and the mock Kafka cluster: every column type, insert
+//! and upsert, bad rows to the dead-letter topic, exactly-once across SIGKILLs, and a database
+//! restart mid-stream.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::postgres::Postgres;
+use common::{Kafka, Load, RunningHost, write_config};
+
+fn json(v: serde_json::Value) -> common::TestRecord {
+    (None, Some(v.to_string().into_bytes()), vec![])
+}
+
+/// Waits until `query` (a count) reaches `n`; returns the last count.
+fn wait_count(pg: &Postgres, query: &str, n: i64, timeout: Duration) -> i64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let rows = pg.query_fresh(query);
+        let count: i64 = rows[0].get(0);
+        if count >= n || Instant::now() > deadline {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const TYPES_CONFIG: &str = r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+
+[[pipeline]]
+name = "typed"
+inputs = ["typed.in"]
+plugins = [{ path = "{plugin:passthrough}" }]
+dead_letter_topic = "typed.dlq"
+batch = { max_records = 100, linger_ms = 50 }
+[pipeline.outputs.db.postgres]
+url = "{url}"
+table = "typed"
+rename = { userName = "name" }
+metadata = { key = "kafka_key", headers = "headers", topic = "src_topic", partition = "src_partition", offset = "src_offset", timestamp = "kafka_ts", value = "payload" }
+
+[[pipeline]]
+name = "users"
+inputs = ["users.in"]
+plugins = [{ path = "{plugin:passthrough}" }]
+dead_letter_topic = "users.dlq"
+batch = { max_records = 100, linger_ms = 50 }
+[pipeline.outputs.db.postgres]
+url = "{url}"
+table = "users"
+mode = "upsert"
+key = ["user_id"]
+"#;
+
+#[test]
+fn every_column_type_insert_and_upsert_and_metadata_columns() {
+    let pg = Postgres::new();
+    pg.execute(
+        "CREATE TABLE typed (
+            id integer NOT NULL, small smallint, big bigint, name text, code varchar(10),
+            flag char(1), price numeric(10,3), ratio real, score double precision,
+            active boolean, seen_at timestamptz, plain_ts timestamp, day date, uid uuid,
+            doc json, tags jsonb, raw bytea, created_at timestamptz DEFAULT '1999-01-01Z',
+            kafka_key text, headers jsonb, src_topic text, src_partition integer,
+            src_offset bigint, kafka_ts timestamptz, payload jsonb);
+         CREATE TABLE users (user_id text PRIMARY KEY, email text, plan text, logins integer);",
+    );
+    let kafka = Kafka::with_topics(&[
+        ("typed.in", 1),
+        ("typed.dlq", 1),
+        ("users.in", 1),
+        ("users.dlq", 1),
+    ]);
+    let full = serde_json::json!({
+        "id": 1, "small": 7, "big": 9007199254740993i64, "userName": "Ann", "code": "A1",
+        "flag": "y", "price": "12.5", "ratio": 0.5, "score": 1e-3, "active": true,
+        "seen_at": "2024-05-01T12:00:00+02:00", "plain_ts": "2024-05-01 10:00:00",
+        "day": "2024-05-01", "uid": "67e55044-10b1-426f-9247-bb680e5fe0c8",
+        "doc": {"a": [1, 2]}, "tags": ["x", "ü"], "raw": "bytes", "unknown_field": 1
+    });
+    let mut first = json(full);
+    first.0 = Some("key-1".into());
+    first.2 = vec![("h1".into(), "v1".into())];
+    kafka.produce(
+        "typed.in",
+        Some(0),
+        &[
+            first,
+            // Strings convert to numbers and booleans; a number is epoch milliseconds; absent
+            // fields are NULL and the defaulted column keeps its default.
+            json(
+                serde_json::json!({"id": 2, "small": "8", "price": 3, "active": "false",
+                                    "seen_at": 1714557600000i64, "name": "not-renamed"}),
+            ),
+            // A defaulted column given by the record is written.
+            json(
+                serde_json::json!({"id": 3, "created_at": "2020-01-01T00:00:00Z", "price": -0.001}),
+            ),
+        ],
+    );
+    kafka.produce(
+        "users.in",
+        Some(0),
+        &[
+            json(serde_json::json!({"user_id": "u1", "email": "a@x", "plan": "free", "logins": 1})),
+            json(serde_json::json!({"user_id": "u2", "email": "b@x", "plan": "free", "logins": 1})),
+            // Same key twice in one batch: the last one wins.
+            json(serde_json::json!({"user_id": "u1", "email": "a@y", "plan": "pro", "logins": 2})),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &TYPES_CONFIG.replace("{url}", &pg.url),
+        &kafka.bootstrap(),
+    );
+    let host = RunningHost::start(&config);
+    assert_eq!(
+        wait_count(
+            &pg,
+            "SELECT count(*) FROM typed",
+            3,
+            Duration::from_secs(60)
+        ),
+        3
+    );
+    assert_eq!(
+        wait_count(
+            &pg,
+            "SELECT count(*) FROM users WHERE plan = 'pro'",
+            1,
+            Duration::from_secs(60)
+        ),
+        1
+    );
+    // A later batch updates a key written before.
+    kafka.produce(
+        "users.in",
+        Some(0),
+        &[json(
+            serde_json::json!({"user_id": "u2", "email": "b@z", "plan": "team", "logins": 5}),
+        )],
+    );
+    assert_eq!(
+        wait_count(
+            &pg,
+            "SELECT count(*) FROM users WHERE plan = 'team'",
+            1,
+            Duration::from_secs(60)
+        ),
+        1
+    );
+    host.stop().unwrap();
+
+    let row = &pg.query(
+        "SELECT small, big, name, code, flag, price::text, ratio, score, active,
+                seen_at = '2024-05-01T10:00:00Z', plain_ts::text, day::text, uid::text,
+                doc::text, tags::text, convert_from(raw, 'UTF8'), created_at = '1999-01-01Z',
+                kafka_key, headers->>'h1', src_topic, src_partition, src_offset,
+                kafka_ts IS NOT NULL, payload->>'userName'
+         FROM typed WHERE id = 1",
+    )[0];
+    assert_eq!(row.get::<_, i16>(0), 7);
+    assert_eq!(row.get::<_, i64>(1), 9007199254740993);
+    assert_eq!(row.get::<_, &str>(2), "Ann", "renamed field");
+    assert_eq!(row.get::<_, &str>(3), "A1");
+    assert_eq!(row.get::<_, &str>(4), "y");
+    assert_eq!(row.get::<_, &str>(5), "12.500");
+    assert_eq!(row.get::<_, f32>(6), 0.5);
+    assert_eq!(row.get::<_, f64>(7), 1e-3);
+    assert!(row.get::<_, bool>(8));
+    assert!(row.get::<_, bool>(9), "timestamptz with offset");
+    assert_eq!(row.get::<_, &str>(10), "2024-05-01 10:00:00");
+    assert_eq!(row.get::<_, &str>(11), "2024-05-01");
+    assert_eq!(
+        row.get::<_, &str>(12),
+        "67e55044-10b1-426f-9247-bb680e5fe0c8"
+    );
+    assert_eq!(row.get::<_, &str>(13), r#"{"a":[1,2]}"#);
+    assert_eq!(row.get::<_, &str>(14), r#"["x", "ü"]"#);
+    assert_eq!(row.get::<_, &str>(15), "bytes");
+    assert!(
+        row.get::<_, bool>(16),
+        "default kept when the field is absent"
+    );
+    assert_eq!(row.get::<_, &str>(17), "key-1");
+    assert_eq!(row.get::<_, &str>(18), "v1");
+    assert_eq!(row.get::<_, &str>(19), "typed.in");
+    assert_eq!(row.get::<_, i32>(20), 0);
+    assert_eq!(row.get::<_, i64>(21), 0);
+    assert!(row.get::<_, bool>(22));
+    assert_eq!(row.get::<_, &str>(23), "Ann", "whole value as jsonb");
+
+    let row = &pg.query(
+        "SELECT small, price::text, active, seen_at = '2024-05-01T10:00:00Z', name IS NULL,
+                big IS NULL, created_at = '1999-01-01Z', kafka_key IS NULL
+         FROM typed WHERE id = 2",
+    )[0];
+    assert_eq!(row.get::<_, i16>(0), 8);
+    assert_eq!(row.get::<_, &str>(1), "3.000");
+    assert!(!row.get::<_, bool>(2));
+    assert!(row.get::<_, bool>(3), "epoch milliseconds");
+    assert!(
+        row.get::<_, bool>(4),
+        "`name` is filled from `userName` only"
+    );
+    assert!(row.get::<_, bool>(5));
+    assert!(row.get::<_, bool>(6));
+    assert!(row.get::<_, bool>(7), "no key → NULL");
+    let row =
+        &pg.query("SELECT created_at = '2020-01-01Z', price::text FROM typed WHERE id = 3")[0];
+    assert!(
+        row.get::<_, bool>(0),
+        "a defaulted column given by the record"
+    );
+    assert_eq!(row.get::<_, &str>(1), "-0.001");
+
+    let users: Vec<(String, String, String, i32)> = pg
+        .query("SELECT user_id, email, plan, logins FROM users ORDER BY user_id")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        users,
+        vec![
+            ("u1".into(), "a@y".into(), "pro".into(), 2),
+            ("u2".into(), "b@z".into(), "team".into(), 5)
+        ]
+    );
+}
+
+const BAD_ROWS_CONFIG: &str = r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+[[pipeline]]
+name = "orders"
+inputs = ["orders.in"]
+plugins = [{ path = "{plugin:passthrough}" }]
+dead_letter_topic = "orders.dlq"
+delivery = "DELIVERY"
+batch = { max_records = 100, linger_ms = 300 }
+[pipeline.outputs.db.postgres]
+url = "{url}"
+table = "orders"
+"#;
+
+#[test]
+fn bad_rows_go_to_the_dead_letter_topic_and_good_rows_are_written_once() {
+    for delivery in ["at-least-once", "exactly-once"] {
+        let pg = Postgres::new();
+        pg.execute(
+            "CREATE TABLE orders (id integer PRIMARY KEY, qty integer NOT NULL CHECK (qty > 0), note text)",
+        );
+        let kafka = Kafka::with_topics(&[("orders.in", 1), ("orders.dlq", 1)]);
+        let records = vec![
+            json(serde_json::json!({"id": 1, "qty": 1})),
+            json(serde_json::json!({"id": 2, "qty": "many"})),
+            json(serde_json::json!({"id": 3})),
+            json(serde_json::json!({"id": 4, "qty": 0})),
+            json(serde_json::json!({"id": 1, "qty": 5})),
+            (None, Some(b"not json".to_vec()), vec![]),
+            json(serde_json::json!({"id": 5, "qty": 2})),
+            json(serde_json::json!({"id": 6, "qty": 3, "note": "ok"})),
+            json(serde_json::json!({"id": 7, "qty": 99999999999i64})),
+        ];
+        kafka.produce("orders.in", Some(0), &records);
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(
+            dir.path(),
+            &BAD_ROWS_CONFIG
+                .replace("{url}", &pg.url)
+                .replace("DELIVERY", delivery),
+            &kafka.bootstrap(),
+        );
+        let host = RunningHost::start(&config);
+        let dlq = kafka.read_count(&["orders.dlq"], 6, Duration::from_secs(60));
+        assert_eq!(
+            wait_count(
+                &pg,
+                "SELECT count(*) FROM orders",
+                3,
+                Duration::from_secs(30)
+            ),
+            3
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        host.stop().unwrap();
+
+        let ids: Vec<i32> = pg
+            .query("SELECT id FROM orders ORDER BY id")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(ids, vec![1, 5, 6], "{delivery}: good rows once each");
+        let qty: i32 = pg.query("SELECT qty FROM orders WHERE id = 1")[0].get(0);
+        assert_eq!(qty, 1, "the first id 1 won; the duplicate was refused");
+
+        assert_eq!(dlq.len(), 6, "{delivery}: {dlq:#?}");
+        let by_offset = |o: &str| {
+            dlq.iter()
+                .find(|r| r.header("sluice.source.offset") == Some(o))
+                .unwrap_or_else(|| panic!("{delivery}: offset {o} not in the DLQ: {dlq:#?}"))
+        };
+        let expect = [
+            ("1", "row:conversion", "not an integer"),
+            ("2", "row:conversion", "field `qty` is missing"),
+            ("3", "row:rejected", "check constraint"),
+            ("4", "row:rejected", "duplicate key"),
+            ("5", "row:conversion", "not JSON"),
+            ("8", "row:conversion", "out of range for integer"),
+        ];
+        for (offset, reason, message) in expect {
+            let r = by_offset(offset);
+            assert_eq!(
+                r.header("sluice.error.reason"),
+                Some(reason),
+                "{delivery}: {r:?}"
+            );
+            let text = r.header("sluice.error.message").unwrap();
+            assert!(
+                text.contains(message) && text.contains("table"),
+                "{delivery}: offset {offset}: {text}"
+            );
+        }
+        assert_eq!(
+            by_offset("5").value_str(),
+            "not json",
+            "the input record, unchanged"
+        );
+    }
+}
+
+#[test]
+fn a_missing_table_is_a_check_error_that_prints_the_create_table() {
+    let pg = Postgres::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &r#"
+[kafka]
+bootstrap_servers = "localhost:9"
+[[pipeline]]
+name = "users"
+inputs = ["users.in"]
+plugins = [{ path = "{plugin:passthrough}" }]
+[pipeline.outputs.db.postgres]
+url = "{url}"
+table = "users"
+mode = "upsert"
+key = ["user_id"]
+columns = { user_id = "text", email = "text" }
+metadata = { timestamp = "signed_up_at" }
+"#
+        .replace("{url}", &pg.url),
+        "unused",
+    );
+    let check = |config: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("check")
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let out = check(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("table `users` does not exist")
+            && stdout.contains("CREATE TABLE users (")
+            && stdout.contains("\"email\" text")
+            && stdout.contains("\"signed_up_at\" timestamptz")
+            && stdout.contains("PRIMARY KEY (\"user_id\")"),
+        "{stdout}"
+    );
+    // The printed statement is the one create_table runs; with it the check passes.
+    pg.execute("CREATE TABLE users (user_id text, email text, signed_up_at timestamptz)");
+    let out = check(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "no unique index for the upsert key");
+    assert!(stdout.contains("CREATE UNIQUE INDEX ON"), "{stdout}");
+    pg.execute("CREATE UNIQUE INDEX ON users (user_id)");
+    let out = check(&config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+const STREAM_CONFIG: &str = r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+# A killed member must leave the group quickly for the restart to get its partitions.
+consumer = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000" }
+[[pipeline]]
+name = "events"
+inputs = ["events.in"]
+plugins = [{ path = "{plugin:passthrough}" }]
+delivery = "exactly-once"
+batch = { max_records = 50, linger_ms = 20 }
+commit_interval_ms = COMMIT
+[pipeline.outputs.db.postgres]
+url = "{url}"
+table = "events"
+metadata = { value = "value", partition = "src_partition", offset = "src_offset" }
+"#;
+
+fn start(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg(config)
+        .env("SLUICE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting sluice")
+}
+
+/// Every record the load wrote is in the table exactly once.
+fn assert_exactly_once(pg: &Postgres, written: &[u64]) {
+    let total: u64 = written.iter().sum();
+    let count = wait_count(
+        pg,
+        "SELECT count(*) FROM events",
+        total as i64,
+        Duration::from_secs(90),
+    );
+    std::thread::sleep(Duration::from_secs(1)); // anything late would be a duplicate
+    let rows = pg.query_fresh(
+        "SELECT count(*), count(DISTINCT value), count(DISTINCT (src_partition, src_offset)) FROM events",
+    );
+    let (rows, distinct, positions): (i64, i64, i64) =
+        (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+    assert!(count >= total as i64, "{count} of {total} rows arrived");
+    assert_eq!(distinct, total as i64, "every input is in the table");
+    assert_eq!(rows, total as i64, "and no input twice");
+    assert_eq!(positions, total as i64);
+    for (p, n) in written.iter().enumerate() {
+        let last: i64 = pg.query_fresh(&format!(
+            "SELECT count(*) FROM events WHERE value = 'v-{p}-{}'",
+            n - 1
+        ))[0]
+            .get(0);
+        assert_eq!(last, 1, "partition {p}'s last record");
+    }
+}
+
+#[test]
+fn exactly_once_survives_sigkill_at_several_points() {
+    let pg = Postgres::new();
+    pg.execute(
+        "CREATE TABLE events (value text NOT NULL, src_partition integer, src_offset bigint)",
+    );
+    let kafka = Kafka::with_topics(&[("events.in", 3)]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = |commit: &str| {
+        write_config(
+            dir.path(),
+            &STREAM_CONFIG
+                .replace("{url}", &pg.url)
+                .replace("COMMIT", commit),
+            &kafka.bootstrap(),
+        )
+    };
+    let load = Load::start(
+        &kafka.bootstrap(),
+        "events.in",
+        3,
+        30,
+        Duration::from_millis(10),
+    );
+    // Kafka commits every 10 minutes in the first runs, so each restart reads from the start
+    // and must skip what the offsets table says is written; the last runs commit often.
+    for (i, (commit, rows)) in [("600000", 300), ("600000", 1500), ("100", 3000)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut host = start(&config(commit));
+        let reached = wait_count(
+            &pg,
+            "SELECT count(*) FROM events",
+            rows,
+            Duration::from_secs(90),
+        );
+        assert!(reached >= rows, "run {i}: only {reached} rows");
+        host.kill().unwrap(); // SIGKILL, mid-stream: the load keeps producing
+        host.wait().unwrap();
+    }
+    let written = load.stop();
+    let mut last = start(&config("100"));
+    assert_exactly_once(&pg, &written);
+    last.kill().unwrap();
+    last.wait().unwrap();
+}
+
+#[test]
+fn postgres_stopped_mid_stream_then_started_again_loses_and_duplicates_nothing() {
+    let pg = Postgres::own_server();
+    pg.execute(
+        "CREATE TABLE events (value text NOT NULL, src_partition integer, src_offset bigint)",
+    );
+    let kafka = Kafka::with_topics(&[("events.in", 3)]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &STREAM_CONFIG
+            .replace("{url}", &pg.url)
+            .replace("COMMIT", "100"),
+        &kafka.bootstrap(),
+    );
+    let load = Load::start(
+        &kafka.bootstrap(),
+        "events.in",
+        3,
+        30,
+        Duration::from_millis(10),
+    );
+    let host = RunningHost::start(&config);
+    assert!(
+        wait_count(
+            &pg,
+            "SELECT count(*) FROM events",
+            300,
+            Duration::from_secs(60)
+        ) >= 300
+    );
+    pg.stop_server();
+    std::thread::sleep(Duration::from_secs(4));
+    let during = host
+        .stats
+        .records_in
+        .load(std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        host.stats
+            .records_in
+            .load(std::sync::atomic::Ordering::Relaxed)
+            <= during + 200,
+        "consuming pauses while the database is down"
+    );
+    pg.start_server();
+    std::thread::sleep(Duration::from_secs(2));
+    let written = load.stop();
+    assert_exactly_once(&pg, &written);
+    host.stop().unwrap();
+}
