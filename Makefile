@@ -33,3 +33,4 @@ test: plugins
 
 bench: plugins
 	cargo bench -p sluice --bench boundary
+	cargo bench -p sluice --bench postgres

@@ -40,6 +40,13 @@ fn compose_file_runs_the_example_config_and_scrapes_it() {
     assert_eq!(command, ["run", "/app/examples/docker.toml"]);
     // SAFETY: this test binary reads no other variable of this name.
     unsafe { std::env::set_var("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092") };
+    // SAFETY: as above.
+    unsafe {
+        std::env::set_var(
+            "DATABASE_URL",
+            "postgres://sluice:sluice@postgres:5432/sluice",
+        )
+    };
     let config = sluice::config::Config::load(&repo().join("examples/docker.toml"))
         .expect("examples/docker.toml is valid");
     let listen = config

@@ -549,3 +549,43 @@ fn postgres_stopped_mid_stream_then_started_again_loses_and_duplicates_nothing()
     assert_exactly_once(&pg, &written);
     host.stop().unwrap();
 }
+
+#[test]
+fn the_postgres_example_lands_sign_ups_and_purchases_in_their_tables() {
+    let pg = Postgres::new();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    pg.execute(&std::fs::read_to_string(repo.join("examples/postgres/schema.sql")).unwrap());
+    // The example's plugin paths point into build/plugins (`make plugins`); link them there.
+    let plugins = repo.join("build/plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for name in ["mask_pii", "route_events"] {
+        let _ = std::fs::copy(common::plugin(name), plugins.join(format!("{name}.wasm")));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(repo)
+        .args([
+            "dev",
+            "--config",
+            "examples/postgres.toml",
+            "--duration",
+            "12",
+        ])
+        .env("DATABASE_URL", &pg.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let users = pg.number("SELECT count(*) FROM users");
+    let masked = pg.number("SELECT count(*) FROM users WHERE email LIKE '_****@%'");
+    let purchases = pg.number("SELECT count(*) FROM purchases");
+    let offsets = pg.number("SELECT count(*) FROM sluice_offsets WHERE pipeline = 'users-db'");
+    assert!(users > 100, "{users} users");
+    assert_eq!(masked, users, "every email is masked");
+    assert!(purchases > 10, "{purchases} purchases");
+    assert!(offsets > 0, "exactly-once offsets are stored");
+}
