@@ -87,6 +87,18 @@ fn describe() {
         "sluice_plugin_info",
         "1 for the live version of each plugin, 0 for versions replaced."
     );
+    describe_counter!(
+        "sluice_postgres_rows_written_total",
+        "Rows committed to Postgres tables, by pipeline and output."
+    );
+    describe_histogram!(
+        "sluice_postgres_write_seconds",
+        "Time of one batch's Postgres transaction (rows, offsets, commit), by pipeline."
+    );
+    describe_counter!(
+        "sluice_postgres_retries_total",
+        "Postgres batch writes retried because the database was unreachable, by pipeline."
+    );
 }
 
 #[derive(Clone)]

@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 use common::postgres::Postgres;
 use common::{Kafka, Load, RunningHost, write_config};
 
+/// The admin listener's `/metrics` text.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
 fn json(v: serde_json::Value) -> common::TestRecord {
     (None, Some(v.to_string().into_bytes()), vec![])
 }
@@ -237,8 +247,10 @@ fn every_column_type_insert_and_upsert_and_metadata_columns() {
 const BAD_ROWS_CONFIG: &str = r#"
 [kafka]
 bootstrap_servers = "{bootstrap}"
+[admin]
+listen = "127.0.0.1:PORT"
 [[pipeline]]
-name = "orders"
+name = "orders-DELIVERY"
 inputs = ["orders.in"]
 plugins = [{ path = "{plugin:passthrough}" }]
 dead_letter_topic = "orders.dlq"
@@ -257,6 +269,11 @@ fn bad_rows_go_to_the_dead_letter_topic_and_good_rows_are_written_once() {
             "CREATE TABLE orders (id integer PRIMARY KEY, qty integer NOT NULL CHECK (qty > 0), note text)",
         );
         let kafka = Kafka::with_topics(&[("orders.in", 1), ("orders.dlq", 1)]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let records = vec![
             json(serde_json::json!({"id": 1, "qty": 1})),
             json(serde_json::json!({"id": 2, "qty": "many"})),
@@ -274,7 +291,8 @@ fn bad_rows_go_to_the_dead_letter_topic_and_good_rows_are_written_once() {
             dir.path(),
             &BAD_ROWS_CONFIG
                 .replace("{url}", &pg.url)
-                .replace("DELIVERY", delivery),
+                .replace("DELIVERY", delivery)
+                .replace("PORT", &port.to_string()),
             &kafka.bootstrap(),
         );
         let host = RunningHost::start(&config);
@@ -289,6 +307,39 @@ fn bad_rows_go_to_the_dead_letter_topic_and_good_rows_are_written_once() {
             3
         );
         std::thread::sleep(Duration::from_millis(500));
+        // The metrics say the same.
+        let metrics = scrape(port);
+        let line = |name: &str, label: &str| {
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with(name)
+                        && l.contains(&format!("pipeline=\"orders-{delivery}\""))
+                        && l.contains(label)
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .unwrap_or_else(|| panic!("no {name} {label} in\n{metrics}"))
+                .to_string()
+        };
+        assert_eq!(
+            line("sluice_postgres_rows_written_total", "output=\"db\""),
+            "3"
+        );
+        assert_eq!(
+            line(
+                "sluice_records_dead_lettered_total",
+                "reason=\"row:rejected\""
+            ),
+            "2"
+        );
+        assert_eq!(
+            line(
+                "sluice_records_dead_lettered_total",
+                "reason=\"row:conversion\""
+            ),
+            "4"
+        );
+        assert_eq!(line("sluice_postgres_write_seconds_count", ""), "1");
         host.stop().unwrap();
 
         let ids: Vec<i32> = pg
