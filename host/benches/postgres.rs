@@ -30,7 +30,7 @@ fn value(i: usize) -> serde_json::Value {
     serde_json::json!({
         "id": i, "user_id": format!("u-{}", i % 5000), "email": format!("user{i}@example.com"),
         "amount": format!("{}.{:02}", i % 1000, i % 100), "qty": (i % 7) as i32 + 1,
-        "active": i % 3 == 0, "created_at": "2024-05-01T12:00:00Z",
+        "active": i.is_multiple_of(3), "created_at": "2024-05-01T12:00:00Z",
         "country": country, "score": i as f64 / 7.0, "tags": ["a", "b"]
     })
 }
