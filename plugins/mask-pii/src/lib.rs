@@ -37,8 +37,10 @@ impl Transform for MaskPii {
 
     fn transform(&mut self, record: &Record<'_>, out: &mut Emitter<'_>) -> Result<(), String> {
         let value = record.value.ok_or("record has no value")?;
-        let mut user: Map<String, Value> = serde_json::from_slice(value)
-            .map_err(|e| format!("value is not a JSON object: {e}"))?;
+        // A fixed message, not serde_json's error text, so that the same plugin written in any
+        // language rejects the same input with the same reason (see host/tests/languages.rs).
+        let mut user: Map<String, Value> =
+            serde_json::from_slice(value).map_err(|_| "value is not a JSON object".to_string())?;
         match user.get("id") {
             Some(Value::String(id)) if !id.is_empty() => {}
             _ => return Err("missing or empty string field `id`".into()),
