@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds a JavaScript or TypeScript plugin into a Sluice component.
+#   plugins/sdk-js/build.sh ENTRY.js|ENTRY.ts OUT.wasm
+# Bundles the entry module with the SDK (`import ... from "sluice"`, "sluice/json", "sluice/text")
+# and any npm packages it uses (esbuild), then makes the component with componentize-js, with
+# every WASI feature the host does not need disabled (the default build imports wasi:http, which
+# the host does not link). Installs both tools (into ~/.cache/sluice/toolchains) when missing.
+set -euo pipefail
+[ $# -eq 2 ] || { echo "usage: $0 ENTRY.js|ENTRY.ts OUT.wasm" >&2; exit 2; }
+SDK="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$SDK/../.." && pwd)"
+ENTRY="$(realpath "$1")"
+OUT="$(realpath -m "$2")"
+"$ROOT/scripts/toolchains.sh" js
+eval "$("$ROOT/scripts/toolchains.sh" env)"
+mkdir -p "$(dirname "$OUT")"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+esbuild "$ENTRY" --bundle --format=esm --platform=neutral --log-level=warning \
+  --alias:sluice="$SDK" --external:'sluice:plugin/*' --outfile="$TMP/plugin.js"
+componentize-js "$TMP/plugin.js" --wit "$ROOT/wit" --world-name transform \
+  --disable stdio random clocks http fetch-event -o "$TMP/plugin.wasm" >/dev/null
+mv "$TMP/plugin.wasm" "$OUT"
