@@ -57,6 +57,21 @@ enum Command {
         #[arg(long = "config", value_name = "KEY=VALUE")]
         config: Vec<String>,
     },
+    /// Create a plugin project that builds to a component with `./build.sh`.
+    New {
+        /// The plugin's name (names the directory, the package and the .wasm file).
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The Sluice checkout whose SDKs the project uses (default: the one this binary was
+        /// built from).
+        #[arg(long)]
+        sluice_root: Option<PathBuf>,
+    },
     /// Write the demo's sample streams (users.signups, shop.events) to a real Kafka cluster.
     Generate {
         /// Bootstrap servers, host:port[,host:port…].
@@ -142,6 +157,29 @@ pub fn main() -> Result<ExitCode> {
             eprintln!(
                 "{} inputs → {} outputs, {} rejected",
                 summary.inputs, summary.outputs, summary.errors
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New {
+            name,
+            lang,
+            dir,
+            sluice_root,
+        } => {
+            let root = sluice_root.or_else(crate::scaffold::default_root).context(
+                "cannot find the Sluice checkout this binary was built from: pass --sluice-root",
+            )?;
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let files = crate::scaffold::create(&name, lang, &dir, &root)?;
+            for f in &files {
+                println!("{}", dir.join(f).display());
+            }
+            eprintln!(
+                "created {}: build it with `{}/build.sh`, then `sluice test {}/{name}.wasm --input {}/sample.jsonl`",
+                dir.display(),
+                dir.display(),
+                dir.display(),
+                dir.display()
             );
             Ok(ExitCode::SUCCESS)
         }

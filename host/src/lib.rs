@@ -17,5 +17,6 @@ pub mod plugin_test;
 pub mod reload;
 pub mod router;
 pub mod runtime;
+pub mod scaffold;
 pub mod sinks;
 pub mod source;

@@ -17,6 +17,11 @@
 __attribute__((import_module("sluice:plugin/host@0.1.0"), import_name("log")))
 extern void sluice_host_log(int32_t level, const char *ptr, size_t len);
 
+/* Frees what cabi_realloc handed out: a zero-size allocation is the alignment, not a pointer. */
+static void release(void *p, size_t size) {
+    if (size) free(p);
+}
+
 EXPORT("cabi_realloc")
 void *cabi_realloc(void *old, size_t old_size, size_t align, size_t new_size) {
     (void)old_size;
@@ -122,10 +127,10 @@ void *sluice_export_init(uint32_t *pairs, size_t n) {
         uint32_t *e = pairs + i * 4;
         config.keys[i] = cstr((const char *)(uintptr_t)e[0], e[1]);
         config.values[i] = cstr((const char *)(uintptr_t)e[2], e[3]);
-        free((void *)(uintptr_t)e[0]);
-        free((void *)(uintptr_t)e[2]);
+        release((void *)(uintptr_t)e[0], e[1]);
+        release((void *)(uintptr_t)e[2], e[3]);
     }
-    free(pairs);
+    release(pairs, n);
     const char *err = sluice_init(&config);
     if (err) {
         init_error = strdup(err);
@@ -252,7 +257,6 @@ EXPORT("process")
 void *sluice_export_process(uint8_t *data, size_t data_len, uint32_t *words, size_t word_count,
                             uint32_t *hwords, size_t hword_count, uint32_t *topics,
                             size_t topic_count) {
-    (void)data_len;
     reset_outputs();
     size_t n = word_count / 12;
     sluice_header *headers = malloc((hword_count / 4 + 1) * sizeof(sluice_header));
@@ -285,11 +289,11 @@ void *sluice_export_process(uint8_t *data, size_t data_len, uint32_t *words, siz
         }
     }
     free(headers);
-    for (size_t i = 0; i < topic_count; i++) free((void *)(uintptr_t)topics[i * 2]);
-    free(topics);
-    free(hwords);
-    free(words);
-    free(data);
+    for (size_t i = 0; i < topic_count; i++) release((void *)(uintptr_t)topics[i * 2], topics[i * 2 + 1]);
+    release(topics, topic_count);
+    release(hwords, hword_count);
+    release(words, word_count);
+    release(data, data_len);
     process_ret[0] = (uint32_t)(uintptr_t)em.data.ptr;
     process_ret[1] = (uint32_t)em.data.len;
     process_ret[2] = (uint32_t)(uintptr_t)em.records.ptr;

@@ -20,7 +20,10 @@
 // records. `build.sh` bundles the module with this SDK (esbuild) and makes the component
 // (componentize-js).
 import { log as hostLog } from "sluice:plugin/host@0.1.0";
-import { utf8Decode, utf8Encode } from "./utf8.js";
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+const utf8Decode = (b) => decoder.decode(b);
+const utf8Encode = (s) => encoder.encode(s);
 
 const NONE = 0xffffffff;
 
@@ -156,6 +159,26 @@ export class Emitter {
   }
 }
 
+/** One input record: `key`/`value` are Uint8Array or null (a Kafka null), `headers` a list of
+ * [name, value] pairs, `timestamp` milliseconds or null. Views into the batch, valid during the
+ * call. */
+class InputRecord {
+  constructor(key, value, headers, timestamp, topic, partition, offset) {
+    this.key = key;
+    this.value = value;
+    this.headers = headers;
+    this.timestamp = timestamp;
+    this.topic = topic;
+    this.partition = partition;
+    this.offset = offset;
+  }
+  /** The value of the first header called `name` (null if absent or null). */
+  header(name) {
+    for (const [hn, hv] of this.headers) if (hn === name) return hv;
+    return null;
+  }
+}
+
 function span(data, off, len) {
   return len === NONE ? null : data.subarray(off, off + len);
 }
@@ -198,19 +221,15 @@ export function defineTransform(Plugin) {
         }
         const lo = w[b + 6];
         const hi = w[b + 7];
-        const record = {
-          key: span(data, w[b], w[b + 1]),
-          value: span(data, w[b + 2], w[b + 3]),
+        const record = new InputRecord(
+          span(data, w[b], w[b + 1]),
+          span(data, w[b + 2], w[b + 3]),
           headers,
-          timestamp: lo === 0 && hi === 0x80000000 ? null : Number(BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo))),
-          topic: topics[w[b + 8]],
-          partition: w[b + 9],
-          offset: w[b + 10] + w[b + 11] * 4294967296,
-          header(name) {
-            for (const [hn, hv] of this.headers) if (hn === name) return hv;
-            return null;
-          },
-        };
+          lo === 0 && hi === 0x80000000 ? null : hi >= 0x80000000 ? Number(BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo))) : hi * 4294967296 + lo,
+          topics[w[b + 8]],
+          w[b + 9] | 0,
+          w[b + 10] + w[b + 11] * 4294967296,
+        );
         out._input = i;
         const marks = [outData.len, outRecords.len, outHeaders.len];
         try {

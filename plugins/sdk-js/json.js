@@ -7,7 +7,7 @@
 // (invalid UTF-8, lone surrogate escapes, numbers out of range, nesting deeper than 127, trailing
 // characters). `stringify(value)` returns compact UTF-8 bytes with serde_json's escapes and float
 // format.
-import { decodeAt, utf8Decode, utf8Encode } from "./utf8.js";
+import { decodeAt, utf8Decode } from "./utf8.js";
 
 const MAX_DEPTH = 127;
 const U64_MAX = 18446744073709551615n;
@@ -213,8 +213,33 @@ class Parser {
   }
 }
 
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const encoder = new TextEncoder();
+
+// Inputs the engine's own JSON.parse reads exactly as serde_json does: no float syntax, -0 or
+// integer beyond 2^53 (serde_json keeps integers exact and tells 1 from 1.0), no surrogate
+// escape (serde_json refuses lone ones), no integer-like object key (a JS object puts those
+// first) and no nesting that could pass 127 levels. Anything else takes the byte parser.
+const NEEDS_EXACT = /[0-9][.eE]|-0(?![0-9])|[0-9]{16}|\\u[dD][89abcdefABCDEF]|"(?:0|[1-9][0-9]*)"\s*:/;
+const OPENERS = /[[{]/g;
+
+function revive(_key, v) {
+  if (typeof v === "number") return BigInt(v);
+  if (v !== null && typeof v === "object" && !Array.isArray(v)) return new Map(Object.entries(v));
+  return v;
+}
+
 /** Parses UTF-8 JSON bytes; throws where serde_json would fail. */
 export function parse(bytes) {
+  const text = decoder.decode(bytes); // throws on invalid UTF-8
+  if (!NEEDS_EXACT.test(text) && (text.length < 128 || (text.match(OPENERS) || []).length < 128)) {
+    return JSON.parse(text, revive);
+  }
+  return parseBytes(bytes);
+}
+
+/** The byte-level parser: every rule of serde_json, slower. */
+export function parseBytes(bytes) {
   const p = new Parser(bytes);
   const v = p.value();
   p.ws();
@@ -243,23 +268,9 @@ export function formatFloat(f) {
   return sign + body;
 }
 
-function str(s) {
-  let out = '"';
-  let run = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    let e = null;
-    if (c < 0x20) {
-      e = c === 8 ? "\\b" : c === 9 ? "\\t" : c === 10 ? "\\n" : c === 12 ? "\\f" : c === 13 ? "\\r" : "\\u00" + (c < 16 ? "0" : "") + c.toString(16);
-    } else if (c === 0x22) e = '\\"';
-    else if (c === 0x5c) e = "\\\\";
-    if (e !== null) {
-      out += s.slice(run, i) + e;
-      run = i + 1;
-    }
-  }
-  return out + s.slice(run) + '"';
-}
+// JSON.stringify writes strings exactly as serde_json does (the same short escapes, other
+// control characters as lowercase \u00xx, everything else as is).
+const str = (s) => JSON.stringify(s);
 
 function write(v) {
   if (v === null) return "null";
@@ -284,5 +295,5 @@ function write(v) {
 
 /** Compact UTF-8 JSON bytes, as serde_json::to_vec writes them. */
 export function stringify(v) {
-  return utf8Encode(write(v));
+  return encoder.encode(write(v));
 }

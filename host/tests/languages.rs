@@ -1,0 +1,723 @@
+//! Plugins in every language the SDKs support: the same `mask-pii` written in Rust, Python,
+//! JavaScript, Go, C and C++ must give byte-identical outputs and the same rejections on one input
+//! file (host/tests/data/mask-pii-conformance.jsonl), refuse the same configs with the same
+//! messages, and survive a sustained load in one instance without a trap.
+//!
+//! Each language's plugin is built by its SDK's `build.sh`, which installs the toolchain it needs
+//! (scripts/toolchains.sh); builds are cached by a hash of their sources under
+//! `~/.cache/sluice/lang-plugins`, so a re-run costs seconds. A build that fails fails the test.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use base64::Engine as _;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sluice::config::Limits;
+use sluice::runtime::{ComponentCache, LoadError, Plugin, PluginSpec, Runtime};
+use sluice_abi::{Header, InputBatch, OutputBatch};
+
+/// A guest language and how its SDK builds a plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+    Go,
+    C,
+    Cpp,
+}
+
+pub const LANGS: [Lang; 6] = [
+    Lang::Rust,
+    Lang::Python,
+    Lang::Js,
+    Lang::Go,
+    Lang::C,
+    Lang::Cpp,
+];
+
+impl Lang {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+            Lang::Go => "go",
+            Lang::C => "c",
+            Lang::Cpp => "cpp",
+        }
+    }
+
+    /// The SDK directory, relative to the repository.
+    fn sdk(self) -> &'static str {
+        match self {
+            Lang::Rust => "plugins/sdk",
+            Lang::Python => "plugins/sdk-python",
+            Lang::Js => "plugins/sdk-js",
+            Lang::Go => "plugins/sdk-go",
+            Lang::C => "plugins/sdk-c",
+            Lang::Cpp => "plugins/sdk-cpp",
+        }
+    }
+
+    /// What `build.sh` takes: the plugin directory, or the entry module for JavaScript.
+    fn entry(self, dir: &Path) -> PathBuf {
+        match self {
+            Lang::Js => dir.join("app.js"),
+            _ => dir.to_path_buf(),
+        }
+    }
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn hash_tree(hasher: &mut Sha256, root: &Path, rel: &Path) {
+    let path = root.join(rel);
+    if path.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        entries.sort();
+        for name in entries {
+            let n = name.to_string_lossy();
+            if n.starts_with('.') || n == "node_modules" || n == "target" || n == "__pycache__" {
+                continue;
+            }
+            hash_tree(hasher, root, &rel.join(&name));
+        }
+    } else if path.is_file() {
+        hasher.update(rel.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        let bytes = std::fs::read(&path).unwrap();
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+}
+
+/// Builds the plugin in `dir` (relative to the repository, or absolute) with `lang`'s SDK, or
+/// takes it from the cache when its sources, the SDK, the WIT and the toolchain script are
+/// unchanged.
+pub fn build(lang: Lang, dir: &Path) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = repo();
+    let dir = root.join(dir);
+    if lang == Lang::Rust {
+        return build_rust(&dir);
+    }
+    let mut hasher = Sha256::new();
+    for rel in [lang.sdk(), "wit", "scripts/toolchains.sh"] {
+        hash_tree(&mut hasher, &root, Path::new(rel));
+    }
+    if lang == Lang::Cpp {
+        hash_tree(&mut hasher, &root, Path::new(Lang::C.sdk()));
+    }
+    hash_tree(&mut hasher, &dir, Path::new(""));
+    let hash = hex::encode(hasher.finalize());
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    let cache = cache_dir();
+    std::fs::create_dir_all(&cache).unwrap();
+    let out = cache.join(format!("{}-{name}-{}.wasm", lang.name(), &hash[..16]));
+    if out.exists() {
+        return out;
+    }
+    let script = root.join(lang.sdk()).join("build.sh");
+    let started = std::time::Instant::now();
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(lang.entry(&dir))
+        .arg(&out)
+        .output()
+        .expect("running a plugin build script");
+    assert!(
+        output.status.success() && out.exists(),
+        "building {} with {} failed:\n{}{}",
+        dir.display(),
+        script.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!(
+        "built {} ({}) in {:.1} s",
+        out.display(),
+        lang.name(),
+        started.elapsed().as_secs_f64()
+    );
+    out
+}
+
+/// A Rust plugin directory outside the workspace (a scaffolded project) is built with cargo;
+/// the workspace's own plugins come from the test setup.
+fn build_rust(dir: &Path) -> PathBuf {
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    if dir.starts_with(repo().join("plugins")) {
+        return common::plugin(&name.replace('-', "_"));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    let status = Command::new(env!("CARGO"))
+        .current_dir(dir)
+        .args(["build", "--quiet", "--target", "wasm32-wasip2", "--release"])
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("running cargo");
+    assert!(status.success(), "building {} failed", dir.display());
+    target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+pub fn cache_dir() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".cache/sluice/lang-plugins")
+}
+
+/// The `mask-pii` example of `lang`.
+pub fn mask_pii(lang: Lang) -> PathBuf {
+    let dir = match lang {
+        Lang::Rust => "plugins/mask-pii".to_string(),
+        _ => format!("examples/plugins/{}-mask-pii", lang.name()),
+    };
+    build(lang, Path::new(&dir))
+}
+
+pub fn runtime() -> Arc<Runtime> {
+    static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RT.get_or_init(|| Runtime::new(ComponentCache::default_dir()).unwrap())
+        .clone()
+}
+
+pub fn load(path: &Path, config: &[(&str, &str)]) -> Result<Arc<Plugin>, LoadError> {
+    load_with(path, config, Limits::default())
+}
+
+pub fn load_with(
+    path: &Path,
+    config: &[(&str, &str)],
+    limits: Limits,
+) -> Result<Arc<Plugin>, LoadError> {
+    let spec = PluginSpec {
+        name: path.file_stem().unwrap().to_string_lossy().into(),
+        path: path.to_path_buf(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        limits,
+        scope: String::new(),
+    };
+    runtime().load(&spec)
+}
+
+/// Reads a file in `sluice test`'s input format into one batch.
+pub fn read_input(path: &Path) -> InputBatch {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut batch = InputBatch::default();
+    let topic = batch.topic_index("signups");
+    for (n, line) in text.lines().enumerate() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let bytes = |field: &str| -> Option<Vec<u8>> {
+            if let Some(b) = v.get(format!("{field}_base64")) {
+                return Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b.as_str().unwrap())
+                        .unwrap(),
+                );
+            }
+            v.get(field)
+                .and_then(|s| s.as_str())
+                .map(|s| s.as_bytes().to_vec())
+        };
+        let key = bytes("key");
+        let value = bytes("value");
+        let headers: Vec<(String, Option<Vec<u8>>)> = v
+            .get("headers")
+            .and_then(|h| h.as_object())
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().map(|s| s.as_bytes().to_vec())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        batch.push(
+            key.as_deref(),
+            value.as_deref(),
+            headers.iter().map(|(name, value)| Header {
+                name,
+                value: value.as_deref(),
+            }),
+            v.get("timestamp").and_then(|t| t.as_i64()),
+            topic,
+            0,
+            n as i64,
+        );
+    }
+    batch
+}
+
+/// Everything a plugin returned for a batch, in a form two languages can be compared on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Output {
+        input: u32,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        headers: Vec<(String, Option<Vec<u8>>)>,
+        timestamp: Option<i64>,
+        output: Option<String>,
+    },
+    Rejected {
+        input: u32,
+        message: String,
+    },
+}
+
+pub fn outcomes(out: &OutputBatch) -> Vec<Outcome> {
+    let mut all: Vec<(u32, usize, Outcome)> = Vec::new();
+    for (i, r) in out.iter().enumerate() {
+        all.push((
+            r.input,
+            i,
+            Outcome::Output {
+                input: r.input,
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.map(<[u8]>::to_vec),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect(),
+                timestamp: r.timestamp,
+                output: r.output.map(|o| out.outputs[o as usize].clone()),
+            },
+        ));
+    }
+    for (i, e) in out.errors.iter().enumerate() {
+        all.push((
+            e.input,
+            usize::MAX - out.errors.len() + i,
+            Outcome::Rejected {
+                input: e.input,
+                message: e.message.clone(),
+            },
+        ));
+    }
+    all.sort_by_key(|(input, i, _)| (*input, *i));
+    all.into_iter().map(|(_, _, o)| o).collect()
+}
+
+fn show(o: &Outcome) -> String {
+    match o {
+        Outcome::Output { value, .. } => format!(
+            "{o:?}\n  value as text: {}",
+            value
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+        ),
+        Outcome::Rejected { .. } => format!("{o:?}"),
+    }
+}
+
+/// Runs every language's `mask-pii` on the conformance file with `config` and checks each gives
+/// exactly what the Rust plugin gives.
+fn conformance(config: &[(&str, &str)]) -> BTreeMap<&'static str, usize> {
+    let input = repo().join("host/tests/data/mask-pii-conformance.jsonl");
+    let mut batch = read_input(&input);
+    let mut reference: Option<Vec<Outcome>> = None;
+    let mut failures = Vec::new();
+    let mut counts = BTreeMap::new();
+    for lang in LANGS {
+        let path = mask_pii(lang);
+        let plugin = load(&path, config).unwrap_or_else(|e| panic!("{}: {e}", lang.name()));
+        let mut instance = plugin.instantiate().unwrap();
+        let out = instance
+            .process(&mut batch)
+            .unwrap_or_else(|e| panic!("{} failed on the conformance batch: {e:?}", lang.name()));
+        let got = outcomes(&out);
+        counts.insert(lang.name(), got.len());
+        match &reference {
+            None => reference = Some(got),
+            Some(want) => {
+                if &got != want {
+                    let first = want
+                        .iter()
+                        .zip(&got)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(want.len().min(got.len()));
+                    failures.push(format!(
+                        "{} differs from rust at outcome {first} (of {} vs {}):\n rust: {}\n {}: {}",
+                        lang.name(),
+                        want.len(),
+                        got.len(),
+                        want.get(first).map(show).unwrap_or_default(),
+                        lang.name(),
+                        got.get(first).map(show).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    counts
+}
+
+#[test]
+fn mask_pii_is_byte_identical_in_every_language() {
+    let reference = conformance(&[]);
+    // The file holds valid sign-ups and many kinds of invalid ones: both must be there.
+    let input = repo().join("host/tests/data/mask-pii-conformance.jsonl");
+    let mut batch = read_input(&input);
+    let plugin = load(&mask_pii(Lang::Rust), &[]).unwrap();
+    let out = plugin.instantiate().unwrap().process(&mut batch).unwrap();
+    assert!(out.len() >= 25, "{} outputs", out.len());
+    assert!(out.errors.len() >= 50, "{} rejections", out.errors.len());
+    assert_eq!(out.len() + out.errors.len(), batch.len());
+    assert_eq!(reference.len(), LANGS.len());
+}
+
+#[test]
+fn mask_pii_with_other_fields_is_byte_identical_in_every_language() {
+    conformance(&[("fields", " phone ,\u{3000}id, ,email")]);
+    conformance(&[("fields", "name")]);
+    conformance(&[("fields", "extra,email")]);
+}
+
+#[test]
+fn mask_pii_refuses_the_same_configs_in_every_language() {
+    let configs: [&[(&str, &str)]; 5] = [
+        &[("fields", "")],
+        &[("fields", " , \t,")],
+        &[("mode", "strict")],
+        &[("fields", "email"), ("Fields", "phone")],
+        &[("fields", "\u{2003}")],
+    ];
+    for config in configs {
+        let mut messages = Vec::new();
+        for lang in LANGS {
+            match load(&mask_pii(lang), config) {
+                Err(LoadError::InitRefused { message, .. }) => {
+                    messages.push((lang.name(), message))
+                }
+                Err(e) => panic!("{} with {config:?}: {e}", lang.name()),
+                Ok(_) => panic!("{} accepted {config:?}", lang.name()),
+            }
+        }
+        let want = &messages[0].1;
+        for (lang, m) in &messages {
+            assert_eq!(m, want, "{lang} refuses {config:?} differently");
+        }
+    }
+}
+
+/// A batch of `n` valid sign-ups, 1000 at a time as the host sends them.
+pub fn signups(n: usize) -> InputBatch {
+    let mut b = InputBatch::default();
+    let t = b.topic_index("signups");
+    for i in 0..n {
+        let value = format!(
+            r#"{{"id":"u-{i:07}","name":{{"first":"Zoë","last":"García"}},"email":"user{i}@example.com","phone":"+34 600 {:03} {:03}","registered":{{"date":"2024-05-01T10:00:00Z","age":{}}}}}"#,
+            i % 1000,
+            (i * 7) % 1000,
+            i % 20
+        );
+        let key = format!("u-{i:07}");
+        b.push(
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+            [Header {
+                name: "source",
+                value: Some(b"signup-form"),
+            }],
+            Some(1_700_000_000_000 + i as i64),
+            t,
+            0,
+            i as i64,
+        );
+    }
+    b
+}
+
+/// One million records through one instance of `lang`'s mask-pii: no trap, every record out.
+fn sustained(lang: Lang) {
+    const TOTAL: usize = 1_000_000;
+    const BATCH: usize = 1000;
+    let mut limits = Limits::default();
+    if lang == Lang::Python {
+        // componentize-py 0.25.1 leaks about one input batch's bytes per call (the raw-layout
+        // examples/plugins/python-identity does too, see `python_leaks_per_call` below): with
+        // the default 128 MB cap an instance hits it after ~630 batches of 200-byte records and
+        // is rebuilt. Until that is fixed upstream, give this run room for 1M records.
+        limits.memory_mb = 1024;
+    }
+    let plugin = load_with(&mask_pii(lang), &[], limits).unwrap();
+    let mut instance = plugin.instantiate().unwrap();
+    let mut batch = signups(BATCH);
+    let started = std::time::Instant::now();
+    for round in 0..TOTAL / BATCH {
+        let out = instance.process(&mut batch).unwrap_or_else(|e| {
+            panic!(
+                "{} trapped after {} records: {e:?}",
+                lang.name(),
+                round * BATCH
+            )
+        });
+        assert_eq!(out.len(), BATCH, "{} round {round}", lang.name());
+        assert!(out.errors.is_empty(), "{}: {:?}", lang.name(), out.errors);
+        if round == 0 {
+            let v = String::from_utf8(out.record(0).value.unwrap().to_vec()).unwrap();
+            assert!(v.contains(r#""email":"u****@example.com""#), "{v}");
+        }
+    }
+    eprintln!(
+        "{}: {TOTAL} records in {:.1} s ({:.0} ns/record)",
+        lang.name(),
+        started.elapsed().as_secs_f64(),
+        started.elapsed().as_nanos() as f64 / TOTAL as f64
+    );
+}
+
+#[test]
+fn sustained_load_rust() {
+    sustained(Lang::Rust);
+}
+
+#[test]
+fn sustained_load_python() {
+    sustained(Lang::Python);
+}
+
+#[test]
+fn sustained_load_js() {
+    sustained(Lang::Js);
+}
+
+#[test]
+fn sustained_load_go() {
+    sustained(Lang::Go);
+}
+
+#[test]
+fn sustained_load_c() {
+    sustained(Lang::C);
+}
+
+#[test]
+fn sustained_load_cpp() {
+    sustained(Lang::Cpp);
+}
+
+#[test]
+fn unicode_tables_match_rust() {
+    let root = repo();
+    let mut stale = Vec::new();
+    for (rel, text) in unicode_tables() {
+        let path = root.join(rel);
+        if std::env::var_os("SLUICE_REGENERATE").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(rel);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{stale:?} do not match this Rust's char::is_alphanumeric; regenerate them with `SLUICE_REGENERATE=1 cargo test --release -p sluice --test languages unicode_tables`"
+    );
+}
+
+/// The Unicode tables the SDKs of other languages embed so that their plugins treat text exactly
+/// like Rust's `char::is_alphanumeric`: sorted half-open boundaries `start, end, start, end, …`.
+/// Returns `(path in the repository, file text)` per language.
+fn unicode_tables() -> Vec<(&'static str, String)> {
+    let mut bounds: Vec<u32> = Vec::new();
+    let mut inside = false;
+    for cp in 0..=0x11_0000u32 {
+        let alnum = char::from_u32(cp).is_some_and(char::is_alphanumeric);
+        if alnum != inside {
+            bounds.push(cp);
+            inside = alnum;
+        }
+    }
+    let lines = |indent: &str| -> String {
+        bounds
+            .chunks(10)
+            .map(|c| {
+                let words: Vec<String> = c.iter().map(|b| b.to_string()).collect();
+                format!("{indent}{},\n", words.join(", "))
+            })
+            .collect()
+    };
+    let about = "Generated by host/tests/languages.rs (unicode_tables_match_rust) from Rust's \
+                 char::is_alphanumeric; do not edit.";
+    let how = "Sorted half-open boundaries: code point c is alphanumeric when the number of \
+               boundaries <= c is odd.";
+    vec![
+        (
+            "plugins/sdk-python/sluice/_unicode.py",
+            format!("# {about}\n# {how}\nALNUM = (\n{})\n", lines("    ")),
+        ),
+        (
+            "plugins/sdk-js/unicode.js",
+            format!(
+                "// {about}\n// {how}\nexport const ALNUM = new Uint32Array([\n{}]);\n",
+                lines("  ")
+            ),
+        ),
+        (
+            "plugins/sdk-go/sluice/unicode_table.go",
+            format!(
+                "// {about}\n// {how}\n\npackage sluice\n\nvar alnum = [...]uint32{{\n{}}}\n",
+                lines("\t")
+            ),
+        ),
+        (
+            "plugins/sdk-c/sluice_unicode.h",
+            format!(
+                "/* {about}\n * {how} */\n#include <stdint.h>\nstatic const uint32_t sluice_alnum[] = {{\n{}}};\n",
+                lines("    ")
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn small_batches_without_headers_agree_in_every_language() {
+    let mut batch = InputBatch::default();
+    let t = batch.topic_index("");
+    batch.push(
+        None,
+        Some(br#"{"id":"u-1","email":"solo@example.com"}"#),
+        [],
+        None,
+        t,
+        0,
+        0,
+    );
+    let mut want = None;
+    for lang in LANGS {
+        let plugin = load(&mask_pii(lang), &[("fields", "email")]).unwrap();
+        let mut instance = plugin.instantiate().unwrap();
+        for _ in 0..3 {
+            let got = outcomes(&instance.process(&mut batch).unwrap());
+            match &want {
+                None => want = Some(got),
+                Some(w) => assert_eq!(&got, w, "{}", lang.name()),
+            }
+        }
+    }
+}
+
+/// `sluice new NAME --lang L`, then the project's own `./build.sh`, then `sluice test` on its
+/// sample: the same three lines in every language. Builds are cached by a hash of the generated
+/// project and the SDK.
+fn scaffolded(lang: Lang) -> String {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hello-plugin");
+    let status = Command::new(sluice)
+        .args(["new", "hello-plugin", "--lang", lang.name(), "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "sluice new --lang {}", lang.name());
+    let mut hasher = Sha256::new();
+    hash_tree(&mut hasher, &dir, Path::new(""));
+    for rel in [lang.sdk(), Lang::C.sdk(), "wit", "scripts/toolchains.sh"] {
+        hash_tree(&mut hasher, &repo(), Path::new(rel));
+    }
+    let hash = hex::encode(hasher.finalize());
+    let cached = cache_dir().join(format!("scaffold-{}-{}.wasm", lang.name(), &hash[..16]));
+    if !cached.exists() {
+        let output = Command::new(dir.join("build.sh"))
+            .env(
+                "CARGO_TARGET_DIR",
+                cache_dir().parent().unwrap().join("scaffold-target"),
+            )
+            .output()
+            .unwrap();
+        let wasm = dir.join("hello-plugin.wasm");
+        assert!(
+            output.status.success() && wasm.exists(),
+            "{}: ./build.sh failed:\n{}{}",
+            lang.name(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::create_dir_all(cache_dir()).unwrap();
+        std::fs::copy(&wasm, &cached).unwrap();
+    }
+    let output = Command::new(sluice)
+        .arg("test")
+        .arg(&cached)
+        .arg("--input")
+        .arg(dir.join("sample.jsonl"))
+        .args(["--config", "tag=demo"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}: sluice test failed: {}",
+        lang.name(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 3, "{}: {stdout}", lang.name());
+    assert!(
+        stdout.contains(r#""headers":{"source":"sample","tag":"demo"}"#),
+        "{}: {stdout}",
+        lang.name()
+    );
+    assert!(
+        stdout.contains(r#"{"input":2,"error":"record has no value","reason":"plugin-error"}"#),
+        "{}: {stdout}",
+        lang.name()
+    );
+    stdout
+}
+
+#[test]
+fn sluice_new_scaffolds_a_project_that_builds_and_passes_sluice_test_in_every_language() {
+    let want = scaffolded(Lang::Rust);
+    for lang in &LANGS[1..] {
+        assert_eq!(scaffolded(*lang), want, "{}", lang.name());
+    }
+}
+
+#[test]
+fn python_leaks_per_call() {
+    let plugin = load(
+        &build(Lang::Python, Path::new("examples/plugins/python-identity")),
+        &[],
+    )
+    .unwrap();
+    let mut instance = plugin.instantiate().unwrap();
+    let mut batch = signups(1000);
+    let mut trapped = None;
+    for round in 0..1000 {
+        if let Err(e) = instance.process(&mut batch) {
+            trapped = Some((round, e.message));
+            break;
+        }
+    }
+    let (round, message) =
+        trapped.expect("no leak any more: remove the Python exception in sustained()");
+    assert!(message.contains("memory limit"), "{message}");
+    assert!((400..900).contains(&round), "trapped at batch {round}");
+}
