@@ -52,8 +52,11 @@ pub struct KafkaConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address for `/metrics`, `/healthz` and `/readyz`, e.g. `0.0.0.0:9464` (unset = off).
+    /// Address for `/metrics`, `/healthz`, `/readyz` and the admin API, e.g. `0.0.0.0:9464`
+    /// (unset = off).
     pub listen: Option<std::net::SocketAddr>,
+    /// Bearer token of the operator, who may use the admin API on every pipeline.
+    pub operator_token: Option<String>,
 }
 
 /// Host-wide runtime settings.
@@ -73,6 +76,11 @@ pub struct RuntimeConfig {
     /// giving up (what is not acknowledged then is not committed, and is processed again).
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// Names this process among the members of its consumer groups (default: `$SLUICE_INSTANCE_ID`,
+    /// else the host name). Exactly-once pipelines derive their transactional ids from it, so every
+    /// process needs its own, and a restarted process should keep its own: it then aborts what its
+    /// previous run left open at once instead of after `transaction.timeout.ms`.
+    pub instance_id: Option<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -82,7 +90,31 @@ impl Default for RuntimeConfig {
             watch_plugins: true,
             reload_debounce_ms: default_reload_debounce_ms(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            instance_id: None,
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// This process's name among its groups' members: `runtime.instance_id`, else
+    /// `$SLUICE_INSTANCE_ID`, else the host name.
+    pub fn instance_id(&self) -> String {
+        self.instance_id
+            .clone()
+            .or_else(|| std::env::var("SLUICE_INSTANCE_ID").ok())
+            .filter(|id| !id.trim().is_empty())
+            .unwrap_or_else(host_name)
+    }
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if ok && !name.is_empty() => name.to_string(),
+        _ => "sluice".to_string(),
     }
 }
 
@@ -100,6 +132,8 @@ pub struct TenantConfig {
     pub max_memory_mb: Option<u64>,
     /// Cap on the records per second all the tenant's pipelines consume together.
     pub max_records_per_second: Option<u64>,
+    /// Bearer token with which the tenant may use the admin API on its own pipelines.
+    pub admin_token: Option<String>,
 }
 
 /// One pipeline: inputs, a plugin chain, named outputs and an error policy.
@@ -277,7 +311,9 @@ pub enum Delivery {
     /// Offsets are committed after every output is acknowledged; a crash replays.
     #[default]
     AtLeastOnce,
-    /// Each input is reflected once: rows and offsets are committed in one transaction.
+    /// Each input is reflected once: outputs and offsets are committed in one transaction (a
+    /// Kafka transaction when every output is a topic, a PostgreSQL one when every output is a
+    /// table).
     ExactlyOnce,
 }
 
@@ -521,6 +557,29 @@ impl Config {
 impl Config {
     fn validate_tenants(&self) -> Result<(), (String, String)> {
         let mut names = HashSet::new();
+        // Tokens must tell callers apart: none empty, none used twice.
+        let mut tokens: Vec<(String, &str)> = self
+            .admin
+            .operator_token
+            .iter()
+            .map(|t| ("admin.operator_token".to_string(), t.as_str()))
+            .collect();
+        for (i, t) in self.tenants.iter().enumerate() {
+            if let Some(token) = &t.admin_token {
+                tokens.push((format!("tenant[{i}].admin_token"), token));
+            }
+        }
+        for (k, (key, token)) in tokens.iter().enumerate() {
+            if token.trim().len() < 16 {
+                return Err((
+                    key.clone(),
+                    "expected at least 16 characters (use a random secret, e.g. from `openssl rand -hex 24`, via ${VAR})".into(),
+                ));
+            }
+            if let Some((other, _)) = tokens[..k].iter().find(|(_, t)| t == token) {
+                return Err((key.clone(), format!("is the same token as {other}")));
+            }
+        }
         for (i, t) in self.tenants.iter().enumerate() {
             if t.name.is_empty() || !names.insert(t.name.as_str()) {
                 return Err((
@@ -641,7 +700,8 @@ impl Config {
     }
 }
 
-/// librdkafka properties Sluice owns; letting users override them would break at-least-once.
+/// librdkafka properties Sluice owns; letting users override them would break at-least-once
+/// (or, for `transactional.id`, exactly-once: it is derived from `runtime.instance_id`).
 const MANAGED_PROPERTIES: &[&str] = &[
     "enable.auto.commit",
     "enable.auto.offset.store",
@@ -650,9 +710,17 @@ const MANAGED_PROPERTIES: &[&str] = &[
     "acks",
     "group.id",
     "bootstrap.servers",
+    "transactional.id",
 ];
 
 impl PipelineConfig {
+    /// True for an exactly-once pipeline whose outputs are all Kafka topics: its outputs, dead
+    /// letters and consumed offsets commit in one Kafka transaction per batch.
+    pub fn kafka_transactions(&self) -> bool {
+        self.delivery == Delivery::ExactlyOnce
+            && self.outputs.values().all(|o| o.kafka_topic.is_some())
+    }
+
     /// The consumer group of the pipeline.
     pub fn group_id(&self) -> String {
         self.group_id
@@ -729,19 +797,23 @@ impl PipelineConfig {
                 }
             }
         }
-        if self.delivery == Delivery::ExactlyOnce {
+        if self.delivery == Delivery::ExactlyOnce && !self.kafka_transactions() {
             let urls: std::collections::BTreeSet<&str> = self
                 .outputs
                 .values()
                 .filter_map(|o| Some(o.postgres.as_ref()?.url.as_str()))
                 .collect();
-            if let Some((name, _)) = self.outputs.iter().find(|(_, o)| o.postgres.is_none()) {
+            let topic = self.outputs.iter().find(|(_, o)| o.postgres.is_none());
+            let table = self.outputs.iter().find(|(_, o)| o.postgres.is_some());
+            if let (Some((topic, _)), Some((table, _))) = (topic, table) {
                 return Err((
                     "delivery".into(),
                     format!(
-                        "exactly-once needs every output in one PostgreSQL database, so that rows and \
-                         offsets commit in one transaction; output `{name}` is a Kafka topic. Use \
-                         delivery = \"at-least-once\" or write that output to Postgres"
+                        "exactly-once commits outputs and offsets in one transaction, either a Kafka \
+                         transaction (every output a topic) or a PostgreSQL one (every output a table \
+                         in one database); output `{topic}` is a Kafka topic and output `{table}` a \
+                         Postgres table, and no transaction spans both. Use delivery = \
+                         \"at-least-once\" or split the pipeline in two"
                     ),
                 ));
             }
@@ -1118,6 +1190,35 @@ mod tests {
         .to_string();
         assert!(
             e.contains("prefix `acme` of tenant `acme` also covers prefix `acme-eu.`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn admin_tokens_must_be_long_and_distinct() {
+        let pipeline = GOOD
+            .split("[[pipeline]]")
+            .nth(1)
+            .map(|p| format!("[[pipeline]]{p}"))
+            .unwrap();
+        let config = |operator: &str, tenant: &str| {
+            format!(
+                "[kafka]\nbootstrap_servers = \"k:9092\"\n[admin]\noperator_token = \"{operator}\"\n\
+                 [[tenant]]\nname = \"acme\"\ntopic_prefixes = [\"\"]\nadmin_token = \"{tenant}\"\n{}",
+                pipeline.replace("[[pipeline]]", "[[pipeline]]\ntenant = \"acme\"")
+            )
+        };
+        let long = "0123456789abcdef-operator";
+        let e = parse(&config("short", "0123456789abcdef-tenant"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("admin.operator_token: expected at least 16"),
+            "{e}"
+        );
+        let e = parse(&config(long, long)).unwrap_err().to_string();
+        assert!(
+            e.contains("tenant[0].admin_token: is the same token as admin.operator_token"),
             "{e}"
         );
     }

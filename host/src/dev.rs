@@ -21,7 +21,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::pipeline::{Host, HostStats};
+use crate::pipeline::{Host, HostStats, PipelineStatus};
 use crate::runtime::Runtime;
 
 /// Topic the sign-up generator writes.
@@ -119,6 +119,7 @@ pub async fn run(
         bootstrap,
         watched,
         stats,
+        host.status(),
         options.samples_per_second,
         stop_rx.clone(),
     ));
@@ -237,11 +238,13 @@ pub fn sample_event(rng: &mut impl Rng, user: u32) -> String {
     }
 }
 
-/// Prints a few output records per second and a throughput line every two seconds.
+/// Prints a few output records per second and, every two seconds, a line of records/s and per
+/// pipeline its counts, consumer lag and dead letters.
 async fn view(
     bootstrap: String,
     topics: Vec<String>,
     stats: HostStats,
+    status: Vec<Arc<PipelineStatus>>,
     samples_per_second: u32,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -268,10 +271,11 @@ async fn view(
                 let rate = (total_in - last_in) as f64 / last_report.elapsed().as_secs_f64();
                 last_in = total_in;
                 last_report = Instant::now();
-                let per_pipeline: Vec<String> = stats.iter().map(|(name, s)| format!(
-                    "{name}: in {} out {} dlq {}",
+                let per_pipeline: Vec<String> = stats.iter().zip(&status).map(|((name, s), st)| format!(
+                    "{name}: in {} out {} lag {} dlq {}",
                     s.records_in.load(Ordering::Relaxed),
                     s.records_out.load(Ordering::Relaxed),
+                    st.lag(),
                     s.dead_lettered.load(Ordering::Relaxed),
                 )).collect();
                 println!("── {rate:.0} records/s · {} · seen {:?}", per_pipeline.join(" · "), per_topic);

@@ -28,6 +28,8 @@ pub struct Ticket {
     next_offset: i64,
     pending: AtomicUsize,
     failed: OnceLock<String>,
+    /// A failure that would happen again on a retry (a missing topic, a record too large).
+    permanent: std::sync::atomic::AtomicBool,
 }
 
 impl Ticket {
@@ -37,6 +39,7 @@ impl Ticket {
             // One for the worker: the batch is not done before it has sent everything.
             pending: AtomicUsize::new(1),
             failed: OnceLock::new(),
+            permanent: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -59,6 +62,17 @@ impl Ticket {
     pub fn fail(&self, reason: String) {
         let _ = self.failed.set(reason);
         self.done();
+    }
+
+    /// Like [`Ticket::fail`], for a failure a retry would meet again.
+    pub fn fail_permanently(&self, reason: String) {
+        self.permanent.store(true, Ordering::Release);
+        self.fail(reason);
+    }
+
+    /// True when a record failed in a way a retry would meet again.
+    pub fn failed_permanently(&self) -> bool {
+        self.permanent.load(Ordering::Acquire)
     }
 
     /// True when every record is acknowledged.

@@ -4,7 +4,7 @@
 //! offset tracker, so one pipeline's slow or failing plugin never holds up another's records.
 //! The runtime (engine, compiled plugins) and the Kafka producer are shared by the host.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_abi::{Header, InputBatch};
@@ -16,14 +16,14 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
 use crate::chain::{Chain, ChainOutput, Failure};
-use crate::config::{Config, PipelineConfig};
-use crate::offsets::{OffsetTracker, Ticket};
+use crate::config::{Config, Delivery, PipelineConfig};
+use crate::offsets::{OffsetTracker, Ticket, TopicPartition};
 use crate::reload::{self, ChainVersion, LiveChain, Verdict};
 use crate::router::Router;
 use crate::runtime::{PluginSpec, Reason, Runtime};
 use crate::sinks::postgres::{self, PostgresSink};
-use crate::sinks::{HEADER_VERSION, KafkaSink, OutgoingRecord};
-use crate::source::{self, Batch, RateLimit, SourceConsumer};
+use crate::sinks::{HEADER_VERSION, KafkaSink, OutgoingRecord, TxnError};
+use crate::source::{self, Batch, RateLimit, ReplayFrom, SourceConsumer};
 
 /// Live counters of one pipeline.
 #[derive(Debug, Default)]
@@ -44,8 +44,17 @@ pub struct PipelineStatus {
     pub name: String,
     /// Tenant name (empty without tenants).
     pub tenant: String,
+    /// The live plugin chain (versions, reloads, uploads).
+    pub live: Arc<LiveChain>,
+    delivery: Delivery,
+    /// Exactly-once into Postgres: the positions are the offsets stored with the rows.
+    offsets_in_postgres: bool,
     tracker: Arc<OffsetTracker>,
     state: Mutex<String>,
+    /// Paused through the admin API.
+    paused: Arc<AtomicBool>,
+    /// Commands to the source, while the pipeline runs.
+    control: Mutex<Option<mpsc::UnboundedSender<source::Control>>>,
 }
 
 impl PipelineStatus {
@@ -61,6 +70,70 @@ impl PipelineStatus {
     /// Ready: running, with an assignment from its consumer group.
     pub fn is_ready(&self) -> bool {
         *self.state.lock().expect("state lock") == "running" && self.tracker.has_assignment()
+    }
+
+    /// Sends a command to the running source and waits for its reply.
+    async fn command<T>(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<Result<T>>) -> source::Control,
+    ) -> Result<T, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self
+            .control
+            .lock()
+            .expect("control lock")
+            .as_ref()
+            .is_some_and(|c| c.send(make(tx)).is_ok());
+        if !sent {
+            return Err(format!("pipeline `{}` is not running", self.name));
+        }
+        rx.await
+            .map_err(|_| format!("pipeline `{}` stopped", self.name))?
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Pauses (or resumes) fetching; batches in flight finish and commit, offsets are kept.
+    pub async fn set_paused(&self, pause: bool) -> Result<(), String> {
+        self.command(|reply| source::Control::Pause(pause, reply))
+            .await
+    }
+
+    /// Seeks every partition assigned in this process; returns where each one restarts.
+    pub async fn replay(&self, from: ReplayFrom) -> Result<Vec<(TopicPartition, i64)>, String> {
+        if self.offsets_in_postgres {
+            return Err(format!(
+                "pipeline `{}` is exactly-once: its positions are the offsets stored with its rows \
+                 (table sluice_offsets), which a replay would skip; change them there instead",
+                self.name
+            ));
+        }
+        self.command(|reply| source::Control::Replay(from, reply))
+            .await
+    }
+
+    /// True while paused through the admin API.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// The pipeline as the admin API shows it: state, assignment, lag, live plugin versions.
+    pub fn describe(&self) -> serde_json::Value {
+        let mut v = self.snapshot();
+        let current = self.live.current();
+        v["paused"] = self.is_paused().into();
+        v["delivery"] = match self.delivery {
+            Delivery::ExactlyOnce => "exactly-once",
+            Delivery::AtLeastOnce => "at-least-once",
+        }
+        .into();
+        v["version"] = (*current.label).into();
+        v["on_probation"] = current.on_probation().into();
+        v["plugins"] = current
+            .plugins
+            .iter()
+            .map(|p| serde_json::json!({ "name": &*p.name, "version": &*p.version }))
+            .collect();
+        v
     }
 
     /// The pipeline's state as JSON.
@@ -229,14 +302,21 @@ impl Host {
                 .collect::<Result<Vec<_>, _>>()
                 .with_context(|| format!("pipeline `{}`", pipeline.name))?;
             let tenant = pipeline.tenant.clone().unwrap_or_default();
+            let live = LiveChain::new(&pipeline.name, specs, plugins, pipeline.reload.clone());
             pipelines.push(Prepared {
-                live: LiveChain::new(&pipeline.name, specs, plugins, pipeline.reload.clone()),
+                live: live.clone(),
                 stats: Arc::new(PipelineStats::default()),
                 status: Arc::new(PipelineStatus {
                     name: pipeline.name.clone(),
                     tenant: tenant.clone(),
+                    live,
+                    delivery: pipeline.delivery,
+                    offsets_in_postgres: pipeline.delivery == Delivery::ExactlyOnce
+                        && !pipeline.kafka_transactions(),
                     tracker: Arc::new(OffsetTracker::default()),
                     state: Mutex::new("starting".into()),
+                    paused: Arc::new(AtomicBool::new(false)),
+                    control: Mutex::new(None),
                 }),
                 rate: tenant_rates.get(tenant.as_str()).cloned(),
                 config: pipeline.clone(),
@@ -302,13 +382,17 @@ impl Host {
                 Some(tokio::spawn(crate::admin::serve(
                     listener,
                     self.status(),
+                    self.runtime.clone(),
+                    crate::admin::Tokens::from_config(&self.config),
                     stop.clone(),
                 )))
             }
             None => None,
         };
         let drain_timeout = Duration::from_millis(self.config.runtime.shutdown_timeout_ms);
+        let instance_id = self.config.runtime.instance_id();
         for prepared in self.pipelines {
+            let instance_id = instance_id.clone();
             let kafka = self.config.kafka.clone();
             let sink = self.sink.clone();
             let mut stop = stop.clone();
@@ -325,7 +409,8 @@ impl Host {
             tasks.spawn(async move {
                 let name = prepared.config.name.clone();
                 let status = prepared.status.clone();
-                let result = run_pipeline(kafka, prepared, sink, drain_timeout, local_rx).await;
+                let result =
+                    run_pipeline(kafka, prepared, sink, drain_timeout, instance_id, local_rx).await;
                 match &result {
                     Ok(()) => status.set("stopped"),
                     Err(e) => {
@@ -374,6 +459,33 @@ struct WorkerContext {
     stats: Arc<PipelineStats>,
     failure: Mutex<Option<String>>,
     stop: watch::Sender<bool>,
+    /// Exactly-once into Kafka: what the workers' transactions need.
+    transactions: Option<Transactions>,
+}
+
+/// What the workers of an exactly-once Kafka pipeline share to commit their transactions.
+struct Transactions {
+    /// Held (shared) from a batch's ownership check to its transaction's end; a revoke takes it
+    /// exclusively.
+    gate: Arc<std::sync::RwLock<()>>,
+    /// The pipeline's consumer, for the group metadata that fences zombie transactions.
+    consumer: Arc<SourceConsumer>,
+    tracker: Arc<OffsetTracker>,
+    /// Rewinds a partition after an aborted transaction.
+    control: mpsc::UnboundedSender<source::Control>,
+    /// To replace a fenced producer.
+    kafka: crate::config::KafkaConfig,
+    aborted: metrics::Counter,
+}
+
+/// How a batch's transaction ended.
+enum TxnOutcome {
+    Committed,
+    /// Aborted; the partition is read again from the batch.
+    Aborted,
+    /// Aborted, and the producer is unusable: fenced by a newer one with its transactional id
+    /// (the broker timed the transaction out, or another process has the same instance id).
+    Fenced(String),
 }
 
 impl WorkerContext {
@@ -395,16 +507,21 @@ impl WorkerContext {
         *self.stop.borrow()
     }
 
-    /// Sends every failed input to the dead-letter topic, counted on `ticket`.
-    fn dead_letter(&self, input: &InputBatch, failures: &[Failure], ticket: &Arc<Ticket>) {
+    /// Sends every failed input to the dead-letter topic through `sink`, counted on `ticket`.
+    fn dead_letter(
+        &self,
+        sink: &KafkaSink,
+        input: &InputBatch,
+        failures: &[Failure],
+        ticket: &Arc<Ticket>,
+    ) {
         let Some(dlq) = &self.dead_letter_topic else {
             return;
         };
         for failure in failures {
             let record = input.record(failure.input as usize);
             tracing::debug!(pipeline = %self.pipeline, topic = record.topic, partition = record.partition, offset = record.offset, reason = failure.reason.as_str(), "dead-lettering record: {}", failure.message);
-            self.sink
-                .dead_letter(dlq, &self.pipeline, &record, failure, ticket);
+            sink.dead_letter(dlq, &self.pipeline, &record, failure, ticket);
         }
     }
 }
@@ -436,6 +553,7 @@ async fn run_pipeline(
     prepared: Prepared,
     sink: Arc<KafkaSink>,
     drain_timeout: Duration,
+    instance_id: String,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let Prepared {
@@ -453,7 +571,36 @@ async fn run_pipeline(
         .as_ref()
         .filter(|pg| pg.exactly_once())
         .map(|pg| pg.offset_store());
-    let consumer = source::connect(&kafka, &pipeline, tracker.clone())?;
+    let transactional = pipeline.kafka_transactions();
+    let gate = transactional.then(Arc::default);
+    // Exactly-once: one transactional producer per worker, initialised before the group is
+    // joined, which aborts whatever a previous run of this instance left open.
+    let transactional_id =
+        |worker: usize| format!("{}-{}-{worker}", pipeline.group_id(), instance_id);
+    let worker_sinks: Vec<Arc<KafkaSink>> = if transactional {
+        let kafka = kafka.clone();
+        let ids: Vec<String> = (0..pipeline.workers).map(transactional_id).collect();
+        let stopping = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            ids.iter()
+                .map(|id| {
+                    KafkaSink::transactional(&kafka, id, &|| *stopping.borrow()).map(Arc::new)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await??
+    } else {
+        vec![sink.clone(); pipeline.workers]
+    };
+    let consumer = source::connect(
+        &kafka,
+        &pipeline,
+        tracker.clone(),
+        status.paused.clone(),
+        gate.clone(),
+    )?;
+    let (control, control_rx) = mpsc::unbounded_channel();
+    *status.control.lock().expect("control lock") = Some(control.clone());
     let (local_stop, source_stop) = watch::channel(false);
     let ctx = Arc::new(WorkerContext {
         pipeline: pipeline.name.clone(),
@@ -466,6 +613,14 @@ async fn run_pipeline(
         stats,
         failure: Mutex::new(None),
         stop: local_stop,
+        transactions: gate.map(|gate| Transactions {
+            gate,
+            consumer: consumer.clone(),
+            tracker: tracker.clone(),
+            control,
+            kafka: kafka.clone(),
+            aborted: metrics::counter!("sluice_transactions_aborted_total", "pipeline" => pipeline.name.clone(), "tenant" => status.tenant.clone()),
+        }),
     });
     status.set("running");
     {
@@ -478,15 +633,16 @@ async fn run_pipeline(
 
     let mut senders = Vec::new();
     let mut workers = Vec::new();
-    for i in 0..pipeline.workers {
+    for (i, sink) in worker_sinks.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel::<Batch>(2);
         senders.push(tx);
         let ctx = ctx.clone();
         let worker = Worker::new(live.clone());
+        let id = transactional_id(i);
         workers.push(
             std::thread::Builder::new()
                 .name(format!("{}-{i}", pipeline.name))
-                .spawn(move || worker_loop(&ctx, worker, rx))
+                .spawn(move || worker_loop(&ctx, worker, sink, &id, rx))
                 .context("starting a worker thread")?,
         );
     }
@@ -510,15 +666,19 @@ async fn run_pipeline(
 
     tracing::info!(pipeline = %pipeline.name, inputs = ?pipeline.inputs, workers = pipeline.workers, "pipeline started");
     let source_result = source::run(
-        consumer.clone(),
-        tracker.clone(),
-        pipeline.batch.clone(),
+        source::Source {
+            consumer: consumer.clone(),
+            tracker: tracker.clone(),
+            batch: pipeline.batch.clone(),
+            rate,
+            stored: stored_offsets,
+        },
         senders,
-        rate,
-        stored_offsets,
+        control_rx,
         source_stop,
     )
     .await;
+    *status.control.lock().expect("control lock") = None;
     if let Err(e) = &source_result {
         ctx.fail(format!("the Kafka source stopped: {e:#}"));
     }
@@ -534,6 +694,7 @@ async fn run_pipeline(
         }
     })
     .await?;
+    // (Transactional producers have nothing left to flush: every batch ended its transaction.)
     let flush_sink = sink.clone();
     let flushed = tokio::task::spawn_blocking(move || flush_sink.flush(drain_timeout)).await?;
     // Commit what was acknowledged even if the flush timed out.
@@ -566,7 +727,8 @@ fn commit(
     if let Some(failure) = collected.failure {
         ctx.fail(failure);
     }
-    if collected.positions.is_empty() {
+    // Exactly-once into Kafka: the transactions committed these positions already.
+    if collected.positions.is_empty() || ctx.transactions.is_some() {
         return;
     }
     let mut tpl = TopicPartitionList::new();
@@ -663,19 +825,144 @@ impl Worker {
     }
 }
 
-fn worker_loop(ctx: &WorkerContext, mut worker: Worker, mut rx: mpsc::Receiver<Batch>) {
+/// A fenced producer is replaced, as Kafka Streams does, unless fencing repeats this often:
+/// then another process most likely shares this one's instance id.
+const MAX_FENCES: usize = 3;
+const FENCE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Runs the batches of the partitions pinned to this worker through its chain, sending their
+/// outputs through `sink` (its own transactional producer `transactional_id` when exactly-once).
+fn worker_loop(
+    ctx: &WorkerContext,
+    mut worker: Worker,
+    mut sink: Arc<KafkaSink>,
+    transactional_id: &str,
+    mut rx: mpsc::Receiver<Batch>,
+) {
     let mut session = postgres::Session::default();
+    let mut aborts = 0u32;
+    let mut fences: Vec<std::time::Instant> = Vec::new();
     while let Some(mut batch) = rx.blocking_recv() {
         if ctx.failed() {
             // Stopping: leave the batch unacknowledged so it is processed again after a restart.
             continue;
         }
         worker.refresh();
-        match process_batch(ctx, &mut worker, &mut session, &mut batch) {
-            Ok(()) => batch.ticket.done(),
+        let Some(txn) = &ctx.transactions else {
+            match process_batch(ctx, &mut worker, &mut session, &sink, &mut batch) {
+                Ok(()) => batch.ticket.done(),
+                Err(e) => ctx.fail(format!("{e:#}")),
+            }
+            continue;
+        };
+        let outcome =
+            process_in_transaction(ctx, txn, &mut worker, &mut session, &sink, &mut batch);
+        batch.ticket.done();
+        match outcome {
+            Ok(TxnOutcome::Committed) => aborts = 0,
+            Ok(TxnOutcome::Aborted) => {
+                // Abort after abort (a broker down): back off before the next try.
+                aborts += 1;
+                std::thread::sleep(Duration::from_millis(50 << aborts.min(6)));
+            }
+            Ok(TxnOutcome::Fenced(why)) => {
+                fences.retain(|at| at.elapsed() < FENCE_WINDOW);
+                fences.push(std::time::Instant::now());
+                if fences.len() >= MAX_FENCES {
+                    ctx.fail(format!(
+                        "the transactional producer `{transactional_id}` of pipeline `{}` was \
+                         fenced {MAX_FENCES} times within {} s ({why}): most likely another \
+                         process runs with the same runtime.instance_id (SLUICE_INSTANCE_ID); give \
+                         every process its own. Nothing of the fenced transactions is committed",
+                        ctx.pipeline,
+                        FENCE_WINDOW.as_secs()
+                    ));
+                    continue;
+                }
+                tracing::warn!(pipeline = %ctx.pipeline, "transactional producer `{transactional_id}` fenced ({why}); replacing it");
+                match KafkaSink::transactional(&txn.kafka, transactional_id, &|| ctx.stopping()) {
+                    Ok(fresh) => sink = Arc::new(fresh),
+                    Err(e) => ctx.fail(format!("{e:#}")),
+                }
+            }
             Err(e) => ctx.fail(format!("{e:#}")),
         }
     }
+}
+
+/// Exactly-once into Kafka: the batch's outputs, dead letters and next offset commit in one
+/// transaction. When it aborts, the partition is read again from the batch's first record (its
+/// last committed position).
+fn process_in_transaction(
+    ctx: &WorkerContext,
+    txn: &Transactions,
+    worker: &mut Worker,
+    session: &mut postgres::Session,
+    sink: &KafkaSink,
+    batch: &mut Batch,
+) -> Result<TxnOutcome> {
+    let tp: TopicPartition = (batch.topic.clone(), batch.partition);
+    let _owning = txn.gate.read().expect("transactions lock");
+    if txn.tracker.generation(&tp) != Some(batch.generation) {
+        // Revoked or rewound since it was read: whoever owns the partition reads it again.
+        return Ok(TxnOutcome::Committed);
+    }
+    let first = batch.input.record(0).offset;
+    // Stops taking this partition's batches (those read after this one must not commit past
+    // it) and has the source read it again from `first`.
+    let rewind = |tp: TopicPartition| {
+        txn.tracker.revoke(&tp);
+        let _ = txn.control.send(source::Control::Rewind(tp, first));
+    };
+    if let Err(e) = sink.begin() {
+        return match e {
+            TxnError::Fatal(e) => {
+                rewind(tp);
+                Ok(TxnOutcome::Fenced(e.to_string()))
+            }
+            TxnError::Abortable(e) => Err(e).context("beginning a transaction"),
+        };
+    }
+    if let Err(e) = process_batch(ctx, worker, session, sink, batch) {
+        let _ = sink.abort();
+        return Err(e);
+    }
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset(&tp.0, tp.1, Offset::Offset(batch.ticket.next_offset()))?;
+    let group = txn
+        .consumer
+        .group_metadata()
+        .context("the consumer has no group metadata to commit offsets with")?;
+    let aborted = match sink.commit(&offsets, &group) {
+        Ok(()) => {
+            ctx.metrics.commits.increment(1);
+            return Ok(TxnOutcome::Committed);
+        }
+        Err(TxnError::Fatal(e)) => {
+            rewind(tp);
+            txn.aborted.increment(1);
+            return Ok(TxnOutcome::Fenced(e.to_string()));
+        }
+        Err(TxnError::Abortable(e)) => e,
+    };
+    rewind(tp.clone());
+    let permanent = batch.ticket.failed_permanently();
+    txn.aborted.increment(1);
+    if let Err(TxnError::Fatal(e)) = sink.abort() {
+        return Ok(TxnOutcome::Fenced(e.to_string()));
+    }
+    if permanent {
+        // Not a passing fault: the same records would fail the same way again.
+        bail!(
+            "{}; the transaction with records {}[{}] from offset {first} is aborted and \
+             nothing from there on is committed",
+            batch.ticket.failure().unwrap_or_default(),
+            tp.0,
+            tp.1
+        );
+    }
+    tracing::warn!(pipeline = %ctx.pipeline, topic = %tp.0, partition = tp.1, offset = first, "transaction aborted ({aborted}); the partition is read again from its last commit");
+    Ok(TxnOutcome::Aborted)
 }
 
 /// Runs one batch through the chain and the router, then sends its outputs and dead letters.
@@ -683,6 +970,7 @@ fn process_batch(
     ctx: &WorkerContext,
     worker: &mut Worker,
     session: &mut postgres::Session,
+    sink: &KafkaSink,
     batch: &mut Batch,
 ) -> Result<()> {
     let (mut out, label) = worker.process(&ctx.router, &mut batch.input)?;
@@ -712,7 +1000,7 @@ fn process_batch(
         let timestamp = record
             .timestamp
             .or_else(|| input.record(emitted.input as usize).timestamp);
-        ctx.sink.send(
+        sink.send(
             topic,
             OutgoingRecord {
                 key: record.key,
@@ -738,8 +1026,8 @@ fn process_batch(
         let mut before_commit = |refused: &[Failure]| -> Result<()> {
             require_dead_letter_topic(ctx, input, refused)?;
             let ticket = Ticket::untracked();
-            ctx.dead_letter(input, earlier, &ticket);
-            ctx.dead_letter(input, refused, &ticket);
+            ctx.dead_letter(sink, input, earlier, &ticket);
+            ctx.dead_letter(sink, input, refused, &ticket);
             ticket.done();
             while !ticket.is_done() {
                 std::thread::sleep(Duration::from_millis(1));
@@ -774,7 +1062,7 @@ fn process_batch(
         }
     }
     if !dead_lettered {
-        ctx.dead_letter(input, &out.failures, &batch.ticket);
+        ctx.dead_letter(sink, input, &out.failures, &batch.ticket);
     }
     let stats = &ctx.stats;
     let total_sent: u64 = sent.iter().sum();

@@ -306,6 +306,9 @@ fn reload_outcome(pipeline: &str, plugin: &str, result: &'static str) {
 /// A file being watched, and the chains it belongs to.
 struct Watched {
     targets: Vec<(Arc<LiveChain>, usize)>,
+    /// Content version of the file when last read: only a change of content is offered, so a
+    /// version uploaded through the admin API stays live until the file itself changes.
+    seen: Arc<Mutex<Option<String>>>,
 }
 
 /// Follows every plugin file of `chains` until `stop`; a message on `recheck` offers every file.
@@ -325,6 +328,7 @@ pub async fn watch(
                 .entry(canonical(&spec.path))
                 .or_insert_with(|| Watched {
                     targets: Vec::new(),
+                    seen: Arc::default(),
                 })
                 .targets
                 .push((chain.clone(), i));
@@ -332,7 +336,10 @@ pub async fn watch(
     }
     let (tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+        // Reading a file (ours included) is no reason to look at it.
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
+        {
             for path in event.paths {
                 let _ = tx.send(path);
             }
@@ -390,10 +397,11 @@ pub async fn watch(
                 for path in due {
                     dirty.remove(&path);
                     let targets = files[&path].targets.clone();
+                    let seen = files[&path].seen.clone();
                     let runtime = runtime.clone();
                     let settle = debounce / 2;
                     let file = path.clone();
-                    let stable = tokio::task::spawn_blocking(move || offer_file(&runtime, &file, &targets, settle)).await?;
+                    let stable = tokio::task::spawn_blocking(move || offer_file(&runtime, &file, &targets, &seen, settle)).await?;
                     if !stable {
                         // Still being written: look again after another quiet period.
                         dirty.insert(path, Instant::now());
@@ -410,6 +418,7 @@ fn offer_file(
     runtime: &Arc<Runtime>,
     path: &Path,
     targets: &[(Arc<LiveChain>, usize)],
+    seen: &Mutex<Option<String>>,
     settle: Duration,
 ) -> bool {
     let stamp = |p: &Path| -> Option<(u64, SystemTime)> {
@@ -430,6 +439,10 @@ fn offer_file(
     };
     if stamp(path) != Some(before) || bytes.len() as u64 != before.0 {
         return false;
+    }
+    let version = content_version(&bytes);
+    if seen.lock().expect("seen lock").replace(version.clone()) == Some(version) {
+        return true;
     }
     for (chain, index) in targets {
         match chain.offer(runtime, *index, &bytes) {

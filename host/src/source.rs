@@ -6,7 +6,8 @@
 //! Dispatch waits when the workers are busy, which stops fetching (back-pressure).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -17,7 +18,7 @@ use rdkafka::consumer::{
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_abi::{Header, InputBatch};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{BatchConfig, KafkaConfig, PipelineConfig};
 use crate::offsets::{OffsetStore, OffsetTracker, Ticket, TopicPartition};
@@ -32,12 +33,43 @@ pub struct Batch {
     pub input: InputBatch,
     /// Counts the batch's outputs down to its commit.
     pub ticket: Arc<Ticket>,
+    /// The partition's generation when the batch was read: it is stale once the partition is
+    /// revoked or rewound.
+    pub generation: u64,
 }
 
 /// Keeps the offset tracker in step with the group's assignment.
 pub struct SourceContext {
     pipeline: String,
     tracker: Arc<OffsetTracker>,
+    /// Paused through the admin API: partitions assigned meanwhile start paused too.
+    paused: Arc<AtomicBool>,
+    /// Exactly-once into Kafka: held (shared) by every worker from its ownership check to its
+    /// transaction's end, so a revoke waits for the transactions in flight.
+    transactions: Option<Arc<RwLock<()>>>,
+}
+
+/// Where a replay starts.
+#[derive(Clone, Copy, Debug)]
+pub enum ReplayFrom {
+    /// This offset in every assigned partition (clamped to what the partition holds).
+    Offset(i64),
+    /// The first record at or after this time (milliseconds since the epoch).
+    Timestamp(i64),
+}
+
+/// A command to a running source, from the admin API.
+pub enum Control {
+    /// Stop or restart fetching the assigned partitions; positions and offsets are kept.
+    Pause(bool, oneshot::Sender<Result<()>>),
+    /// Seek every assigned partition; replies with the positions it seeked to.
+    Replay(
+        ReplayFrom,
+        oneshot::Sender<Result<Vec<(TopicPartition, i64)>>>,
+    ),
+    /// An aborted transaction: read the partition again from this offset (its last committed
+    /// position), dropping the batches read since.
+    Rewind(TopicPartition, i64),
 }
 
 impl ClientContext for SourceContext {
@@ -73,6 +105,13 @@ impl ConsumerContext for SourceContext {
                 }
             }
             tracing::info!(pipeline = %self.pipeline, partitions = tpl.count(), "partitions revoked");
+            if let Some(transactions) = &self.transactions {
+                // The offsets are committed by the transactions. Wait for those in flight to
+                // end: once revoked, no transaction of ours may commit for these partitions, and
+                // workers see the revoke before starting another.
+                drop(transactions.write().expect("transactions lock"));
+                return;
+            }
             if commit.count() > 0
                 && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
             {
@@ -81,10 +120,15 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             for e in tpl.elements() {
                 self.tracker.assign((e.topic().into(), e.partition()));
+            }
+            if self.paused.load(Ordering::Acquire)
+                && let Err(e) = consumer.pause(tpl)
+            {
+                tracing::warn!(pipeline = %self.pipeline, "could not pause newly assigned partitions: {e}");
             }
             self.tracker.note_assignment();
             tracing::info!(pipeline = %self.pipeline, partitions = tpl.count(), "partitions assigned");
@@ -115,6 +159,8 @@ pub fn connect(
     kafka: &KafkaConfig,
     pipeline: &PipelineConfig,
     tracker: Arc<OffsetTracker>,
+    paused: Arc<AtomicBool>,
+    transactions: Option<Arc<RwLock<()>>>,
 ) -> Result<Arc<SourceConsumer>> {
     let mut config = ClientConfig::new();
     config
@@ -124,6 +170,11 @@ pub fn connect(
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
+        // Inputs may be another pipeline's transactional outputs: never read aborted records.
+        .set("isolation.level", "read_committed")
+        // Members joining or leaving move only the partitions that must move; the others keep
+        // flowing through a rebalance.
+        .set("partition.assignment.strategy", "cooperative-sticky")
         // Feeds the consumer-lag gauge.
         .set("statistics.interval.ms", "5000");
     for (k, v) in kafka.properties.iter().chain(&kafka.consumer) {
@@ -132,6 +183,8 @@ pub fn connect(
     let context = SourceContext {
         pipeline: pipeline.name.clone(),
         tracker,
+        paused,
+        transactions,
     };
     let consumer: SourceConsumer = config.create_with_context(context).with_context(|| {
         format!(
@@ -187,17 +240,35 @@ struct Pending {
     next_offset: i64,
 }
 
+/// What a pipeline's source reads from, and how it batches.
+pub struct Source {
+    /// The pipeline's consumer, subscribed.
+    pub consumer: Arc<SourceConsumer>,
+    /// Where batches are registered for their commit.
+    pub tracker: Arc<OffsetTracker>,
+    /// Batch size and linger.
+    pub batch: BatchConfig,
+    /// The tenant's records/s budget, if it has one.
+    pub rate: Option<Arc<RateLimit>>,
+    /// Exactly-once into Postgres: the offsets stored with the rows.
+    pub stored: Option<Arc<dyn OffsetStore>>,
+}
+
 /// Reads records until `stop` turns true, batching them to `workers`. Partially filled batches are
 /// dispatched before returning so that nothing read is left unprocessed.
 pub async fn run(
-    consumer: Arc<SourceConsumer>,
-    tracker: Arc<OffsetTracker>,
-    batch: BatchConfig,
+    source: Source,
     workers: Vec<mpsc::Sender<Batch>>,
-    rate: Option<Arc<RateLimit>>,
-    stored: Option<Arc<dyn OffsetStore>>,
+    mut control: mpsc::UnboundedReceiver<Control>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
+    let Source {
+        consumer,
+        tracker,
+        batch,
+        rate,
+        stored,
+    } = source;
     let linger = Duration::from_millis(batch.linger_ms);
     let mut pending: HashMap<TopicPartition, Pending> = HashMap::new();
     let mut tick = tokio::time::interval(linger.max(Duration::from_millis(2)) / 2);
@@ -211,6 +282,43 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = stop.changed() => break,
+            Some(command) = control.recv() => match command {
+                Control::Pause(pause, reply) => {
+                    let _ = reply.send(set_paused(&consumer, pause));
+                }
+                Control::Replay(from, reply) => {
+                    let result = seek_all(&consumer, from).await;
+                    if let Ok(positions) = &result {
+                        // Batches read before the seek, in flight or buffered, are dropped from
+                        // the offsets: the replayed records commit from here.
+                        for (tp, _) in positions {
+                            tracker.assign(tp.clone());
+                            pending.remove(tp);
+                            floors.remove(tp);
+                        }
+                        rebalances = tracker.rebalances();
+                    }
+                    let _ = reply.send(result);
+                }
+                Control::Rewind(tp, offset) => {
+                    // The worker stopped tracking the partition; if it is still ours, read it
+                    // again from the last committed position under a new generation.
+                    let ours = consumer
+                        .assignment()
+                        .is_ok_and(|a| a.find_partition(&tp.0, tp.1).is_some());
+                    if ours {
+                        tracker.assign(tp.clone());
+                        pending.remove(&tp);
+                        floors.remove(&tp);
+                        rebalances = tracker.rebalances();
+                        // Asynchronous (no wait): the fetcher drops what it read before.
+                        match consumer.seek(&tp.0, tp.1, Offset::Offset(offset), Duration::ZERO) {
+                            Ok(()) => tracing::info!(topic = %tp.0, partition = tp.1, offset, "transaction aborted; reading again from its first record"),
+                            Err(e) => return Err(e).with_context(|| format!("rewinding {}[{}] to offset {offset} after an aborted transaction", tp.0, tp.1)),
+                        }
+                    }
+                }
+            },
             message = consumer.recv() => {
                 let m = match message {
                     Ok(m) => m,
@@ -261,7 +369,8 @@ pub async fn run(
                     Some(p) => p,
                     None => {
                         let Some(generation) = tracker.generation(&tp) else {
-                            tracing::warn!(topic = %tp.0, partition = tp.1, offset = m.offset(), "record from a partition not assigned to this pipeline; skipped");
+                            // Revoked, or being rewound after an aborted transaction.
+                            tracing::debug!(topic = %tp.0, partition = tp.1, offset = m.offset(), "record from a partition not tracked now; skipped");
                             continue;
                         };
                         pending.entry(tp.clone()).or_insert(Pending {
@@ -309,6 +418,69 @@ pub async fn run(
     Ok(())
 }
 
+fn set_paused(consumer: &SourceConsumer, pause: bool) -> Result<()> {
+    consumer.context().paused.store(pause, Ordering::Release);
+    let assignment = consumer.assignment().context("reading the assignment")?;
+    if pause {
+        consumer
+            .pause(&assignment)
+            .context("pausing the assigned partitions")
+    } else {
+        consumer
+            .resume(&assignment)
+            .context("resuming the assigned partitions")
+    }
+}
+
+/// Seeks every assigned partition to `from`, clamped to the records the partition holds.
+async fn seek_all(
+    consumer: &Arc<SourceConsumer>,
+    from: ReplayFrom,
+) -> Result<Vec<(TopicPartition, i64)>> {
+    let consumer = consumer.clone();
+    tokio::task::spawn_blocking(move || {
+        let timeout = Duration::from_secs(10);
+        let assignment = consumer.assignment().context("reading the assignment")?;
+        if assignment.count() == 0 {
+            anyhow::bail!("the pipeline has no partitions assigned in this process");
+        }
+        let wanted: Vec<(String, i32, Option<i64>)> = match from {
+            ReplayFrom::Offset(o) => assignment
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition(), Some(o)))
+                .collect(),
+            ReplayFrom::Timestamp(ts) => {
+                let mut tpl = TopicPartitionList::new();
+                for e in assignment.elements() {
+                    tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(ts))?;
+                }
+                consumer
+                    .offsets_for_times(tpl, timeout)
+                    .context("looking up the offsets for the timestamp")?
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition(), e.offset().to_raw()))
+                    .collect()
+            }
+        };
+        let mut positions = Vec::new();
+        for (topic, partition, offset) in wanted {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition, timeout)
+                .with_context(|| format!("reading the offsets held by {topic}[{partition}]"))?;
+            // No record at or after the timestamp (or past the end): from the end.
+            let offset = offset.filter(|o| *o >= 0).unwrap_or(high).clamp(low, high);
+            consumer
+                .seek(&topic, partition, Offset::Offset(offset), timeout)
+                .with_context(|| format!("seeking {topic}[{partition}] to {offset}"))?;
+            positions.push(((topic.as_str().into(), partition), offset));
+        }
+        Ok(positions)
+    })
+    .await?
+}
+
 async fn dispatch(
     tracker: &OffsetTracker,
     workers: &[mpsc::Sender<Batch>],
@@ -330,6 +502,7 @@ async fn dispatch(
             partition: tp.1,
             input: pending.batch,
             ticket,
+            generation: pending.generation,
         })
         .await
         .ok()

@@ -80,7 +80,7 @@ fn dashboard_queries_only_metrics_sluice_exports() {
     .unwrap();
     let dashboard: serde_json::Value =
         serde_json::from_str(&text).expect("the dashboard is valid JSON");
-    let source = std::fs::read_to_string(repo().join("host/src/admin.rs")).unwrap();
+    let source = std::fs::read_to_string(repo().join("host/src/admin/mod.rs")).unwrap();
     let exported: BTreeSet<String> = source
         .match_indices("\"sluice_")
         .map(|(i, _)| source[i + 1..].split('"').next().unwrap().to_string())

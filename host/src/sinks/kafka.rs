@@ -3,16 +3,20 @@
 //! Every record sent carries the [`Ticket`] of its batch as its delivery opaque; the delivery
 //! callback counts the ticket down, or fails it, which is what the offset tracker commits on.
 //! The producer is idempotent, so librdkafka's retries neither duplicate nor reorder records.
+//! Exactly-once pipelines give each worker a transactional producer of its own
+//! ([`KafkaSink::transactional`]): a batch's outputs, dead letters and consumed offsets then
+//! commit or abort together.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, TopicPartitionList};
 use sluice_abi::{Header, InputRecord};
 
 use crate::chain::Failure;
@@ -53,6 +57,85 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// How long one transactional call may take before it is retried or reported.
+const TXN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a transactional call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    /// The transaction cannot commit (a delivery failed, the group moved on, a broker timed
+    /// out…): abort it and process its records again.
+    #[error("the transaction must be aborted: {0}")]
+    Abortable(KafkaError),
+    /// The producer is unusable, most often fenced by a newer producer with the same
+    /// transactional id (another process with the same `runtime.instance_id`).
+    #[error("the transactional producer failed for good: {0}")]
+    Fatal(KafkaError),
+}
+
+impl From<KafkaError> for TxnError {
+    fn from(e: KafkaError) -> Self {
+        if is_fatal(&e) {
+            TxnError::Fatal(e)
+        } else {
+            TxnError::Abortable(e)
+        }
+    }
+}
+
+/// A delivery error that a retry would meet again.
+fn is_permanent(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            MessageSizeTooLarge
+                | UnknownTopicOrPartition
+                | UnknownTopic
+                | UnknownPartition
+                | TopicAuthorizationFailed
+                | InvalidRecord
+                | MessageBatchTooLarge
+                | InvalidMessageSize
+                | InvalidTopic
+        )
+    )
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+}
+
+/// Runs a transactional call again while librdkafka says it may be retried.
+fn retry(mut call: impl FnMut() -> KafkaResult<()>) -> Result<(), TxnError> {
+    let mut backoff = Backoff::default();
+    loop {
+        match call() {
+            Err(KafkaError::Transaction(t)) if t.is_retriable() && !t.txn_requires_abort() => {
+                backoff.wait(&format!("transactional call, retrying: {t}"));
+            }
+            result => return result.map_err(TxnError::from),
+        }
+    }
+}
+
+/// Exponential backoff from 100 ms to 5 s, logging why it waits.
+#[derive(Default)]
+pub struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Logs `why` and sleeps for the next interval.
+    pub fn wait(&mut self, why: &str) {
+        let delay =
+            Duration::from_millis(100u64 << self.attempt.min(6)).min(Duration::from_secs(5));
+        self.attempt += 1;
+        tracing::warn!("{why}; again in {} ms", delay.as_millis());
+        std::thread::sleep(delay);
+    }
+}
+
 /// Counts down the batch ticket of every delivered record and records its end-to-end latency.
 pub struct DeliveryContext {
     latency: metrics::Histogram,
@@ -74,10 +157,14 @@ impl ProducerContext for DeliveryContext {
                 }
                 ticket.done()
             }
-            Err((error, message)) => ticket.fail(format!(
-                "delivery to topic `{}` failed: {error}",
-                message.topic()
-            )),
+            Err((error, message)) => {
+                let reason = format!("delivery to topic `{}` failed: {error}", message.topic());
+                if is_permanent(error) {
+                    ticket.fail_permanently(reason)
+                } else {
+                    ticket.fail(reason)
+                }
+            }
         }
     }
 }
@@ -102,7 +189,10 @@ pub struct OutgoingRecord<'a, H> {
 impl KafkaSink {
     /// Connects a producer to the configured brokers.
     pub fn new(kafka: &KafkaConfig) -> Result<Self> {
-        let mut config = ClientConfig::new();
+        Self::with_config(kafka, ClientConfig::new())
+    }
+
+    fn with_config(kafka: &KafkaConfig, mut config: ClientConfig) -> Result<Self> {
         config
             .set("bootstrap.servers", &kafka.bootstrap_servers)
             .set("enable.idempotence", "true")
@@ -120,6 +210,63 @@ impl KafkaSink {
             })
             .context("creating the Kafka producer (check kafka.properties / kafka.producer)")?;
         Ok(KafkaSink { producer })
+    }
+
+    /// A transactional producer with `transactional_id`, its transactions initialised (which
+    /// fences any earlier producer with that id and aborts what it left open). Retries while
+    /// the brokers are unreachable, until `give_up` says so.
+    pub fn transactional(
+        kafka: &KafkaConfig,
+        transactional_id: &str,
+        give_up: &dyn Fn() -> bool,
+    ) -> Result<Self> {
+        let mut config = ClientConfig::new();
+        config
+            .set("transactional.id", transactional_id)
+            // A crashed process that does not come back holds its open transaction this long.
+            .set("transaction.timeout.ms", "10000");
+        let sink = Self::with_config(kafka, config)?;
+        let mut backoff = Backoff::default();
+        loop {
+            match sink.producer.init_transactions(TXN_TIMEOUT) {
+                Ok(()) => return Ok(sink),
+                Err(e) if !is_fatal(&e) && !give_up() => {
+                    backoff.wait(&format!(
+                        "initialising transactions for `{transactional_id}`: {e}"
+                    ));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("initialising the transactional producer `{transactional_id}`")
+                    });
+                }
+            }
+        }
+    }
+
+    /// Opens a transaction: what is sent from now on commits or aborts as a whole.
+    pub fn begin(&self) -> Result<(), TxnError> {
+        self.producer.begin_transaction().map_err(TxnError::from)
+    }
+
+    /// Adds `offsets` (the consumer group's next positions) to the open transaction and commits
+    /// it, retrying what librdkafka says can be retried.
+    pub fn commit(
+        &self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), TxnError> {
+        retry(|| {
+            self.producer
+                .send_offsets_to_transaction(offsets, group, TXN_TIMEOUT)
+        })?;
+        retry(|| self.producer.commit_transaction(TXN_TIMEOUT))
+    }
+
+    /// Aborts the open transaction: nothing sent in it becomes visible to `read_committed`
+    /// readers, and its offsets are not committed.
+    pub fn abort(&self) -> Result<(), TxnError> {
+        retry(|| self.producer.abort_transaction(TXN_TIMEOUT))
     }
 
     /// Sends a record to `topic`, counted on `ticket`. Blocks while librdkafka's queue is full.
@@ -156,7 +303,7 @@ impl KafkaSink {
                 }
                 Err((error, back)) => {
                     back.delivery_opaque
-                        .fail(format!("producing to topic `{topic}` failed: {error} (check that the topic exists and the \
+                        .fail_permanently(format!("producing to topic `{topic}` failed: {error} (check that the topic exists and the \
                                client may write it; a record too large needs a larger message.max.bytes or a \
                                smaller limits.max_output_bytes)"));
                     return;

@@ -167,6 +167,8 @@ impl Kafka {
             .set("bootstrap.servers", self.bootstrap())
             .set("group.id", "test-reader")
             .set("enable.auto.commit", "false")
+            // What exactly-once promises: outputs of aborted transactions are never seen.
+            .set("isolation.level", "read_committed")
             .create()
             .expect("test consumer");
         let mut tpl = TopicPartitionList::new();
@@ -280,8 +282,9 @@ pub fn counts<'a>(items: impl IntoIterator<Item = &'a str>) -> HashMap<&'a str, 
     m
 }
 
-/// A producer thread writing records `v-{partition}-{seq}` with headers `p` and `seq` to every
-/// partition of a topic, round robin, until stopped.
+/// A producer thread writing records `v-{partition}-{seq}` with key `p{partition}` and headers
+/// `p` and `seq` to every partition of a topic, round robin, until stopped. (The key keeps a
+/// partition's outputs together in one output partition, where their order can be checked.)
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<Vec<u64>>,
@@ -316,6 +319,7 @@ impl Load {
                     seqs[p] += 1;
                     let value = format!("v-{p}-{seq}");
                     let (ps, ss) = (p.to_string(), seq.to_string());
+                    let key = format!("p{p}");
                     let headers = OwnedHeaders::new()
                         .insert(Header {
                             key: "p",
@@ -325,8 +329,9 @@ impl Load {
                             key: "seq",
                             value: Some(&ss),
                         });
-                    let mut r: BaseRecord<'_, str, String> = BaseRecord::to(&topic)
+                    let mut r: BaseRecord<'_, String, String> = BaseRecord::to(&topic)
                         .partition(p as i32)
+                        .key(&key)
                         .payload(&value)
                         .headers(headers);
                     loop {
@@ -438,4 +443,116 @@ pub fn saturate(
         }
         sent
     })
+}
+
+/// `sluice run CONFIG` as a child process with `SLUICE_INSTANCE_ID` set; killed if dropped.
+pub struct HostProcess {
+    child: Option<std::process::Child>,
+}
+
+impl HostProcess {
+    pub fn start(config: &Path, instance: &str) -> HostProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg(config)
+            .env("SLUICE_LOG", "info")
+            .env("SLUICE_INSTANCE_ID", instance)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("starting sluice");
+        HostProcess { child: Some(child) }
+    }
+
+    /// SIGKILL: no drain, no commit, no goodbye to the group.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits up to 60 s for the exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The exit status, if it has ended by itself.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().unwrap().try_wait().unwrap()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Checks per-partition delivery of [`Load`] records read back from an output topic: every
+/// input `(p, seq)` below `produced[p]` has an output, outputs of one input partition keep its
+/// order (each new `seq` is the next one; a repeat may only be a replay of earlier ones), and
+/// with `exactly_once` none is repeated. Inputs in `dead_lettered` (`(p, seq)`) have no output.
+/// Returns how many outputs were repeats.
+pub fn check_delivery(
+    outputs: &[Record],
+    produced: &[u64],
+    dead_lettered: &[(usize, u64)],
+    exactly_once: bool,
+) -> usize {
+    let mut by_partition: HashMap<usize, Vec<u64>> = HashMap::new();
+    let mut sorted: Vec<&Record> = outputs.iter().collect();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    for r in sorted {
+        let p: usize = r.header("p").expect("header p").parse().unwrap();
+        let seq: u64 = r.header("seq").expect("header seq").parse().unwrap();
+        by_partition.entry(p).or_default().push(seq);
+    }
+    let mut repeats = 0;
+    for (p, n) in produced.iter().enumerate() {
+        let seqs = by_partition.remove(&p).unwrap_or_default();
+        let mut next = 0u64;
+        let skip = |next: &mut u64| {
+            while dead_lettered.contains(&(p, *next)) {
+                *next += 1;
+            }
+        };
+        skip(&mut next);
+        for seq in &seqs {
+            assert!(
+                !dead_lettered.contains(&(p, *seq)),
+                "partition {p}: dead-lettered input {seq} has an output"
+            );
+            if *seq == next {
+                next += 1;
+                skip(&mut next);
+            } else if *seq < next {
+                assert!(
+                    !exactly_once,
+                    "partition {p}: input {seq} has a second output (exactly-once)"
+                );
+                repeats += 1;
+            } else {
+                panic!("partition {p}: input {seq} came before input {next} (order or loss)");
+            }
+        }
+        assert_eq!(next, *n, "partition {p}: inputs {next}..{n} have no output");
+    }
+    assert!(by_partition.is_empty(), "outputs from unknown partitions");
+    repeats
 }

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
@@ -18,6 +17,11 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::pipeline::PipelineStatus;
+use crate::runtime::Runtime;
+
+mod api;
+
+pub use api::Tokens;
 
 /// Buckets for durations in seconds, from 100 µs to a minute.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -74,7 +78,14 @@ fn describe() {
         "sluice_consumer_lag",
         "Records between the consumer's position and the partition's end."
     );
-    describe_counter!("sluice_commits_total", "Offset commits, by pipeline.");
+    describe_counter!(
+        "sluice_commits_total",
+        "Offset commits (exactly-once into Kafka: committed transactions), by pipeline."
+    );
+    describe_counter!(
+        "sluice_transactions_aborted_total",
+        "Exactly-once transactions aborted, by pipeline; the partition is read again from its last commit."
+    );
     describe_gauge!(
         "sluice_producer_queue_depth",
         "Records queued in the producer, not yet acknowledged."
@@ -105,6 +116,8 @@ fn describe() {
 struct AdminState {
     metrics: PrometheusHandle,
     pipelines: Vec<Arc<PipelineStatus>>,
+    runtime: Arc<Runtime>,
+    tokens: Tokens,
 }
 
 /// Binds the admin listener, so that a taken port fails the start, not later.
@@ -118,18 +131,23 @@ pub async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener> {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     pipelines: Vec<Arc<PipelineStatus>>,
+    runtime: Arc<Runtime>,
+    tokens: Tokens,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
+    let api = tokens.any();
     let state = AdminState {
         metrics: metrics_handle()?,
         pipelines,
+        runtime,
+        tokens,
     };
-    let app = Router::new()
+    let app = api::routes()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state);
-    tracing::info!(listen = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    tracing::info!(listen = %listener.local_addr()?, api, "serving /metrics, /healthz, /readyz and the admin API under /api");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;

@@ -1,0 +1,323 @@
+//! The admin API under `/api`: list pipelines, pause and resume them, reload or upload a plugin
+//! version, replay from an offset or a timestamp.
+//!
+//! Every request needs `Authorization: Bearer TOKEN`. The operator token (`admin.operator_token`)
+//! reaches every pipeline; a tenant's token (`tenant.admin_token`) only that tenant's: others are
+//! not listed, and acting on one is refused with 403. A request refused (401, 403, 404, 409, 422)
+//! changes nothing.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::AdminState;
+use crate::config::Config;
+use crate::pipeline::PipelineStatus;
+use crate::reload::Offer;
+use crate::source::ReplayFrom;
+
+/// Largest plugin upload (Python and JavaScript components are tens of MB).
+const MAX_UPLOAD: usize = 256 * 1024 * 1024;
+
+/// Who may call the API: digests of the configured tokens.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    operator: Option<[u8; 32]>,
+    tenants: Vec<(String, [u8; 32])>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Tokens {
+    /// The tokens of a config.
+    pub fn from_config(config: &Config) -> Tokens {
+        Tokens {
+            operator: config.admin.operator_token.as_deref().map(digest),
+            tenants: config
+                .tenants
+                .iter()
+                .filter_map(|t| Some((t.name.clone(), digest(t.admin_token.as_deref()?))))
+                .collect(),
+        }
+    }
+
+    /// True when at least one token is configured (otherwise the API refuses everything).
+    pub fn any(&self) -> bool {
+        self.operator.is_some() || !self.tenants.is_empty()
+    }
+}
+
+/// The caller of a request.
+enum Caller {
+    Operator,
+    Tenant(String),
+}
+
+/// A refused request: status and message, as JSON.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": self.1 }));
+        if self.0 == StatusCode::UNAUTHORIZED {
+            (self.0, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (self.0, body).into_response()
+        }
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// The `/api` routes.
+pub fn routes() -> axum::Router<AdminState> {
+    axum::Router::new()
+        .route("/api/pipelines", get(list))
+        .route("/api/pipelines/{name}", get(show))
+        .route("/api/pipelines/{name}/pause", post(pause))
+        .route("/api/pipelines/{name}/resume", post(resume))
+        .route("/api/pipelines/{name}/reload", post(reload))
+        .route("/api/pipelines/{name}/replay", post(replay))
+        .route(
+            "/api/pipelines/{name}/plugins/{plugin}",
+            put(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+        )
+}
+
+fn authenticate(state: &AdminState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let unauthorized = |why: &str| ApiError(StatusCode::UNAUTHORIZED, why.to_string());
+    if !state.tokens.any() {
+        return Err(unauthorized(
+            "the admin API has no tokens configured: set admin.operator_token or a tenant's admin_token",
+        ));
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("missing `Authorization: Bearer TOKEN` header"))?;
+    // Digests of equal length, compared without an early exit.
+    let presented = digest(token.trim());
+    let same = |d: &[u8; 32]| {
+        d.iter()
+            .zip(&presented)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    };
+    if state.tokens.operator.as_ref().is_some_and(same) {
+        return Ok(Caller::Operator);
+    }
+    state
+        .tokens
+        .tenants
+        .iter()
+        .find(|(_, d)| same(d))
+        .map(|(name, _)| Caller::Tenant(name.clone()))
+        .ok_or_else(|| unauthorized("unknown token"))
+}
+
+/// The pipeline `name`, if the caller may see it.
+fn find<'a>(
+    state: &'a AdminState,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<&'a Arc<PipelineStatus>, ApiError> {
+    let caller = authenticate(state, headers)?;
+    let pipeline = state
+        .pipelines
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no pipeline `{name}`")))?;
+    match caller {
+        Caller::Tenant(tenant) if tenant != pipeline.tenant => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("pipeline `{name}` belongs to another tenant"),
+        )),
+        _ => Ok(pipeline),
+    }
+}
+
+fn conflict(message: String) -> ApiError {
+    ApiError(StatusCode::CONFLICT, message)
+}
+
+async fn list(State(state): State<AdminState>, headers: HeaderMap) -> ApiResult {
+    let caller = authenticate(&state, &headers)?;
+    let pipelines: Vec<Value> = state
+        .pipelines
+        .iter()
+        .filter(|p| match &caller {
+            Caller::Operator => true,
+            Caller::Tenant(t) => *t == p.tenant,
+        })
+        .map(|p| p.describe())
+        .collect();
+    Ok(Json(json!({ "pipelines": pipelines })))
+}
+
+async fn show(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    Ok(Json(find(&state, &headers, &name)?.describe()))
+}
+
+async fn pause(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let pipeline = find(&state, &headers, &name)?;
+    pipeline.set_paused(true).await.map_err(conflict)?;
+    tracing::info!(pipeline = %name, "paused through the admin API");
+    Ok(Json(pipeline.describe()))
+}
+
+async fn resume(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let pipeline = find(&state, &headers, &name)?;
+    pipeline.set_paused(false).await.map_err(conflict)?;
+    tracing::info!(pipeline = %name, "resumed through the admin API");
+    Ok(Json(pipeline.describe()))
+}
+
+/// What an offer did, as JSON.
+fn offer_json(plugin: &str, offer: &Offer) -> Value {
+    match offer {
+        Offer::Unchanged => json!({ "plugin": plugin, "outcome": "unchanged" }),
+        Offer::Rejected => json!({ "plugin": plugin, "outcome": "rejected",
+            "error": "this content was rolled back after failing probation; it is not loaded again" }),
+        Offer::Invalid(e) => {
+            json!({ "plugin": plugin, "outcome": "invalid", "error": e.to_string() })
+        }
+        Offer::Swapped { label } => {
+            json!({ "plugin": plugin, "outcome": "swapped", "version": &**label })
+        }
+    }
+}
+
+async fn reload(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let pipeline = find(&state, &headers, &name)?.clone();
+    let runtime = state.runtime.clone();
+    let outcomes = tokio::task::spawn_blocking(move || {
+        let live = &pipeline.live;
+        live.specs()
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| match std::fs::read(&spec.path) {
+                Ok(bytes) => offer_json(&spec.name, &live.offer(&runtime, i, &bytes)),
+                Err(e) => json!({ "plugin": spec.name, "outcome": "invalid",
+                    "error": format!("reading {}: {e}", spec.path.display()) }),
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({ "plugins": outcomes })))
+}
+
+async fn upload(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path((name, plugin)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let pipeline = find(&state, &headers, &name)?.clone();
+    let index = pipeline
+        .live
+        .specs()
+        .iter()
+        .position(|s| s.name == plugin)
+        .ok_or_else(|| {
+            let names: Vec<&str> = pipeline
+                .live
+                .specs()
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "pipeline `{name}` has no plugin `{plugin}` (plugins: {})",
+                    names.join(", ")
+                ),
+            )
+        })?;
+    let runtime = state.runtime.clone();
+    let offer = tokio::task::spawn_blocking(move || pipeline.live.offer(&runtime, index, &body))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let result = offer_json(&plugin, &offer);
+    match offer {
+        Offer::Invalid(e) => Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the uploaded component was rejected; the running version stays: {e}"),
+        )),
+        Offer::Rejected => Err(conflict(
+            "this content was rolled back after failing probation; it is not loaded again".into(),
+        )),
+        _ => {
+            tracing::info!(pipeline = %name, plugin = %plugin, "plugin version uploaded through the admin API: {}", result["outcome"]);
+            Ok(Json(result))
+        }
+    }
+}
+
+/// Body of a replay request: exactly one of the two.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    offset: Option<i64>,
+    timestamp: Option<i64>,
+}
+
+async fn replay(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let pipeline = find(&state, &headers, &name)?;
+    let request: ReplayRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("expected {{\"offset\": N}} or {{\"timestamp\": MILLIS}}: {e}"),
+        )
+    })?;
+    let from = match (request.offset, request.timestamp) {
+        (Some(o), None) if o >= 0 => ReplayFrom::Offset(o),
+        (None, Some(t)) if t >= 0 => ReplayFrom::Timestamp(t),
+        _ => {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "expected exactly one of `offset` or `timestamp` (milliseconds), not negative"
+                    .into(),
+            ));
+        }
+    };
+    let positions = pipeline.replay(from).await.map_err(conflict)?;
+    tracing::info!(pipeline = %name, ?positions, "replaying through the admin API");
+    let positions: Vec<Value> = positions
+        .iter()
+        .map(|((t, p), o)| json!({ "topic": &**t, "partition": p, "offset": o }))
+        .collect();
+    Ok(Json(json!({ "replaying_from": positions })))
+}
