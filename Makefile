@@ -5,7 +5,7 @@ PLUGIN_CRATES := passthrough mask-pii route-events
 PLUGIN_DIR := build/plugins
 SLUICE := $(CARGO_TARGET_DIR)/release/sluice
 
-.PHONY: all setup plugins build dev test bench lint
+.PHONY: all setup plugins plugins-languages build dev test bench bench-languages lint
 
 all: build
 
@@ -16,6 +16,16 @@ plugins: setup
 	cargo build --target wasm32-wasip2 --profile plugin $(addprefix -p ,$(PLUGIN_CRATES))
 	@mkdir -p $(PLUGIN_DIR)
 	@for c in $(subst -,_,$(PLUGIN_CRATES)); do cp $(CARGO_TARGET_DIR)/wasm32-wasip2/plugin/$$c.wasm $(PLUGIN_DIR)/; done
+
+## mask-pii in Python, JavaScript, Go, C and C++ into build/plugins (each SDK's build.sh installs
+## its toolchain on first use, under ~/.cache/sluice/toolchains).
+plugins-languages:
+	@mkdir -p $(PLUGIN_DIR)
+	plugins/sdk-python/build.sh examples/plugins/python-mask-pii $(PLUGIN_DIR)/python_mask_pii.wasm
+	plugins/sdk-js/build.sh examples/plugins/js-mask-pii/app.js $(PLUGIN_DIR)/js_mask_pii.wasm
+	plugins/sdk-go/build.sh examples/plugins/go-mask-pii $(PLUGIN_DIR)/go_mask_pii.wasm
+	plugins/sdk-c/build.sh examples/plugins/c-mask-pii $(PLUGIN_DIR)/c_mask_pii.wasm
+	plugins/sdk-cpp/build.sh examples/plugins/cpp-mask-pii $(PLUGIN_DIR)/cpp_mask_pii.wasm
 
 build: plugins
 	cargo build --release -p sluice
@@ -34,3 +44,7 @@ test: plugins
 bench: plugins
 	cargo bench -p sluice --bench boundary
 	cargo bench -p sluice --bench postgres
+
+## ns/record, size, compile and load time of every language's mask-pii and identity.
+bench-languages: plugins
+	cargo bench -p sluice --bench languages

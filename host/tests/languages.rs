@@ -195,6 +195,16 @@ pub fn mask_pii(lang: Lang) -> PathBuf {
     build(lang, Path::new(&dir))
 }
 
+/// The identity (every record forwarded through the SDK) of `lang`.
+pub fn identity(lang: Lang) -> PathBuf {
+    let dir = match lang {
+        Lang::Rust => "plugins/passthrough".to_string(),
+        Lang::Python => "examples/plugins/python-sdk-identity".to_string(),
+        _ => format!("examples/plugins/{}-identity", lang.name()),
+    };
+    build(lang, Path::new(&dir))
+}
+
 pub fn runtime() -> Arc<Runtime> {
     static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
     RT.get_or_init(|| Runtime::new(ComponentCache::default_dir()).unwrap())
@@ -388,6 +398,22 @@ fn mask_pii_is_byte_identical_in_every_language() {
     assert!(out.errors.len() >= 50, "{} rejections", out.errors.len());
     assert_eq!(out.len() + out.errors.len(), batch.len());
     assert_eq!(reference.len(), LANGS.len());
+}
+
+#[test]
+fn identity_forwards_the_same_records_in_every_language() {
+    let input = repo().join("host/tests/data/mask-pii-conformance.jsonl");
+    let mut batch = read_input(&input);
+    let mut want = None;
+    for lang in LANGS {
+        let plugin = load(&identity(lang), &[]).unwrap();
+        let got = outcomes(&plugin.instantiate().unwrap().process(&mut batch).unwrap());
+        assert_eq!(got.len(), batch.len(), "{}", lang.name());
+        match &want {
+            None => want = Some(got),
+            Some(w) => assert!(&got == w, "{} forwards differently", lang.name()),
+        }
+    }
 }
 
 #[test]

@@ -47,6 +47,20 @@ static void bytes_push(bytes_buf *b, const void *p, size_t n) {
     b->len += n;
 }
 
+static void bytes_reserve(bytes_buf *b, size_t n) {
+    if (b->cap < n) {
+        b->ptr = cabi_realloc(b->ptr, b->cap, 1, n);
+        b->cap = n;
+    }
+}
+
+static void words_reserve(words_buf *w, size_t n) {
+    if (w->cap < n) {
+        w->ptr = cabi_realloc(w->ptr, w->cap * 4, 4, n * 4);
+        w->cap = n;
+    }
+}
+
 static void words_push(words_buf *w, uint32_t v) {
     if (w->len == w->cap) {
         size_t cap = w->cap ? w->cap * 2 : 1024;
@@ -153,7 +167,8 @@ void sluice_post_init(void *ret) {
 /* ---- process ---- */
 
 struct sluice_emitter {
-    const uint8_t *in_data;
+    const uint8_t *in_data; /* the batch's data: the output's data starts with a copy of it */
+    size_t in_len;
     uint32_t input;
     bytes_buf data;
     words_buf records, headers;
@@ -172,6 +187,12 @@ static void push_span(sluice_emitter *out, words_buf *w, sluice_bytes b) {
     if (!b.present) {
         words_push(w, 0);
         words_push(w, NONE);
+        return;
+    }
+    if (b.ptr >= out->in_data && b.ptr + b.len <= out->in_data + out->in_len) {
+        /* A view of the input (a record's key, value or header): already in the output. */
+        words_push(w, (uint32_t)(b.ptr - out->in_data));
+        words_push(w, (uint32_t)b.len);
         return;
     }
     words_push(w, (uint32_t)out->data.len);
@@ -259,7 +280,20 @@ void *sluice_export_process(uint8_t *data, size_t data_len, uint32_t *words, siz
                             size_t topic_count) {
     reset_outputs();
     size_t n = word_count / 12;
-    sluice_header *headers = malloc((hword_count / 4 + 1) * sizeof(sluice_header));
+    /* Room for an identity's outputs up front: growing while copying is what costs. */
+    bytes_reserve(&em.data, data_len + 4096);
+    bytes_push(&em.data, data, data_len);
+    em.in_data = data;
+    em.in_len = data_len;
+    words_reserve(&em.records, n * 10 + 16);
+    words_reserve(&em.headers, hword_count + 16);
+    static sluice_header *headers;
+    static size_t headers_cap;
+    if (headers_cap < hword_count / 4 + 1) {
+        headers_cap = hword_count / 4 + 1;
+        free(headers);
+        headers = malloc(headers_cap * sizeof(sluice_header));
+    }
     for (size_t h = 0; h < hword_count / 4; h++) {
         headers[h].name = span(data, hwords[h * 4], hwords[h * 4 + 1]);
         headers[h].value = span(data, hwords[h * 4 + 2], hwords[h * 4 + 3]);
@@ -288,12 +322,13 @@ void *sluice_export_process(uint8_t *data, size_t data_len, uint32_t *words, siz
             if (!em.rejected) sluice_reject(&em, "rejected (code %d)", rc);
         }
     }
-    free(headers);
     for (size_t i = 0; i < topic_count; i++) release((void *)(uintptr_t)topics[i * 2], topics[i * 2 + 1]);
     release(topics, topic_count);
     release(hwords, hword_count);
     release(words, word_count);
     release(data, data_len);
+    em.in_data = NULL;
+    em.in_len = 0;
     process_ret[0] = (uint32_t)(uintptr_t)em.data.ptr;
     process_ret[1] = (uint32_t)em.data.len;
     process_ret[2] = (uint32_t)(uintptr_t)em.records.ptr;

@@ -81,6 +81,13 @@ class Words {
     this.buf = new Uint32Array(Math.max(n, 64));
     this.len = 0;
   }
+  reserve(k) {
+    if (this.len + k > this.buf.length) {
+      const b = new Uint32Array(Math.max(this.buf.length * 2, this.len + k));
+      b.set(this.buf);
+      this.buf = b;
+    }
+  }
   push(w) {
     if (this.len === this.buf.length) {
       const b = new Uint32Array(this.buf.length * 2);
@@ -99,17 +106,22 @@ function asBytes(v) {
 
 /** Where `transform` writes the outputs of the record it is given. */
 export class Emitter {
-  constructor(data, records, headers, outputs) {
+  constructor(data, records, headers, outputs, input) {
     this._data = data;
     this._records = records;
     this._headers = headers;
     this._outputs = outputs;
+    this._in = input; // the input batch's data: the output's data starts with a copy of it
     this._input = 0;
   }
   _span(b, words) {
     if (b === null) {
       words.push(0);
       words.push(NONE);
+    } else if (b.buffer === this._in.buffer && b.byteOffset >= this._in.byteOffset && b.byteOffset + b.length <= this._in.byteOffset + this._in.length) {
+      // A view of the input (a record's key, value or header): already in the output's data.
+      words.push(b.byteOffset - this._in.byteOffset);
+      words.push(b.length);
     } else {
       words.push(this._data.len);
       words.push(b.length);
@@ -155,22 +167,81 @@ export class Emitter {
   }
   /** Sends `record` on unchanged (key, value, headers, timestamp) to the default output. */
   forward(record) {
-    this.emit({ key: record.key, value: record.value, headers: record.headers, timestamp: record.timestamp });
+    // The input's spans are valid in the output's data as they are: copy words, not bytes.
+    const w = record._w;
+    const b = record._b;
+    const count = w[b + 5];
+    const hs = this._headers;
+    const first = hs.len >> 2;
+    if (count > 0) {
+      hs.reserve(count * 4);
+      hs.buf.set(record._hw.subarray(w[b + 4] * 4, (w[b + 4] + count) * 4), hs.len);
+      hs.len += count * 4;
+    }
+    const r = this._records;
+    r.reserve(10);
+    const o = r.buf;
+    const n = r.len;
+    o[n] = this._input;
+    o[n + 1] = w[b];
+    o[n + 2] = w[b + 1];
+    o[n + 3] = w[b + 2];
+    o[n + 4] = w[b + 3];
+    o[n + 5] = first;
+    o[n + 6] = count;
+    o[n + 7] = w[b + 6];
+    o[n + 8] = w[b + 7];
+    o[n + 9] = NONE;
+    r.len = n + 10;
   }
 }
 
 /** One input record: `key`/`value` are Uint8Array or null (a Kafka null), `headers` a list of
  * [name, value] pairs, `timestamp` milliseconds or null. Views into the batch, valid during the
- * call. */
+ * call; each field is decoded when first read. */
 class InputRecord {
-  constructor(key, value, headers, timestamp, topic, partition, offset) {
-    this.key = key;
-    this.value = value;
-    this.headers = headers;
-    this.timestamp = timestamp;
-    this.topic = topic;
-    this.partition = partition;
-    this.offset = offset;
+  constructor(data, w, b, hw, topics) {
+    this._data = data;
+    this._w = w;
+    this._b = b;
+    this._hw = hw;
+    this._topics = topics;
+    this._headers = undefined;
+  }
+  get key() {
+    return span(this._data, this._w[this._b], this._w[this._b + 1]);
+  }
+  get value() {
+    return span(this._data, this._w[this._b + 2], this._w[this._b + 3]);
+  }
+  get headers() {
+    if (this._headers === undefined) {
+      const w = this._w;
+      const hw = this._hw;
+      const data = this._data;
+      const headers = [];
+      for (let h = w[this._b + 4], end = h + w[this._b + 5]; h < end; h++) {
+        const x = h * 4;
+        headers.push([utf8Decode(data.subarray(hw[x], hw[x] + hw[x + 1])), span(data, hw[x + 2], hw[x + 3])]);
+      }
+      this._headers = headers;
+    }
+    return this._headers;
+  }
+  get timestamp() {
+    const lo = this._w[this._b + 6];
+    const hi = this._w[this._b + 7];
+    if (lo === 0 && hi === 0x80000000) return null;
+    return hi >= 0x80000000 ? Number(BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo))) : hi * 4294967296 + lo;
+  }
+  get topic() {
+    return this._topics[this._w[this._b + 8]];
+  }
+  get partition() {
+    return this._w[this._b + 9] | 0;
+  }
+  get offset() {
+    return this._w[this._b + 10] + this._w[this._b + 11] * 4294967296;
   }
   /** The value of the first header called `name` (null if absent or null). */
   header(name) {
@@ -205,39 +276,25 @@ export function defineTransform(Plugin) {
       const hw = batch.headers;
       const topics = batch.topics;
       const n = (w.length / 12) | 0;
-      const outData = new Bytes(data.length + 1024);
+      const outData = new Bytes(data.length + 4096);
+      outData.push(data);
       const outRecords = new Words(n * 10);
       const outHeaders = new Words(hw.length);
       const outputs = [];
       const errors = [];
-      const out = new Emitter(outData, outRecords, outHeaders, outputs);
+      const out = new Emitter(outData, outRecords, outHeaders, outputs, data);
       for (let i = 0; i < n; i++) {
-        const b = i * 12;
-        const headers = [];
-        const h0 = w[b + 4];
-        for (let h = h0; h < h0 + w[b + 5]; h++) {
-          const x = h * 4;
-          headers.push([utf8Decode(data.subarray(hw[x], hw[x] + hw[x + 1])), span(data, hw[x + 2], hw[x + 3])]);
-        }
-        const lo = w[b + 6];
-        const hi = w[b + 7];
-        const record = new InputRecord(
-          span(data, w[b], w[b + 1]),
-          span(data, w[b + 2], w[b + 3]),
-          headers,
-          lo === 0 && hi === 0x80000000 ? null : hi >= 0x80000000 ? Number(BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo))) : hi * 4294967296 + lo,
-          topics[w[b + 8]],
-          w[b + 9] | 0,
-          w[b + 10] + w[b + 11] * 4294967296,
-        );
+        const record = new InputRecord(data, w, i * 12, hw, topics);
         out._input = i;
-        const marks = [outData.len, outRecords.len, outHeaders.len];
+        const m0 = outData.len;
+        const m1 = outRecords.len;
+        const m2 = outHeaders.len;
         try {
           plugin.transform(record, out);
         } catch (e) {
-          outData.len = marks[0];
-          outRecords.len = marks[1];
-          outHeaders.len = marks[2];
+          outData.len = m0;
+          outRecords.len = m1;
+          outHeaders.len = m2;
           errors.push({ input: i, message: message(e) });
         }
       }

@@ -66,9 +66,60 @@ class Config:
 class Record:
     """One input record. ``key``/``value`` are ``bytes`` or ``None`` (a Kafka null); ``headers``
     is a list of ``(name: str, value: bytes | None)`` in producer order; ``timestamp`` is
-    milliseconds since the Unix epoch or ``None``."""
+    milliseconds since the Unix epoch or ``None``. Each field is decoded when first read."""
 
-    __slots__ = ("key", "value", "headers", "timestamp", "topic", "partition", "offset")
+    __slots__ = ("_batch", "_b", "_headers")
+
+    def __init__(self, batch, b):
+        self._batch = batch
+        self._b = b
+        self._headers = None
+
+    @property
+    def key(self):
+        w = self._batch.records
+        return _bytes(self._batch.data, w[self._b], w[self._b + 1])
+
+    @property
+    def value(self):
+        w = self._batch.records
+        return _bytes(self._batch.data, w[self._b + 2], w[self._b + 3])
+
+    @property
+    def headers(self):
+        if self._headers is None:
+            batch = self._batch
+            data, w, hw = batch.data, batch.records, batch.headers
+            h0 = w[self._b + 4]
+            hs = []
+            for h in range(h0, h0 + w[self._b + 5]):
+                x = h * 4
+                hs.append((data[hw[x]:hw[x] + hw[x + 1]].decode(), _bytes(data, hw[x + 2], hw[x + 3])))
+            self._headers = hs
+        return self._headers
+
+    @property
+    def timestamp(self):
+        w = self._batch.records
+        lo, hi = w[self._b + 6], w[self._b + 7]
+        if lo == 0 and hi == 0x80000000:
+            return None
+        t = lo | (hi << 32)
+        return t - (1 << 64) if hi & 0x80000000 else t
+
+    @property
+    def topic(self):
+        return self._batch.topics[self._batch.records[self._b + 8]]
+
+    @property
+    def partition(self):
+        p = self._batch.records[self._b + 9]
+        return p - (1 << 32) if p & 0x80000000 else p
+
+    @property
+    def offset(self):
+        w = self._batch.records
+        return w[self._b + 10] | (w[self._b + 11] << 32)
 
     def header(self, name):
         """The value of the first header called ``name`` (``None`` if absent or null)."""
@@ -132,7 +183,14 @@ class Emitter:
 
     def forward(self, record):
         """Sends ``record`` on unchanged (key, value, headers, timestamp) to the default output."""
-        self.emit(value=record.value, key=record.key, headers=record.headers, timestamp=record.timestamp)
+        # The output's data starts with the input's, so the input's spans stay valid.
+        w = record._batch.records
+        b = record._b
+        hs = self._headers
+        first = len(hs) // 4
+        h0 = w[b + 4]
+        hs.extend(record._batch.headers[h0 * 4:(h0 + w[b + 5]) * 4])
+        self._records.extend((self._input, w[b], w[b + 1], w[b + 2], w[b + 3], first, w[b + 5], w[b + 6], w[b + 7], NONE))
 
 
 class Transform:
@@ -193,37 +251,14 @@ def export(cls):
 
         def process(self, batch):
             plugin = WitWorld.plugin
-            data = batch.data
-            words = batch.records
-            hwords = batch.headers
-            topics = batch.topics
-            out_data = bytearray()
+            out_data = bytearray(batch.data)  # forwarded spans point into this copy
             out_records = []
             out_headers = []
             outputs = []
             errors = []
             out = Emitter(out_data, out_records, out_headers, outputs)
-            for i in range(len(words) // 12):
-                b = i * 12
-                r = Record()
-                r.key = _bytes(data, words[b], words[b + 1])
-                r.value = _bytes(data, words[b + 2], words[b + 3])
-                h0 = words[b + 4]
-                hs = []
-                for h in range(h0, h0 + words[b + 5]):
-                    w = h * 4
-                    hs.append((data[hwords[w]:hwords[w] + hwords[w + 1]].decode(),
-                               _bytes(data, hwords[w + 2], hwords[w + 3])))
-                r.headers = hs
-                lo, hi = words[b + 6], words[b + 7]
-                if (lo, hi) == _NO_TS:
-                    r.timestamp = None
-                else:
-                    t = lo | (hi << 32)
-                    r.timestamp = t - (1 << 64) if hi & 0x80000000 else t
-                r.topic = topics[words[b + 8]]
-                r.partition = words[b + 9]
-                r.offset = words[b + 10] | (words[b + 11] << 32)
+            for i in range(len(batch.records) // 12):
+                r = Record(batch, i * 12)
                 out._input = i
                 marks = (len(out_data), len(out_records), len(out_headers))
                 try:

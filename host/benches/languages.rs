@@ -1,0 +1,123 @@
+//! Plugins in every language, side by side: ns/record at batch 1000 for each language's
+//! `mask-pii` and identity (through its SDK), the floor each is held to, component size, the time
+//! to compile and validate a component cold, and the time to load it from the compiled-plugin
+//! cache.
+//!
+//! Floors: Rust, C and C++ against the boundary itself (the Rust passthrough plugin); Python and
+//! JavaScript against an identity on the raw batch layout in that language (no SDK), Go against
+//! its SDK identity (it has no raw-layout twin). Builds come from the same cache as
+//! host/tests/languages.rs.
+//!
+//! `cargo bench -p sluice --bench languages` (or `make bench-languages`); prints a Markdown table.
+
+#![allow(dead_code)]
+
+#[path = "../tests/languages.rs"]
+mod languages;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use languages::{Lang, build, identity, mask_pii, signups};
+use sluice::config::Limits;
+use sluice::runtime::{ComponentCache, PluginSpec, Runtime};
+use sluice_abi::InputBatch;
+
+/// ns/record of `path` on `batch`, over at least `min` of calls after a warm-up.
+fn per_record(
+    runtime: &std::sync::Arc<Runtime>,
+    path: &Path,
+    batch: &mut InputBatch,
+    min: Duration,
+) -> f64 {
+    let plugin = runtime.load(&spec(path)).unwrap();
+    let mut instance = plugin.instantiate().unwrap();
+    for _ in 0..3 {
+        instance.process(batch).unwrap();
+    }
+    let started = Instant::now();
+    let mut calls = 0u64;
+    while started.elapsed() < min || calls < 5 {
+        let out = instance.process(batch).unwrap();
+        assert!(out.errors.is_empty());
+        calls += 1;
+    }
+    started.elapsed().as_nanos() as f64 / (calls as f64 * batch.len() as f64)
+}
+
+fn spec(path: &Path) -> PluginSpec {
+    PluginSpec {
+        name: path.file_stem().unwrap().to_string_lossy().into(),
+        path: path.to_path_buf(),
+        config: vec![],
+        limits: Limits {
+            memory_mb: 1024,
+            ..Limits::default()
+        },
+        scope: String::new(),
+    }
+}
+
+/// (cold compile + validate, load from the compiled-plugin cache), each with a fresh runtime.
+fn load_times(path: &Path) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = {
+        let rt = Runtime::new(dir.path().to_path_buf()).unwrap();
+        let t = Instant::now();
+        rt.load(&spec(path)).unwrap();
+        t.elapsed()
+    };
+    let warm = {
+        let rt = Runtime::new(dir.path().to_path_buf()).unwrap();
+        let t = Instant::now();
+        rt.load(&spec(path)).unwrap();
+        t.elapsed()
+    };
+    (cold, warm)
+}
+
+fn floor(lang: Lang) -> (PathBuf, &'static str) {
+    match lang {
+        Lang::Rust | Lang::C | Lang::Cpp => (
+            build(Lang::Rust, Path::new("plugins/passthrough")),
+            "boundary (Rust passthrough)",
+        ),
+        Lang::Python => (
+            build(lang, Path::new("examples/plugins/python-identity")),
+            "raw-layout Python identity",
+        ),
+        Lang::Js => (
+            build(lang, Path::new("examples/plugins/js-raw-identity")),
+            "raw-layout JS identity",
+        ),
+        Lang::Go => (identity(lang), "Go SDK identity (no raw twin)"),
+    }
+}
+
+fn main() {
+    let runtime = Runtime::new(ComponentCache::default_dir()).unwrap();
+    let mut batch = signups(1000);
+    let min = Duration::from_secs(2);
+    println!(
+        "| language | mask-pii ns/record | identity ns/record | floor ns/record | identity / floor | floor | component (mask-pii) | cold compile + validate | precompiled load |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for lang in languages::LANGS {
+        let mask = mask_pii(lang);
+        let id = identity(lang);
+        let (floor_path, floor_name) = floor(lang);
+        let m = per_record(&runtime, &mask, &mut batch, min);
+        let i = per_record(&runtime, &id, &mut batch, min);
+        let f = per_record(&runtime, &floor_path, &mut batch, min);
+        let size = std::fs::metadata(&mask).unwrap().len();
+        let (cold, warm) = load_times(&mask);
+        println!(
+            "| {} | {m:.0} | {i:.0} | {f:.0} | {:.2} | {floor_name} | {:.1} MB | {:.2} s | {:.0} ms |",
+            lang.name(),
+            i / f,
+            size as f64 / 1e6,
+            cold.as_secs_f64(),
+            warm.as_secs_f64() * 1e3
+        );
+    }
+}
