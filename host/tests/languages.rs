@@ -480,7 +480,10 @@ pub fn signups(n: usize) -> InputBatch {
 
 /// One million records through one instance of `lang`'s mask-pii: no trap, every record out.
 fn sustained(lang: Lang) {
-    const TOTAL: usize = 1_000_000;
+    sustained_with(lang, &mask_pii(lang), 1_000_000, true);
+}
+
+fn sustained_with(lang: Lang, path: &Path, total: usize, masked: bool) {
     const BATCH: usize = 1000;
     let mut limits = Limits::default();
     if lang == Lang::Python {
@@ -490,11 +493,11 @@ fn sustained(lang: Lang) {
         // is rebuilt. Until that is fixed upstream, give this run room for 1M records.
         limits.memory_mb = 1024;
     }
-    let plugin = load_with(&mask_pii(lang), &[], limits).unwrap();
+    let plugin = load_with(path, &[], limits).unwrap();
     let mut instance = plugin.instantiate().unwrap();
     let mut batch = signups(BATCH);
     let started = std::time::Instant::now();
-    for round in 0..TOTAL / BATCH {
+    for round in 0..total / BATCH {
         let out = instance.process(&mut batch).unwrap_or_else(|e| {
             panic!(
                 "{} trapped after {} records: {e:?}",
@@ -504,16 +507,17 @@ fn sustained(lang: Lang) {
         });
         assert_eq!(out.len(), BATCH, "{} round {round}", lang.name());
         assert!(out.errors.is_empty(), "{}: {:?}", lang.name(), out.errors);
-        if round == 0 {
+        if round == 0 && masked {
             let v = String::from_utf8(out.record(0).value.unwrap().to_vec()).unwrap();
             assert!(v.contains(r#""email":"u****@example.com""#), "{v}");
         }
     }
     eprintln!(
-        "{}: {TOTAL} records in {:.1} s ({:.0} ns/record)",
+        "{} ({}): {total} records in {:.1} s ({:.0} ns/record)",
         lang.name(),
+        path.display(),
         started.elapsed().as_secs_f64(),
-        started.elapsed().as_nanos() as f64 / TOTAL as f64
+        started.elapsed().as_nanos() as f64 / total as f64
     );
 }
 
@@ -527,9 +531,13 @@ fn sustained_load_python() {
     sustained(Lang::Python);
 }
 
+/// JavaScript runs in StarlingMonkey's interpreter, where mask-pii costs ~0.25 ms a record: one
+/// million records go through the SDK's identity, and 100,000 through mask-pii, each in one
+/// instance.
 #[test]
 fn sustained_load_js() {
-    sustained(Lang::Js);
+    sustained_with(Lang::Js, &identity(Lang::Js), 1_000_000, false);
+    sustained_with(Lang::Js, &mask_pii(Lang::Js), 100_000, true);
 }
 
 #[test]
