@@ -484,7 +484,8 @@ enum TxnOutcome {
     /// Aborted; the partition is read again from the batch.
     Aborted,
     /// Aborted, and the producer is unusable: fenced by a newer one with its transactional id
-    /// (the broker timed the transaction out, or another process has the same instance id).
+    /// (the broker timed the transaction out, or another process has the same instance id), or
+    /// stuck in a call.
     Fenced(String),
 }
 
@@ -898,13 +899,14 @@ fn process_in_transaction(
     txn: &Transactions,
     worker: &mut Worker,
     session: &mut postgres::Session,
-    sink: &KafkaSink,
+    sink: &Arc<KafkaSink>,
     batch: &mut Batch,
 ) -> Result<TxnOutcome> {
     let tp: TopicPartition = (batch.topic.clone(), batch.partition);
     let _owning = txn.gate.read().expect("transactions lock");
     if txn.tracker.generation(&tp) != Some(batch.generation) {
         // Revoked or rewound since it was read: whoever owns the partition reads it again.
+        tracing::debug!(pipeline = %ctx.pipeline, topic = %tp.0, partition = tp.1, offset = batch.input.record(0).offset, "batch read before a revoke or rewind dropped");
         return Ok(TxnOutcome::Committed);
     }
     let first = batch.input.record(0).offset;
@@ -916,11 +918,11 @@ fn process_in_transaction(
     };
     if let Err(e) = sink.begin() {
         return match e {
-            TxnError::Fatal(e) => {
-                rewind(tp);
-                Ok(TxnOutcome::Fenced(e.to_string()))
-            }
             TxnError::Abortable(e) => Err(e).context("beginning a transaction"),
+            fatal => {
+                rewind(tp);
+                Ok(TxnOutcome::Fenced(fatal.to_string()))
+            }
         };
     }
     if let Err(e) = process_batch(ctx, worker, session, sink, batch) {
@@ -933,12 +935,13 @@ fn process_in_transaction(
         .consumer
         .group_metadata()
         .context("the consumer has no group metadata to commit offsets with")?;
-    let aborted = match sink.commit(&offsets, &group) {
+    let aborted = match sink.commit(offsets, group) {
         Ok(()) => {
             ctx.metrics.commits.increment(1);
+            tracing::debug!(pipeline = %ctx.pipeline, topic = %tp.0, partition = tp.1, from = first, next = batch.ticket.next_offset(), "transaction committed");
             return Ok(TxnOutcome::Committed);
         }
-        Err(TxnError::Fatal(e)) => {
+        Err(e @ (TxnError::Fatal(_) | TxnError::Hung(_))) => {
             rewind(tp);
             txn.aborted.increment(1);
             return Ok(TxnOutcome::Fenced(e.to_string()));
@@ -948,7 +951,7 @@ fn process_in_transaction(
     rewind(tp.clone());
     let permanent = batch.ticket.failed_permanently();
     txn.aborted.increment(1);
-    if let Err(TxnError::Fatal(e)) = sink.abort() {
+    if let Err(e @ (TxnError::Fatal(_) | TxnError::Hung(_))) = sink.abort() {
         return Ok(TxnOutcome::Fenced(e.to_string()));
     }
     if permanent {

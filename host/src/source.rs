@@ -493,6 +493,7 @@ async fn dispatch(
     }
     let Some(ticket) = tracker.register(&tp, pending.generation, pending.next_offset) else {
         // Revoked since these records were read: their new owner processes them.
+        tracing::debug!(topic = %tp.0, partition = tp.1, next_offset = pending.next_offset, "batch read before a revoke or rewind dropped");
         return Ok(());
     };
     let worker = worker_for(&tp, workers.len());

@@ -59,6 +59,8 @@ fn truncate(text: &str, max: usize) -> &str {
 
 /// How long one transactional call may take before it is retried or reported.
 const TXN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a commit or abort, retries included, may take before the producer is given up.
+const TXN_HUNG: Duration = Duration::from_secs(30);
 
 /// Why a transactional call failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,9 @@ pub enum TxnError {
     /// transactional id (another process with the same `runtime.instance_id`).
     #[error("the transactional producer failed for good: {0}")]
     Fatal(KafkaError),
+    /// The call did not return (see [`KafkaSink::commit`]): the producer must be replaced.
+    #[error("the transactional producer is stuck: {0}")]
+    Hung(String),
 }
 
 impl From<KafkaError> for TxnError {
@@ -252,21 +257,47 @@ impl KafkaSink {
     /// Adds `offsets` (the consumer group's next positions) to the open transaction and commits
     /// it, retrying what librdkafka says can be retried.
     pub fn commit(
-        &self,
-        offsets: &TopicPartitionList,
-        group: &ConsumerGroupMetadata,
+        self: &Arc<Self>,
+        offsets: TopicPartitionList,
+        group: ConsumerGroupMetadata,
     ) -> Result<(), TxnError> {
-        retry(|| {
-            self.producer
-                .send_offsets_to_transaction(offsets, group, TXN_TIMEOUT)
-        })?;
-        retry(|| self.producer.commit_transaction(TXN_TIMEOUT))
+        self.bounded(move |sink| {
+            retry(|| {
+                sink.producer
+                    .send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)
+            })?;
+            retry(|| sink.producer.commit_transaction(TXN_TIMEOUT))
+        })
     }
 
     /// Aborts the open transaction: nothing sent in it becomes visible to `read_committed`
     /// readers, and its offsets are not committed.
-    pub fn abort(&self) -> Result<(), TxnError> {
-        retry(|| self.producer.abort_transaction(TXN_TIMEOUT))
+    pub fn abort(self: &Arc<Self>) -> Result<(), TxnError> {
+        self.bounded(|sink| retry(|| sink.producer.abort_transaction(TXN_TIMEOUT)))
+    }
+
+    /// Runs a transactional call on a thread of its own and gives up on it after [`TXN_HUNG`].
+    /// librdkafka 2.12 can lose track of a call when the coordinators restart under it
+    /// (`send_offsets_to_transaction` then never returns, whatever its timeout); the caller
+    /// replaces the producer, whose successor fences this one.
+    fn bounded(
+        self: &Arc<Self>,
+        call: impl FnOnce(&KafkaSink) -> Result<(), TxnError> + Send + 'static,
+    ) -> Result<(), TxnError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let sink = self.clone();
+        std::thread::Builder::new()
+            .name("sluice-txn-call".into())
+            .spawn(move || {
+                let _ = tx.send(call(&sink));
+            })
+            .map_err(|e| TxnError::Hung(format!("cannot start a thread: {e}")))?;
+        rx.recv_timeout(TXN_HUNG).unwrap_or_else(|_| {
+            Err(TxnError::Hung(format!(
+                "a transactional call did not return within {} s",
+                TXN_HUNG.as_secs()
+            )))
+        })
     }
 
     /// Sends a record to `topic`, counted on `ticket`. Blocks while librdkafka's queue is full.

@@ -455,7 +455,11 @@ impl HostProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("run")
             .arg(config)
-            .env("SLUICE_LOG", "info")
+            // SLUICE_LOG from the test's environment, to debug a test: `SLUICE_LOG=debug cargo test`.
+            .env(
+                "SLUICE_LOG",
+                std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("SLUICE_INSTANCE_ID", instance)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
