@@ -39,11 +39,7 @@ fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
 #[test]
 fn metrics_count_what_was_consumed_produced_and_dead_lettered() {
     let kafka = Kafka::with_topics(&[("in", 2), ("out", 2), ("dlq", 1)]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),

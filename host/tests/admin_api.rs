@@ -93,11 +93,7 @@ fn admin_api_acts_only_with_the_right_token() {
         ("globex.in", 1),
         ("globex.out", 1),
     ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),

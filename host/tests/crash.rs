@@ -3,37 +3,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Kafka, counts, write_config};
-
-fn start(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("run")
-        .arg(config)
-        .env("SLUICE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting sluice")
-}
-
-fn terminate(mut child: Child) -> std::process::ExitStatus {
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sluice did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{HostProcess, Kafka, counts, write_config};
 
 const CONFIG: &str = r#"
 [kafka]
@@ -74,7 +46,7 @@ fn sigkill_after_outputs_before_commit_loses_nothing_after_restart() {
         &CONFIG.replace("COMMIT", "600000"),
         &kafka.bootstrap(),
     );
-    let mut first = start(&config);
+    let first = HostProcess::start(&config, "a");
     let out = kafka.read_count(&["out"], N, Duration::from_secs(90));
     assert_eq!(out.len(), N, "the first run produced every output");
     assert_eq!(
@@ -82,8 +54,7 @@ fn sigkill_after_outputs_before_commit_loses_nothing_after_restart() {
         vec![-1, -1, -1],
         "killed before any commit"
     );
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    first.kill(); // SIGKILL
 
     // Second run: reprocesses from the last commit (the beginning) and commits as it goes.
     let config = write_config(
@@ -91,9 +62,9 @@ fn sigkill_after_outputs_before_commit_loses_nothing_after_restart() {
         &CONFIG.replace("COMMIT", "100"),
         &kafka.bootstrap(),
     );
-    let second = start(&config);
+    let second = HostProcess::start(&config, "a");
     let out = kafka.read_count(&["out"], 2 * N, Duration::from_secs(90));
-    let status = terminate(second);
+    let status = second.terminate();
     assert!(status.success(), "graceful stop exits 0: {status:?}");
 
     let seen = counts(out.iter().map(|r| r.value_str()));
@@ -136,7 +107,7 @@ fn sighup_rechecks_plugin_files_when_watching_is_off() {
         live.display()
     );
     let config = write_config(dir.path(), &text, &kafka.bootstrap());
-    let child = start(&config);
+    let child = HostProcess::start(&config, "a");
     let produce = |from: usize| {
         let records: Vec<_> = (from..from + 5)
             .map(|i| (None, Some(format!("r-{i}").into_bytes()), vec![]))
@@ -167,8 +138,7 @@ fn sighup_rechecks_plugin_files_when_watching_is_off() {
             .all(|r| r.header("sluice.version") == Some(old.as_str())),
         "with watching off, a changed file is not loaded by itself"
     );
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    child.signal(libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut next = 10;
     loop {
@@ -186,7 +156,7 @@ fn sighup_rechecks_plugin_files_when_watching_is_off() {
             "SIGHUP did not load the new version"
         );
     }
-    assert!(terminate(child).success());
+    assert!(child.terminate().success());
 }
 
 #[test]
@@ -199,9 +169,9 @@ fn sigterm_mid_stream_commits_exactly_what_was_delivered_and_a_restart_has_no_ga
         &kafka.bootstrap(),
     );
     let load = common::Load::start(&kafka.bootstrap(), "in", 2, 20, Duration::from_millis(5));
-    let first = start(&config);
+    let first = HostProcess::start(&config, "a");
     kafka.read_count(&["out"], 2000, Duration::from_secs(60));
-    let status = terminate(first);
+    let status = first.terminate();
     assert!(status.success(), "SIGTERM mid-stream exits 0: {status:?}");
 
     // Everything committed was delivered, and nothing beyond it: the drain finished every batch
@@ -223,11 +193,11 @@ fn sigterm_mid_stream_commits_exactly_what_was_delivered_and_a_restart_has_no_ga
     }
 
     // A restart carries on from there: every input once, no gap, no duplicate.
-    let second = start(&config);
+    let second = HostProcess::start(&config, "a");
     let produced = load.stop();
     let total: u64 = produced.iter().sum();
     let out = kafka.read_count(&["out"], total as usize, Duration::from_secs(60));
-    assert!(terminate(second).success());
+    assert!(second.terminate().success());
     let seen = counts(out.iter().map(|r| r.value_str()));
     assert_eq!(
         out.len() as u64,

@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::postgres::Postgres;
-use common::{Kafka, Load, RunningHost, write_config};
+use common::{HostProcess, Kafka, Load, RunningHost, write_config};
 
 /// The admin listener's `/metrics` text.
 fn scrape(port: u16) -> String {
@@ -269,11 +269,7 @@ fn bad_rows_go_to_the_dead_letter_topic_and_good_rows_are_written_once() {
             "CREATE TABLE orders (id integer PRIMARY KEY, qty integer NOT NULL CHECK (qty > 0), note text)",
         );
         let kafka = Kafka::with_topics(&[("orders.in", 1), ("orders.dlq", 1)]);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let records = vec![
             json(serde_json::json!({"id": 1, "qty": 1})),
             json(serde_json::json!({"id": 2, "qty": "many"})),
@@ -461,17 +457,6 @@ table = "events"
 metadata = { value = "value", partition = "src_partition", offset = "src_offset" }
 "#;
 
-fn start(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("run")
-        .arg(config)
-        .env("SLUICE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting sluice")
-}
-
 /// Every record the load wrote is in the table exactly once.
 fn assert_exactly_once(pg: &Postgres, written: &[u64]) {
     let total: u64 = written.iter().sum();
@@ -531,7 +516,7 @@ fn exactly_once_survives_sigkill_at_several_points() {
         .into_iter()
         .enumerate()
     {
-        let mut host = start(&config(commit));
+        let host = HostProcess::start(&config(commit), "a");
         let reached = wait_count(
             &pg,
             "SELECT count(*) FROM events",
@@ -539,14 +524,12 @@ fn exactly_once_survives_sigkill_at_several_points() {
             Duration::from_secs(90),
         );
         assert!(reached >= rows, "run {i}: only {reached} rows");
-        host.kill().unwrap(); // SIGKILL, mid-stream: the load keeps producing
-        host.wait().unwrap();
+        host.kill(); // SIGKILL, mid-stream: the load keeps producing
     }
     let written = load.stop();
-    let mut last = start(&config("100"));
+    let last = HostProcess::start(&config("100"), "a");
     assert_exactly_once(&pg, &written);
-    last.kill().unwrap();
-    last.wait().unwrap();
+    last.kill();
 }
 
 #[test]

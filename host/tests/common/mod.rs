@@ -249,6 +249,15 @@ impl Kafka {
     }
 }
 
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Waits up to 60 s for `condition`, failing the test with `what` if it never holds.
 pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -475,11 +484,17 @@ impl HostProcess {
         child.wait().unwrap();
     }
 
+    /// Sends `signal` (SIGHUP, SIGTERM…).
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, signal) };
+    }
+
     /// SIGTERM, then waits up to 60 s for the exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
         let mut child = self.child.take().unwrap();
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {

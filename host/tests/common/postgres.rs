@@ -75,14 +75,6 @@ fn run(bin: &Path, args: &[&str]) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Server {
     fn start_new() -> Server {
         let bin = bin_dir();
@@ -112,7 +104,7 @@ impl Server {
         let server = Server {
             bin,
             data,
-            port: free_port(),
+            port: super::free_port(),
             _dir: dir,
         };
         server.start();
