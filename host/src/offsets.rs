@@ -75,6 +75,11 @@ impl Ticket {
         self.permanent.load(Ordering::Acquire)
     }
 
+    /// Records still to be acknowledged, plus one until the worker is done with the batch.
+    pub fn outstanding(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// True when every record is acknowledged.
     pub fn is_done(&self) -> bool {
         self.pending.load(Ordering::Acquire) == 0

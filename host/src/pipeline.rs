@@ -935,6 +935,12 @@ fn process_in_transaction(
         .consumer
         .group_metadata()
         .context("the consumer has no group metadata to commit offsets with")?;
+    // rdkafka's commit_transaction flushes first, and while the producer's own thread serves
+    // the delivery reports that flush sleeps in 100 ms polls: wait for them here instead.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while batch.ticket.outstanding() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(100));
+    }
     let aborted = match sink.commit(offsets, group) {
         Ok(()) => {
             ctx.metrics.commits.increment(1);

@@ -229,6 +229,9 @@ impl Kafka {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .set("group.id", group)
+            // The offsets committed so far, without waiting for a transaction in flight (a
+            // read_committed client asks for stable offsets and waits for it to end).
+            .set("isolation.level", "read_uncommitted")
             .create()
             .expect("committed-offsets consumer");
         let mut tpl = TopicPartitionList::new();
