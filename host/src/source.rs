@@ -292,9 +292,7 @@ pub async fn run(
                         // Batches read before the seek, in flight or buffered, are dropped from
                         // the offsets: the replayed records commit from here.
                         for (tp, _) in positions {
-                            tracker.assign(tp.clone());
-                            pending.remove(tp);
-                            floors.remove(tp);
+                            track_afresh(&tracker, &mut pending, &mut floors, tp);
                         }
                         rebalances = tracker.rebalances();
                     }
@@ -307,9 +305,7 @@ pub async fn run(
                         .assignment()
                         .is_ok_and(|a| a.find_partition(&tp.0, tp.1).is_some());
                     if ours {
-                        tracker.assign(tp.clone());
-                        pending.remove(&tp);
-                        floors.remove(&tp);
+                        track_afresh(&tracker, &mut pending, &mut floors, &tp);
                         rebalances = tracker.rebalances();
                         // Asynchronous (no wait): the fetcher drops what it read before.
                         match consumer.seek(&tp.0, tp.1, Offset::Offset(offset), Duration::ZERO) {
@@ -416,6 +412,19 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// After a seek: tracks `tp` under a new generation, so batches read before (buffered here, or
+/// in flight to the workers) are dropped, and forgets its exactly-once floor.
+fn track_afresh(
+    tracker: &OffsetTracker,
+    pending: &mut HashMap<TopicPartition, Pending>,
+    floors: &mut HashMap<TopicPartition, i64>,
+    tp: &TopicPartition,
+) {
+    tracker.assign(tp.clone());
+    pending.remove(tp);
+    floors.remove(tp);
 }
 
 fn set_paused(consumer: &SourceConsumer, pause: bool) -> Result<()> {
