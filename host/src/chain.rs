@@ -261,7 +261,8 @@ impl Chain {
     }
 }
 
-/// Inputs of `out` whose outputs exceed `limits.max_output_records` or `max_output_bytes`.
+/// Inputs of `out` whose outputs exceed `limits.max_output_records` or `max_output_bytes` (bytes
+/// as Kafka encodes the records).
 fn over_output_limits(out: &OutputBatch, limits: &Limits) -> Vec<(u32, String)> {
     let mut over = Vec::new();
 
@@ -284,14 +285,10 @@ fn over_output_limits(out: &OutputBatch, limits: &Limits) -> Vec<(u32, String)> 
             check(current);
             current = (r.input, 0, 0);
         }
-        let len = |b: Option<&[u8]>| b.map_or(0, |b| b.len() as u64);
-        let header_bytes: u64 = r
-            .headers
-            .iter()
-            .map(|h| h.name.len() as u64 + len(h.value))
-            .sum();
         current.1 += 1;
-        current.2 += len(r.key) + len(r.value) + header_bytes;
+        // What the record weighs on the wire, header overhead included: empty headers are not
+        // free (see `wire`).
+        current.2 += crate::wire::record_size(r.key, r.value, r.headers.iter());
     }
     check(current);
     over

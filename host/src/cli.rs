@@ -113,9 +113,10 @@ pub fn main() -> Result<ExitCode> {
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let runtime = runtime_for(&config)?;
+            let shutdown_timeout = Duration::from_millis(config.runtime.shutdown_timeout_ms);
             let host = Host::prepare(config, &runtime)?;
             tokio_runtime()?.block_on(async {
-                let (stop, recheck) = stop_on_signals()?;
+                let (stop, recheck) = stop_on_signals(shutdown_timeout)?;
                 if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                     tokio::spawn(crate::pipeline::progress_line(
                         host.stats(),
@@ -219,8 +220,9 @@ pub fn main() -> Result<ExitCode> {
                 samples_per_second: samples,
                 watch_sources: watch,
             };
+            let shutdown_timeout = Duration::from_millis(config.runtime.shutdown_timeout_ms);
             tokio_runtime()?.block_on(async {
-                let (stop, recheck) = stop_on_signals()?;
+                let (stop, recheck) = stop_on_signals(shutdown_timeout)?;
                 crate::dev::run(config, runtime, options, stop, recheck).await
             })?;
             Ok(ExitCode::SUCCESS)
@@ -307,10 +309,14 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// A stop flag raised by the first SIGINT or SIGTERM (a second signal exits at once: nothing
-/// unacknowledged was committed, so at-least-once still holds), and a re-check request on every
-/// SIGHUP.
-fn stop_on_signals() -> Result<(watch::Receiver<bool>, mpsc::UnboundedReceiver<()>)> {
+/// A stop flag raised by the first SIGINT or SIGTERM, and a re-check request on every SIGHUP.
+///
+/// The process ends within `shutdown_timeout` of the first signal whatever its plugins do: past
+/// it (or at a second signal) it exits at once. Nothing unacknowledged was committed, so
+/// at-least-once (and exactly-once, whose open transactions abort) still holds.
+fn stop_on_signals(
+    shutdown_timeout: Duration,
+) -> Result<(watch::Receiver<bool>, mpsc::UnboundedReceiver<()>)> {
     use tokio::signal::unix::{SignalKind, signal};
     let (recheck_tx, recheck_rx) = mpsc::unbounded_channel();
     let mut hup = signal(SignalKind::hangup())?;
@@ -332,6 +338,18 @@ fn stop_on_signals() -> Result<(watch::Receiver<bool>, mpsc::UnboundedReceiver<(
         }
         tracing::info!("stopping: finishing in-flight batches (signal again to exit at once)");
         let _ = tx.send(true);
+        // A thread, not a task: the async runtime may be the thing that is stuck.
+        let _ = std::thread::Builder::new()
+            .name("sluice-shutdown-deadline".into())
+            .spawn(move || {
+                std::thread::sleep(shutdown_timeout);
+                tracing::error!(
+                    "shutdown did not finish within runtime.shutdown_timeout_ms ({} ms): exiting \
+                     now; what was not committed is processed again after a restart",
+                    shutdown_timeout.as_millis()
+                );
+                std::process::exit(1);
+            });
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}

@@ -76,6 +76,11 @@ pub struct RuntimeConfig {
     /// giving up (what is not acknowledged then is not committed, and is processed again).
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// A partition whose batch has not been processed and acknowledged for this long is
+    /// *stalled*: an error names the partition and the cause, and `/readyz` fails until it moves
+    /// again (default 60 s).
+    #[serde(default = "default_stall_timeout_ms")]
+    pub stall_timeout_ms: u64,
     /// Names this process among the members of its consumer groups (default: `$SLUICE_INSTANCE_ID`,
     /// else the host name). Exactly-once pipelines derive their transactional ids from it, so every
     /// process needs its own, and a restarted process should keep its own: it then aborts what its
@@ -90,6 +95,7 @@ impl Default for RuntimeConfig {
             watch_plugins: true,
             reload_debounce_ms: default_reload_debounce_ms(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            stall_timeout_ms: default_stall_timeout_ms(),
             instance_id: None,
         }
     }
@@ -393,6 +399,9 @@ fn default_reload_debounce_ms() -> u64 {
 }
 fn default_shutdown_timeout_ms() -> u64 {
     30_000
+}
+fn default_stall_timeout_ms() -> u64 {
+    60_000
 }
 fn default_probation_records() -> u64 {
     1000

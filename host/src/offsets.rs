@@ -30,6 +30,8 @@ pub struct Ticket {
     failed: OnceLock<String>,
     /// A failure that would happen again on a retry (a missing topic, a record too large).
     permanent: std::sync::atomic::AtomicBool,
+    /// When the batch was read, to tell a stalled partition.
+    created: std::time::Instant,
 }
 
 impl Ticket {
@@ -40,6 +42,7 @@ impl Ticket {
             pending: AtomicUsize::new(1),
             failed: OnceLock::new(),
             permanent: std::sync::atomic::AtomicBool::new(false),
+            created: std::time::Instant::now(),
         }
     }
 
@@ -215,6 +218,24 @@ impl OffsetTracker {
         let ticket = Arc::new(Ticket::new(next_offset));
         state.tickets.push_back(ticket.clone());
         Some(ticket)
+    }
+
+    /// Partitions whose oldest batch is still unacknowledged after `longer_than`, with its age.
+    pub fn unacknowledged_for(
+        &self,
+        longer_than: std::time::Duration,
+    ) -> Vec<(TopicPartition, std::time::Duration)> {
+        let parts = self.partitions.lock().expect("offsets lock");
+        let mut late: Vec<_> = parts
+            .iter()
+            .filter_map(|(tp, state)| {
+                let front = state.tickets.front()?;
+                let age = front.created.elapsed();
+                (!front.is_done() && age > longer_than).then(|| (tp.clone(), age))
+            })
+            .collect();
+        late.sort();
+        late
     }
 
     /// Pops finished batches and returns the positions to commit: those that advanced since the

@@ -18,11 +18,12 @@ use tokio::sync::{mpsc, watch};
 use crate::chain::{Chain, ChainOutput, Failure};
 use crate::config::{Config, Delivery, PipelineConfig};
 use crate::offsets::{OffsetTracker, Ticket, TopicPartition};
+use crate::progress::Progress;
 use crate::reload::{self, ChainVersion, LiveChain, Verdict};
 use crate::router::Router;
 use crate::runtime::{PluginSpec, Reason, Runtime};
 use crate::sinks::postgres::{self, PostgresSink};
-use crate::sinks::{HEADER_VERSION, KafkaSink, OutgoingRecord, TxnError};
+use crate::sinks::{HEADER_VERSION, KafkaSink, OutgoingRecord, TxnError, is_reserved};
 use crate::source::{self, Batch, RateLimit, ReplayFrom, SourceConsumer};
 
 /// Live counters of one pipeline.
@@ -55,6 +56,10 @@ pub struct PipelineStatus {
     paused: Arc<AtomicBool>,
     /// Commands to the source, while the pipeline runs.
     control: Mutex<Option<mpsc::UnboundedSender<source::Control>>>,
+    /// What the workers are doing.
+    progress: Arc<Progress>,
+    /// Stalled partitions and why, as last found by the stall watch (empty: all moving).
+    stalls: Mutex<Vec<String>>,
 }
 
 impl PipelineStatus {
@@ -67,9 +72,16 @@ impl PipelineStatus {
         self.tracker.lag()
     }
 
-    /// Ready: running, with an assignment from its consumer group.
+    /// Ready: running, with an assignment from its consumer group, and no stalled partition.
     pub fn is_ready(&self) -> bool {
-        *self.state.lock().expect("state lock") == "running" && self.tracker.has_assignment()
+        *self.state.lock().expect("state lock") == "running"
+            && self.tracker.has_assignment()
+            && self.stalls.lock().expect("stalls lock").is_empty()
+    }
+
+    /// Stalled partitions with their causes (empty while every partition moves).
+    pub fn stalls(&self) -> Vec<String> {
+        self.stalls.lock().expect("stalls lock").clone()
     }
 
     /// Sends a command to the running source and waits for its reply.
@@ -152,6 +164,7 @@ impl PipelineStatus {
             "assigned": assigned,
             "lag": self.tracker.lag(),
             "ready": self.is_ready(),
+            "stalled": self.stalls(),
         })
     }
 }
@@ -317,6 +330,8 @@ impl Host {
                     state: Mutex::new("starting".into()),
                     paused: Arc::new(AtomicBool::new(false)),
                     control: Mutex::new(None),
+                    progress: Arc::default(),
+                    stalls: Mutex::new(Vec::new()),
                 }),
                 rate: tenant_rates.get(tenant.as_str()).cloned(),
                 config: pipeline.clone(),
@@ -349,7 +364,8 @@ impl Host {
         self.pipelines.iter().map(|p| p.status.clone()).collect()
     }
 
-    /// Runs every pipeline until `stop` turns true or one fails; returns the first failure.
+    /// Runs every pipeline until `stop` turns true or every pipeline has ended; returns the first
+    /// failure. A pipeline that fails stops alone.
     /// Plugin files are followed for hot reload (if enabled), a message on `recheck` re-checks
     /// every plugin file (SIGHUP), and the admin endpoints are served if configured.
     pub async fn run(
@@ -358,7 +374,6 @@ impl Host {
         recheck: mpsc::UnboundedReceiver<()>,
     ) -> Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
-        let (fail_tx, fail_rx) = watch::channel(false);
         let watcher = {
             let watch = reload::watch(
                 self.runtime.clone(),
@@ -390,41 +405,38 @@ impl Host {
             None => None,
         };
         let drain_timeout = Duration::from_millis(self.config.runtime.shutdown_timeout_ms);
+        let stall_timeout = Duration::from_millis(self.config.runtime.stall_timeout_ms);
         let instance_id = self.config.runtime.instance_id();
         for prepared in self.pipelines {
             let instance_id = instance_id.clone();
             let kafka = self.config.kafka.clone();
             let sink = self.sink.clone();
-            let mut stop = stop.clone();
-            let mut failed = fail_rx.clone();
-            let (local_tx, local_rx) = watch::channel(false);
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => {}
-                    _ = failed.wait_for(|f| *f) => {}
-                }
-                let _ = local_tx.send(true);
-            });
-            let fail_tx = fail_tx.clone();
+            let stop = stop.clone();
             tasks.spawn(async move {
                 let name = prepared.config.name.clone();
                 let status = prepared.status.clone();
-                let result =
-                    run_pipeline(kafka, prepared, sink, drain_timeout, instance_id, local_rx).await;
+                let timeouts = (drain_timeout, stall_timeout);
+                let result = run_pipeline(kafka, prepared, sink, timeouts, instance_id, stop).await;
                 match &result {
                     Ok(()) => status.set("stopped"),
-                    Err(e) => {
-                        status.set(format!("failed: {e:#}"));
-                        let _ = fail_tx.send(true);
-                    }
+                    Err(e) => status.set(format!("failed: {e:#}")),
                 }
                 result.with_context(|| format!("pipeline `{name}` stopped"))
             });
         }
+        // A pipeline that fails stops alone: the others (other tenants') keep running, and
+        // `/readyz` names the failed one. The host ends when every pipeline has ended.
         let mut first_error = None;
         while let Some(joined) = tasks.join_next().await {
             if let Err(e) = joined.context("pipeline task panicked").and_then(|r| r) {
-                tracing::error!("{e:#}");
+                if !tasks.is_empty() && !*stop.borrow() {
+                    tracing::error!(
+                        "{e:#}; the host's other pipelines keep running (fix the cause, then \
+                         restart the host to start this pipeline again)"
+                    );
+                } else {
+                    tracing::error!("{e:#}");
+                }
                 first_error.get_or_insert(e);
             }
         }
@@ -459,6 +471,8 @@ struct WorkerContext {
     stats: Arc<PipelineStats>,
     failure: Mutex<Option<String>>,
     stop: watch::Sender<bool>,
+    /// What the workers are doing, for the stall watch.
+    progress: Arc<Progress>,
     /// Exactly-once into Kafka: what the workers' transactions need.
     transactions: Option<Transactions>,
 }
@@ -553,7 +567,7 @@ async fn run_pipeline(
     kafka: crate::config::KafkaConfig,
     prepared: Prepared,
     sink: Arc<KafkaSink>,
-    drain_timeout: Duration,
+    (drain_timeout, stall_timeout): (Duration, Duration),
     instance_id: String,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -614,6 +628,7 @@ async fn run_pipeline(
         stats,
         failure: Mutex::new(None),
         stop: local_stop,
+        progress: status.progress.clone(),
         transactions: gate.map(|gate| Transactions {
             gate,
             consumer: consumer.clone(),
@@ -665,6 +680,12 @@ async fn run_pipeline(
         })
     };
 
+    let stall_watch = tokio::spawn(watch_stalls(
+        status.clone(),
+        stall_timeout,
+        source_stop.clone(),
+    ));
+
     tracing::info!(pipeline = %pipeline.name, inputs = ?pipeline.inputs, workers = pipeline.workers, "pipeline started");
     let source_result = source::run(
         source::Source {
@@ -679,11 +700,14 @@ async fn run_pipeline(
         source_stop,
     )
     .await;
+    // The whole drain fits in runtime.shutdown_timeout_ms: past it the process exits anyway.
+    let drain_started = std::time::Instant::now();
     *status.control.lock().expect("control lock") = None;
     if let Err(e) = &source_result {
         ctx.fail(format!("the Kafka source stopped: {e:#}"));
     }
     let _ = committer.await;
+    stall_watch.abort();
 
     // Drain: workers finish what was dispatched, the producer delivers it, then a last commit.
     let drain_ctx = ctx.clone();
@@ -697,7 +721,10 @@ async fn run_pipeline(
     .await?;
     // (Transactional producers have nothing left to flush: every batch ended its transaction.)
     let flush_sink = sink.clone();
-    let flushed = tokio::task::spawn_blocking(move || flush_sink.flush(drain_timeout)).await?;
+    let flush_timeout = drain_timeout
+        .saturating_sub(drain_started.elapsed())
+        .saturating_sub(Duration::from_millis(500));
+    let flushed = tokio::task::spawn_blocking(move || flush_sink.flush(flush_timeout)).await?;
     // Commit what was acknowledged even if the flush timed out.
     commit(&tracker, &consumer, &ctx, CommitMode::Sync);
     flushed.with_context(|| {
@@ -713,6 +740,65 @@ async fn run_pipeline(
     }
     tracing::info!(pipeline = %pipeline.name, "pipeline stopped; acknowledged offsets committed");
     Ok(())
+}
+
+/// Checks every second for partitions that have not moved for `timeout`: a worker holding one
+/// batch that long (a plugin that cannot start, a producer that cannot initialise its
+/// transactions) or a batch whose records are not acknowledged. Logs an error naming each
+/// partition and the cause, and keeps `/readyz` failing until it moves again.
+async fn watch_stalls(
+    status: Arc<PipelineStatus>,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut reported: Vec<String> = Vec::new();
+    let every = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let mut stalls: Vec<String> = status
+            .progress
+            .stalled(timeout)
+            .into_iter()
+            .map(|s| {
+                let at = s
+                    .partition
+                    .map_or("a batch".to_string(), |(t, p)| format!("{t}[{p}]"));
+                format!(
+                    "{at}: worker {} has held its batch for {} s: {}",
+                    s.worker, s.for_secs, s.cause
+                )
+            })
+            .collect();
+        for ((topic, partition), age) in status.tracker.unacknowledged_for(timeout) {
+            let at = format!("{topic}[{partition}]");
+            if !stalls.iter().any(|s| s.starts_with(&format!("{at}:"))) {
+                stalls.push(format!(
+                    "{at}: its oldest batch has not been processed and acknowledged for {} s \
+                     (the sinks do not acknowledge its records; see the warnings above)",
+                    age.as_secs()
+                ));
+            }
+        }
+        let keys = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .map(|s| s.split(':').next().unwrap_or_default().to_string())
+                .collect()
+        };
+        let (now, before) = (keys(&stalls), keys(&reported));
+        for (stall, key) in stalls.iter().zip(&now) {
+            if !before.contains(key) {
+                tracing::error!(pipeline = %status.name, "partition stalled (runtime.stall_timeout_ms = {} ms; /readyz fails until it moves): {stall}", timeout.as_millis());
+            }
+        }
+        for key in before.iter().filter(|k| !now.contains(k)) {
+            tracing::info!(pipeline = %status.name, "partition {key} moves again");
+        }
+        *status.stalls.lock().expect("stalls lock") = stalls.clone();
+        reported = stalls;
+    }
 }
 
 /// Commits acknowledged positions: those that advanced (`Async`, periodic), or all of them
@@ -843,23 +929,34 @@ fn worker_loop(
     let mut session = postgres::Session::default();
     let mut aborts = 0u32;
     let mut fences: Vec<std::time::Instant> = Vec::new();
+    let me = ctx.progress.enter();
     while let Some(mut batch) = rx.blocking_recv() {
         if ctx.failed() {
             // Stopping: leave the batch unacknowledged so it is processed again after a restart.
             continue;
         }
+        ctx.progress
+            .start(me, (batch.topic.clone(), batch.partition));
         worker.refresh();
         let Some(txn) = &ctx.transactions else {
-            match process_batch(ctx, &mut worker, &mut session, &sink, &mut batch) {
-                Ok(()) => batch.ticket.done(),
+            let outcome = retry_plugin_start(ctx, || {
+                process_batch(ctx, &mut worker, &mut session, &sink, &mut batch)
+            });
+            match outcome {
+                Ok(Some(())) => batch.ticket.done(),
+                // Stopping: unacknowledged, so processed again after a restart.
+                Ok(None) => {}
                 Err(e) => ctx.fail(format!("{e:#}")),
             }
+            ctx.progress.finish(me);
             continue;
         };
-        let outcome =
-            process_in_transaction(ctx, txn, &mut worker, &mut session, &sink, &mut batch);
+        let outcome = retry_plugin_start(ctx, || {
+            process_in_transaction(ctx, txn, &mut worker, &mut session, &sink, &mut batch)
+        });
         batch.ticket.done();
-        match outcome {
+        ctx.progress.finish(me);
+        match outcome.map(|o| o.unwrap_or(TxnOutcome::Committed)) {
             Ok(TxnOutcome::Committed) => aborts = 0,
             Ok(TxnOutcome::Aborted) => {
                 // Abort after abort (a broker down): back off before the next try.
@@ -888,6 +985,35 @@ fn worker_loop(
             }
             Err(e) => ctx.fail(format!("{e:#}")),
         }
+    }
+}
+
+/// Runs `attempt` again while it fails because a plugin instance cannot start (its `init`
+/// refuses its config or runs past its deadline, say while many workers start at once on few
+/// cores). The batch waits with nothing of it sent or committed, the stall watch reports the
+/// partition, and the host's other pipelines go on. `None` when the pipeline stops meanwhile.
+fn retry_plugin_start<T>(
+    ctx: &WorkerContext,
+    mut attempt: impl FnMut() -> Result<T>,
+) -> Result<Option<T>> {
+    let mut backoff = crate::sinks::Backoff::default();
+    loop {
+        let error = match attempt() {
+            Ok(done) => return Ok(Some(done)),
+            Err(e) => e,
+        };
+        let Some(load) = error.downcast_ref::<crate::runtime::LoadError>() else {
+            return Err(error);
+        };
+        if ctx.stopping() {
+            tracing::warn!(pipeline = %ctx.pipeline, "stopping with a batch not processed (a plugin instance could not start: {load}); it is processed again after a restart");
+            return Ok(None);
+        }
+        backoff.wait(&format!(
+            "pipeline `{}`: a plugin instance cannot start, so its batch waits (nothing of it is \
+             sent or committed): {load}",
+            ctx.pipeline
+        ));
     }
 }
 
@@ -974,6 +1100,56 @@ fn process_in_transaction(
     Ok(TxnOutcome::Aborted)
 }
 
+/// The headers an output record is sent with: the plugin's, less any in Sluice's reserved
+/// namespace (an input's forged `sluice.version` is not passed on), then `sluice.version`.
+fn output_headers<'a>(
+    record: &sluice_abi::OutputRecord<'a>,
+    version: Header<'a>,
+) -> impl Iterator<Item = Header<'a>> {
+    record
+        .headers
+        .iter()
+        .filter(|h| !is_reserved(h.name))
+        .chain(std::iter::once(version))
+}
+
+/// The inputs with an output to a Kafka topic larger than the producer's `message.max.bytes`.
+fn oversized_outputs(
+    ctx: &WorkerContext,
+    sink: &KafkaSink,
+    out: &ChainOutput,
+    version: Header<'_>,
+    last_plugin: &Arc<crate::runtime::Plugin>,
+) -> Vec<Failure> {
+    let max = sink.max_message_bytes();
+    let mut failures: Vec<Failure> = Vec::new();
+    for (emitted, output) in ctx.router.routes(out) {
+        let Some(topic) = ctx.router.topic(output) else {
+            continue;
+        };
+        if failures.last().is_some_and(|f| f.input == emitted.input) {
+            continue;
+        }
+        let r = &emitted.record;
+        let size = crate::wire::record_size(r.key, r.value, output_headers(r, version));
+        if size > max {
+            failures.push(Failure {
+                input: emitted.input,
+                reason: Reason::SinkTooLarge,
+                message: format!(
+                    "an output record of {size} bytes for topic `{topic}` (output `{}`) is larger \
+                     than the producer's message.max.bytes ({max}); emit smaller records, or raise \
+                     message.max.bytes in [kafka.producer] together with the topic's \
+                     max.message.bytes",
+                    ctx.router.names()[output]
+                ),
+                plugin: Some(last_plugin.clone()),
+            });
+        }
+    }
+    failures
+}
+
 /// Runs one batch through the chain and the router, then sends its outputs and dead letters.
 fn process_batch(
     ctx: &WorkerContext,
@@ -984,6 +1160,16 @@ fn process_batch(
 ) -> Result<()> {
     let (mut out, label) = worker.process(&ctx.router, &mut batch.input)?;
     let input = &batch.input;
+    // Records the producer would refuse fail their input here, before anything of the batch is
+    // sent, so the input goes to the dead-letter topic whole instead of stopping the pipeline.
+    let label_header = Header {
+        name: HEADER_VERSION,
+        value: Some(label.as_bytes()),
+    };
+    let last_plugin = worker.chain.plugins().last().expect("a chain has plugins");
+    for failure in oversized_outputs(ctx, sink, &out, label_header, last_plugin) {
+        out.fail(failure);
+    }
     // Rows first: an input whose row cannot be made sends nothing anywhere.
     let mut rows = postgres::Rows::default();
     if let Some(pg) = &ctx.postgres {
@@ -995,10 +1181,7 @@ fn process_batch(
         rows.retain_inputs(|i| !out.is_failed(i));
     }
     require_dead_letter_topic(ctx, input, &out.failures)?;
-    let version = Header {
-        name: HEADER_VERSION,
-        value: Some(label.as_bytes()),
-    };
+    let version = label_header;
     let mut sent = vec![0u64; ctx.metrics.records_out.len()];
     for (emitted, output) in ctx.router.routes(&out) {
         let Some(topic) = ctx.router.topic(output) else {
@@ -1014,7 +1197,7 @@ fn process_batch(
             OutgoingRecord {
                 key: record.key,
                 value: record.value,
-                headers: record.headers.iter().chain(std::iter::once(version)),
+                headers: output_headers(record, version),
                 timestamp,
             },
             &batch.ticket,

@@ -181,11 +181,13 @@ pub enum Reason {
     RowConversion,
     /// The database refused the record's row (constraint violation, value out of range…).
     RowRejected,
+    /// An output record is larger than the Kafka producer may send (`message.max.bytes`).
+    SinkTooLarge,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::PluginError,
         Reason::Trap,
         Reason::Deadline,
@@ -195,6 +197,7 @@ impl Reason {
         Reason::UndeclaredOutput,
         Reason::RowConversion,
         Reason::RowRejected,
+        Reason::SinkTooLarge,
     ];
 
     /// The reason as written in dead-letter headers and metrics.
@@ -209,6 +212,7 @@ impl Reason {
             Reason::UndeclaredOutput => "undeclared-output",
             Reason::RowConversion => "row:conversion",
             Reason::RowRejected => "row:rejected",
+            Reason::SinkTooLarge => "sink:too-large",
         }
     }
 }

@@ -42,6 +42,25 @@ pub const HEADER_SOURCE_PARTITION: &str = "sluice.source.partition";
 /// Dead-letter header: source offset.
 pub const HEADER_SOURCE_OFFSET: &str = "sluice.source.offset";
 
+/// Dead-letter header, present when the dead letter had to be cut to fit `message.max.bytes`:
+/// what was left out (`value`, or `value,key,headers`). The source topic/partition/offset headers
+/// still identify the record.
+pub const HEADER_DROPPED: &str = "sluice.error.dropped";
+/// Header names in this namespace are Sluice's own: a plugin's or an input's header with such a
+/// name is never passed on as if Sluice had written it.
+pub const RESERVED_PREFIX: &str = "sluice.";
+/// An input header in the reserved namespace is kept in a dead letter under this prefix
+/// (`original.sluice.version`), so the dead letter's own `sluice.*` headers are the only ones.
+pub const RENAMED_PREFIX: &str = "original.";
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1_000_000;
+
+/// True for a header name in Sluice's reserved namespace.
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with(RESERVED_PREFIX)
+}
+
 /// Longest `sluice.error.message` header, in bytes.
 const MAX_MESSAGE_HEADER: usize = 4096;
 
@@ -137,6 +156,7 @@ impl Backoff {
             Duration::from_millis(100u64 << self.attempt.min(6)).min(Duration::from_secs(5));
         self.attempt += 1;
         tracing::warn!("{why}; again in {} ms", delay.as_millis());
+        crate::progress::note(why);
         std::thread::sleep(delay);
     }
 }
@@ -177,6 +197,8 @@ impl ProducerContext for DeliveryContext {
 /// A Kafka producer shared by every pipeline of the host.
 pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryContext>,
+    /// The producer's `message.max.bytes`: a larger record is refused by librdkafka itself.
+    max_message_bytes: u64,
 }
 
 /// One record to produce.
@@ -206,15 +228,24 @@ impl KafkaSink {
             // Kafka Streams or Connect.
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5");
+        let mut max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES;
         for (k, v) in kafka.properties.iter().chain(&kafka.producer) {
             config.set(k, v);
+            if k == "message.max.bytes" {
+                max_message_bytes = v.trim().parse().with_context(|| {
+                    format!("kafka property message.max.bytes = `{v}`: expected a number of bytes")
+                })?;
+            }
         }
         let producer = config
             .create_with_context(DeliveryContext {
                 latency: metrics::histogram!("sluice_end_to_end_latency_seconds"),
             })
             .context("creating the Kafka producer (check kafka.properties / kafka.producer)")?;
-        Ok(KafkaSink { producer })
+        Ok(KafkaSink {
+            producer,
+            max_message_bytes,
+        })
     }
 
     /// A transactional producer with `transactional_id`, its transactions initialised (which
@@ -300,6 +331,11 @@ impl KafkaSink {
         })
     }
 
+    /// The largest record this producer may send, as [`crate::wire::record_size`] counts it.
+    pub fn max_message_bytes(&self) -> u64 {
+        self.max_message_bytes
+    }
+
     /// Sends a record to `topic`, counted on `ticket`. Blocks while librdkafka's queue is full.
     pub fn send<'h>(
         &self,
@@ -343,7 +379,10 @@ impl KafkaSink {
         }
     }
 
-    /// Sends `input` unchanged to the dead-letter topic, with headers saying why.
+    /// Sends `input` to the dead-letter topic with headers saying why: unchanged, except that
+    /// its own headers in the `sluice.` namespace are renamed (`original.sluice.…`) and that a
+    /// record too large to send with those headers goes without its value (then without its key
+    /// and headers), flagged by `sluice.error.dropped`. A dead letter is never refused for size.
     pub fn dead_letter(
         &self,
         topic: &str,
@@ -370,18 +409,77 @@ impl KafkaSink {
             (HEADER_SOURCE_PARTITION, &partition),
             (HEADER_SOURCE_OFFSET, &offset),
         ];
-        let headers = input
+        let renamed: Vec<String> = input
             .headers
             .iter()
-            .chain(extra.iter().map(|(name, value)| Header {
-                name,
-                value: Some(value.as_bytes()),
-            }));
+            .filter(|h| is_reserved(h.name))
+            .map(|h| format!("{RENAMED_PREFIX}{}", h.name))
+            .collect();
+        let input_headers = || {
+            let mut renamed = renamed.iter();
+            input.headers.iter().map(move |h| {
+                if is_reserved(h.name) {
+                    let name = renamed
+                        .next()
+                        .expect("one renamed name per reserved header");
+                    Header {
+                        name,
+                        value: h.value,
+                    }
+                } else {
+                    h
+                }
+            })
+        };
+        let extra_headers = |dropped: Option<&'static str>| {
+            extra
+                .iter()
+                .map(|(name, value)| (*name, *value))
+                .chain(dropped.map(|d| (HEADER_DROPPED, d)))
+                .map(|(name, value)| Header {
+                    name,
+                    value: Some(value.as_bytes()),
+                })
+                .collect::<Vec<_>>()
+        };
+        let fits = |key, value, with_input_headers: bool, dropped| {
+            let own = extra_headers(dropped);
+            let size = if with_input_headers {
+                crate::wire::record_size(key, value, input_headers().chain(own))
+            } else {
+                crate::wire::record_size(key, value, own)
+            };
+            size <= self.max_message_bytes
+        };
+        // The whole record if it fits; else without its value; else only the identifying headers.
+        let (key, value, with_input_headers, dropped) = if fits(input.key, input.value, true, None)
+        {
+            (input.key, input.value, true, None)
+        } else if fits(input.key, None, true, Some("value")) {
+            (input.key, None, true, Some("value"))
+        } else {
+            (None, None, false, Some("value,key,headers"))
+        };
+        if dropped.is_some() {
+            tracing::warn!(
+                pipeline,
+                topic = input.topic,
+                partition = input.partition,
+                offset = input.offset,
+                "the dead letter is too large for message.max.bytes ({} bytes): it is written without its {}",
+                self.max_message_bytes,
+                dropped.unwrap_or_default()
+            );
+        }
+        let own = extra_headers(dropped);
+        let headers = input_headers()
+            .take(if with_input_headers { usize::MAX } else { 0 })
+            .chain(own);
         self.send(
             topic,
             OutgoingRecord {
-                key: input.key,
-                value: input.value,
+                key,
+                value,
                 headers,
                 timestamp: input.timestamp,
             },

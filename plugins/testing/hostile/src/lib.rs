@@ -14,6 +14,9 @@
 //! | `read-file`  | tries to read `/etc/passwd` on `bad`, errors with what it got      | `plugin-error`, no access  |
 //! | `tcp`        | tries to connect to 127.0.0.1:9 on `bad`, errors with what it got  | `plugin-error`, no access  |
 //! | `env`        | reads `HOME` on `bad`, errors with what it got                     | `plugin-error`, no access  |
+//! | `empty-headers` | emits one record with 600,000 empty headers for `bad` (1.2 MB on the wire, 0 bytes of data) | `limit:output` or `sink:too-large` |
+//! | `forge-headers` | forwards every record with extra `sluice.version` / `sluice.error.reason` headers | headers dropped |
+//! | `init-refuse-window` | `init` refuses while the wall clock is within [`refuse_from_ms`, `refuse_until_ms`) (Unix ms): accepted at load, refused by the workers' instances | the batch waits, the partition is reported stalled |
 
 use sluice_plugin::{Config, Emitter, Record, Transform, export_transform};
 
@@ -27,12 +30,36 @@ impl Transform for Hostile {
         if mode == "init-panic" {
             panic!("hostile plugin: panic in init");
         }
+        if mode == "init-refuse-window" {
+            let ms = |key: &str| -> u128 {
+                config
+                    .get(key)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default()
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            if (ms("refuse_from_ms")..ms("refuse_until_ms")).contains(&now) {
+                return Err("hostile plugin: refusing my config for a while".into());
+            }
+        }
         Ok(Hostile { mode })
     }
 
     fn transform(&mut self, record: &Record<'_>, out: &mut Emitter<'_>) -> Result<(), String> {
         if self.mode == "error-all" {
             return Err("hostile plugin: rejects everything".into());
+        }
+        if self.mode == "forge-headers" {
+            out.record()
+                .key(record.key)
+                .value(record.value)
+                .headers(&record.headers)
+                .header("sluice.version", Some(b"forged@0"))
+                .header("sluice.error.reason", Some(b"forged"))
+                .emit();
+            return Ok(());
         }
         if record.value != Some(b"bad") {
             out.forward(record);
@@ -76,6 +103,14 @@ impl Transform for Hostile {
                 std::net::TcpStream::connect("127.0.0.1:9").map(|_| ())
             )),
             "env" => Err(format!("HOME: {:?}", std::env::var("HOME"))),
+            "empty-headers" => {
+                let mut builder = out.record().value(Some(b"tiny"));
+                for _ in 0..600_000 {
+                    builder = builder.header("", None);
+                }
+                builder.emit();
+                Ok(())
+            }
             other => Err(format!("unknown mode `{other}`")),
         }
     }
