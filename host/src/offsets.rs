@@ -32,11 +32,33 @@ pub struct Ticket {
     permanent: std::sync::atomic::AtomicBool,
     /// When the batch was read, to tell a stalled partition.
     created: std::time::Instant,
+    /// The offset of the batch's first record (where to read again after a refusal).
+    first_offset: i64,
+    /// Records of the batch that a sink refused for what they are (too large, invalid).
+    refused: Mutex<Vec<Refusal>>,
+    /// A failure other than a refusal (a broker down, a missing topic): the batch cannot be
+    /// mended by dead-lettering records.
+    other_failure: std::sync::atomic::AtomicBool,
+}
+
+/// A sink refused an output of the input record at `offset`, for what the record is: the input
+/// can go to the dead-letter topic with `reason` when the batch is processed again.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    /// The input record's offset in its partition.
+    pub offset: i64,
+    /// `sink:too-large`, `sink:invalid-record`.
+    pub reason: crate::runtime::Reason,
+    /// What the sink said.
+    pub message: String,
 }
 
 impl Ticket {
-    fn new(next_offset: i64) -> Self {
+    fn new(first_offset: i64, next_offset: i64) -> Self {
         Ticket {
+            first_offset,
+            refused: Mutex::new(Vec::new()),
+            other_failure: std::sync::atomic::AtomicBool::new(false),
             next_offset,
             // One for the worker: the batch is not done before it has sent everything.
             pending: AtomicUsize::new(1),
@@ -48,7 +70,7 @@ impl Ticket {
 
     /// A ticket not tracked by any partition (for `sluice test` and benches).
     pub fn untracked() -> Arc<Ticket> {
-        Arc::new(Ticket::new(0))
+        Arc::new(Ticket::new(0, 0))
     }
 
     /// One more record to wait for.
@@ -63,8 +85,31 @@ impl Ticket {
 
     /// One record could not be delivered; the batch will never be committed.
     pub fn fail(&self, reason: String) {
+        self.other_failure.store(true, Ordering::Release);
         let _ = self.failed.set(reason);
         self.done();
+    }
+
+    /// A sink refused one output of input `refusal.offset` for what it is; the batch will not be
+    /// committed as it is, but can be processed again with that input dead-lettered.
+    pub fn refuse(&self, refusal: Refusal) {
+        self.permanent.store(true, Ordering::Release);
+        let _ = self.failed.set(refusal.message.clone());
+        self.refused.lock().expect("refusals lock").push(refusal);
+        self.done();
+    }
+
+    /// The refusals, when they are the batch's only failures (else empty).
+    pub fn refusals(&self) -> Vec<Refusal> {
+        if self.other_failure.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        self.refused.lock().expect("refusals lock").clone()
+    }
+
+    /// The offset of the batch's first record.
+    pub fn first_offset(&self) -> i64 {
+        self.first_offset
     }
 
     /// Like [`Ticket::fail`], for a failure a retry would meet again.
@@ -127,6 +172,10 @@ pub struct Collected {
     pub positions: Vec<(TopicPartition, i64)>,
     /// A delivery failure that blocks a partition.
     pub failure: Option<String>,
+    /// Partitions whose oldest unfinished batch had records refused by a sink, with the offset
+    /// to read again from and the refusals. The partition takes no batch until it is tracked
+    /// afresh (after the seek back).
+    pub refused: Vec<(TopicPartition, i64, Vec<Refusal>)>,
 }
 
 impl OffsetTracker {
@@ -211,11 +260,12 @@ impl OffsetTracker {
         &self,
         tp: &TopicPartition,
         generation: u64,
+        first_offset: i64,
         next_offset: i64,
     ) -> Option<Arc<Ticket>> {
         let mut parts = self.partitions.lock().expect("offsets lock");
         let state = parts.get_mut(tp).filter(|s| s.generation == generation)?;
-        let ticket = Arc::new(Ticket::new(next_offset));
+        let ticket = Arc::new(Ticket::new(first_offset, next_offset));
         state.tickets.push_back(ticket.clone());
         Some(ticket)
     }
@@ -244,6 +294,22 @@ impl OffsetTracker {
         let mut parts = self.partitions.lock().expect("offsets lock");
         let mut collected = Collected::default();
         for (tp, state) in parts.iter_mut() {
+            if let Some(front) = state.tickets.front()
+                && front.is_done()
+                && front.failed.get().is_some()
+            {
+                let refusals = front.refusals();
+                if !refusals.is_empty() {
+                    collected
+                        .refused
+                        .push((tp.clone(), front.first_offset, refusals));
+                    // Nothing of this generation may register or commit any more: the
+                    // partition is read again from the refused batch under a new one.
+                    state.tickets.clear();
+                    state.generation = 0;
+                    continue;
+                }
+            }
             if let Some(reason) = advance(state) {
                 collected.failure.get_or_insert(format!(
                     "{reason}; offsets of {}[{}] stay at {} so those records are processed again after a restart",
@@ -290,8 +356,8 @@ mod tests {
     fn commits_only_the_acknowledged_prefix() {
         let tracker = OffsetTracker::default();
         let g = tracker.assign(tp(0));
-        let a = tracker.register(&tp(0), g, 10).unwrap();
-        let b = tracker.register(&tp(0), g, 20).unwrap();
+        let a = tracker.register(&tp(0), g, 0, 10).unwrap();
+        let b = tracker.register(&tp(0), g, 10, 20).unwrap();
         b.done(); // the second batch finishes first
         assert!(tracker.collect(false).positions.is_empty());
         a.add();
@@ -306,8 +372,8 @@ mod tests {
     fn a_failed_delivery_blocks_the_partition() {
         let tracker = OffsetTracker::default();
         let g = tracker.assign(tp(1));
-        let a = tracker.register(&tp(1), g, 5).unwrap();
-        let b = tracker.register(&tp(1), g, 9).unwrap();
+        let a = tracker.register(&tp(1), g, 0, 5).unwrap();
+        let b = tracker.register(&tp(1), g, 0, 9).unwrap();
         a.add();
         a.done();
         a.fail("delivery to out failed".into());
@@ -321,7 +387,7 @@ mod tests {
     fn a_failed_commit_is_sent_again_and_the_last_commit_sends_everything() {
         let tracker = OffsetTracker::default();
         let g = tracker.assign(tp(3));
-        tracker.register(&tp(3), g, 8).unwrap().done();
+        tracker.register(&tp(3), g, 0, 8).unwrap().done();
         assert_eq!(tracker.collect(false).positions, vec![(tp(3), 8)]);
         assert!(tracker.collect(false).positions.is_empty());
         assert_eq!(
@@ -343,15 +409,15 @@ mod tests {
         let before = tracker.rebalances();
         let g1 = tracker.assign(tp(2));
         assert_ne!(tracker.rebalances(), before, "the source sees the change");
-        let a = tracker.register(&tp(2), g1, 3).unwrap();
+        let a = tracker.register(&tp(2), g1, 0, 3).unwrap();
         a.done();
         assert_eq!(tracker.revoke(&tp(2)), Some(3));
-        assert!(tracker.register(&tp(2), g1, 7).is_none(), "revoked");
+        assert!(tracker.register(&tp(2), g1, 0, 7).is_none(), "revoked");
         let g2 = tracker.assign(tp(2));
         assert!(
-            tracker.register(&tp(2), g1, 7).is_none(),
+            tracker.register(&tp(2), g1, 0, 7).is_none(),
             "buffered before the revoke"
         );
-        assert!(tracker.register(&tp(2), g2, 7).is_some());
+        assert!(tracker.register(&tp(2), g2, 0, 7).is_some());
     }
 }

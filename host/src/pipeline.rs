@@ -473,6 +473,11 @@ struct WorkerContext {
     stop: watch::Sender<bool>,
     /// What the workers are doing, for the stall watch.
     progress: Arc<Progress>,
+    /// Input records whose outputs a sink refused (by partition and offset): when their batch
+    /// is processed again they go to the dead-letter topic.
+    refused: Mutex<std::collections::HashMap<(TopicPartition, i64), crate::offsets::Refusal>>,
+    /// Commands to the source (to read a partition again after a refusal).
+    control: mpsc::UnboundedSender<source::Control>,
     /// Exactly-once into Kafka: what the workers' transactions need.
     transactions: Option<Transactions>,
 }
@@ -515,6 +520,38 @@ impl WorkerContext {
 
     fn failed(&self) -> bool {
         self.failure.lock().expect("failure lock").is_some()
+    }
+
+    /// Remembers inputs of `tp` whose outputs a sink refused, for when they are read again.
+    fn remember_refused(&self, tp: &TopicPartition, refusals: Vec<crate::offsets::Refusal>) {
+        let mut refused = self.refused.lock().expect("refused lock");
+        for r in refusals {
+            refused.insert((tp.clone(), r.offset), r);
+        }
+    }
+
+    /// Failures for the inputs of `batch` whose outputs a sink refused before.
+    fn refused_earlier(
+        &self,
+        batch: &Batch,
+        last_plugin: &Arc<crate::runtime::Plugin>,
+    ) -> Vec<Failure> {
+        let mut refused = self.refused.lock().expect("refused lock");
+        if refused.is_empty() {
+            return Vec::new();
+        }
+        let tp: TopicPartition = (batch.topic.clone(), batch.partition);
+        (0..batch.input.len())
+            .filter_map(|i| {
+                let r = refused.remove(&(tp.clone(), batch.input.record(i).offset))?;
+                Some(Failure {
+                    input: i as u32,
+                    reason: r.reason,
+                    message: format!("the sink refused an output of this record: {}", r.message),
+                    plugin: Some(last_plugin.clone()),
+                })
+            })
+            .collect()
     }
 
     /// True once the pipeline is stopping (signal or failure).
@@ -629,6 +666,8 @@ async fn run_pipeline(
         failure: Mutex::new(None),
         stop: local_stop,
         progress: status.progress.clone(),
+        refused: Mutex::default(),
+        control: control.clone(),
         transactions: gate.map(|gate| Transactions {
             gate,
             consumer: consumer.clone(),
@@ -813,6 +852,27 @@ fn commit(
     let collected = tracker.collect(matches!(mode, CommitMode::Sync));
     if let Some(failure) = collected.failure {
         ctx.fail(failure);
+    }
+    for (tp, first, refusals) in collected.refused {
+        if ctx.dead_letter_topic.is_none() {
+            ctx.fail(format!(
+                "{}: the sink refused output(s) of record(s) {}[{}]@{} and the pipeline has no \
+                 dead_letter_topic, so it stops rather than drop them; nothing from offset \
+                 {first} on is committed. Set dead_letter_topic or fix the plugin, then restart",
+                refusals[0].message,
+                tp.0,
+                tp.1,
+                refusals
+                    .iter()
+                    .map(|r| r.offset.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+            continue;
+        }
+        tracing::warn!(pipeline = %ctx.pipeline, topic = %tp.0, partition = tp.1, "{} record(s) refused by the sink ({}); the partition is read again from offset {first} with those inputs dead-lettered (outputs after it may repeat: at-least-once)", refusals.len(), refusals[0].message);
+        ctx.remember_refused(&tp, refusals);
+        let _ = ctx.control.send(source::Control::Rewind(tp, first));
     }
     // Exactly-once into Kafka: the transactions committed these positions already.
     if collected.positions.is_empty() || ctx.transactions.is_some() {
@@ -1086,6 +1146,14 @@ fn process_in_transaction(
     if let Err(e @ (TxnError::Fatal(_) | TxnError::Hung(_))) = sink.abort() {
         return Ok(TxnOutcome::Fenced(e.to_string()));
     }
+    let refusals = batch.ticket.refusals();
+    if !refusals.is_empty() && ctx.dead_letter_topic.is_some() {
+        // The broker refused some records for what they are: read the batch again (rewound
+        // above) and dead-letter those inputs instead.
+        tracing::warn!(pipeline = %ctx.pipeline, topic = %tp.0, partition = tp.1, offset = first, "transaction aborted: {} record(s) refused by the broker ({}); the batch is processed again with their inputs dead-lettered", refusals.len(), batch.ticket.failure().unwrap_or_default());
+        ctx.remember_refused(&tp, refusals);
+        return Ok(TxnOutcome::Aborted);
+    }
     if permanent {
         // Not a passing fault: the same records would fail the same way again.
         bail!(
@@ -1170,6 +1238,9 @@ fn process_batch(
     for failure in oversized_outputs(ctx, sink, &out, label_header, last_plugin) {
         out.fail(failure);
     }
+    for failure in ctx.refused_earlier(batch, last_plugin) {
+        out.fail(failure);
+    }
     // Rows first: an input whose row cannot be made sends nothing anywhere.
     let mut rows = postgres::Rows::default();
     if let Some(pg) = &ctx.postgres {
@@ -1201,6 +1272,7 @@ fn process_batch(
                 timestamp,
             },
             &batch.ticket,
+            Some(input.record(emitted.input as usize).offset),
         );
     }
     let mut dead_lettered = false;

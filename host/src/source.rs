@@ -309,7 +309,7 @@ pub async fn run(
                         rebalances = tracker.rebalances();
                         // Asynchronous (no wait): the fetcher drops what it read before.
                         match consumer.seek(&tp.0, tp.1, Offset::Offset(offset), Duration::ZERO) {
-                            Ok(()) => tracing::info!(topic = %tp.0, partition = tp.1, offset, "transaction aborted; reading again from its first record"),
+                            Ok(()) => tracing::info!(topic = %tp.0, partition = tp.1, offset, "reading the partition again from this offset (an aborted transaction or records a sink refused)"),
                             Err(e) => return Err(e).with_context(|| format!("rewinding {}[{}] to offset {offset} after an aborted transaction", tp.0, tp.1)),
                         }
                     }
@@ -500,7 +500,9 @@ async fn dispatch(
     if let Some(rate) = rate {
         rate.take(pending.batch.len()).await;
     }
-    let Some(ticket) = tracker.register(&tp, pending.generation, pending.next_offset) else {
+    let first_offset = pending.batch.record(0).offset;
+    let Some(ticket) = tracker.register(&tp, pending.generation, first_offset, pending.next_offset)
+    else {
         // Revoked since these records were read: their new owner processes them.
         tracing::debug!(topic = %tp.0, partition = tp.1, next_offset = pending.next_offset, "batch read before a revoke or rewind dropped");
         return Ok(());

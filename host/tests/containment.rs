@@ -413,3 +413,71 @@ fn sigterm_ends_the_process_within_the_shutdown_timeout_whatever_the_plugin_does
         "the batch inside the call is not committed: {committed}"
     );
 }
+
+/// The broker refuses a record the producer let through (here: an injected
+/// `MESSAGE_TOO_LARGE`, as a topic with a smaller `max.message.bytes` answers): its input is
+/// dead-lettered as `sink:too-large` when the partition is read again, and the pipeline goes on.
+#[test]
+fn a_record_the_broker_refuses_is_dead_lettered_and_the_pipeline_goes_on() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    for delivery in ["at-least-once", "exactly-once"] {
+        let kafka = Kafka::with_topics(&[("in", 1), ("out", 1), ("dlq", 1)]);
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(
+            dir.path(),
+            &format!(
+                r#"
+                [kafka]
+                bootstrap_servers = "{{bootstrap}}"
+                [[pipeline]]
+                name = "refused"
+                inputs = ["in"]
+                delivery = "{delivery}"
+                dead_letter_topic = "dlq"
+                plugins = [{{ path = "{{plugin:passthrough}}" }}]
+                batch = {{ max_records = 10, linger_ms = 50 }}
+                commit_interval_ms = 100
+                workers = 1
+                [pipeline.outputs.main]
+                kafka_topic = "out"
+                "#
+            ),
+            &kafka.bootstrap(),
+        );
+        kafka.produce("in", Some(0), &[(None, Some(b"r-0".to_vec()), vec![])]);
+        // The next Produce request, the host's first (the output of r-0), is refused.
+        kafka.cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+        );
+        let host = RunningHost::start(&config);
+        let dlq = kafka.read_count(&["dlq"], 1, Duration::from_secs(60));
+        assert_eq!(
+            dlq.len(),
+            1,
+            "{delivery}: the refused input is dead-lettered"
+        );
+        assert_eq!(dlq[0].value_str(), "r-0");
+        assert_eq!(
+            dlq[0].header("sluice.error.reason"),
+            Some("sink:too-large"),
+            "{delivery}"
+        );
+        let message = dlq[0].header("sluice.error.message").unwrap();
+        assert!(
+            message.contains("refused") && message.contains("`out`"),
+            "{delivery}: {message}"
+        );
+        let more: Vec<TestRecord> = (1..10)
+            .map(|n| (None, Some(format!("r-{n}").into_bytes()), vec![]))
+            .collect();
+        kafka.produce("in", Some(0), &more);
+        let out = kafka.read_count(&["out"], 9, Duration::from_secs(60));
+        let values: Vec<&str> = out.iter().map(Record::value_str).collect();
+        let expected: Vec<String> = (1..10).map(|n| format!("r-{n}")).collect();
+        assert_eq!(values, expected, "{delivery}: the pipeline goes on");
+        host.stop().expect("the pipeline did not stop");
+        let committed = kafka.committed("sluice-refused", "in", 1)[0];
+        assert_eq!(committed, 10, "{delivery}: everything is committed");
+    }
+}

@@ -181,13 +181,16 @@ pub enum Reason {
     RowConversion,
     /// The database refused the record's row (constraint violation, value out of range…).
     RowRejected,
-    /// An output record is larger than the Kafka producer may send (`message.max.bytes`).
+    /// An output record is larger than the Kafka producer or broker accepts (`message.max.bytes`).
     SinkTooLarge,
+    /// The broker refused an output record as invalid (for example a null key on a compacted
+    /// topic).
+    SinkInvalidRecord,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::PluginError,
         Reason::Trap,
         Reason::Deadline,
@@ -198,6 +201,7 @@ impl Reason {
         Reason::RowConversion,
         Reason::RowRejected,
         Reason::SinkTooLarge,
+        Reason::SinkInvalidRecord,
     ];
 
     /// The reason as written in dead-letter headers and metrics.
@@ -213,6 +217,7 @@ impl Reason {
             Reason::RowConversion => "row:conversion",
             Reason::RowRejected => "row:rejected",
             Reason::SinkTooLarge => "sink:too-large",
+            Reason::SinkInvalidRecord => "sink:invalid-record",
         }
     }
 }

@@ -21,7 +21,8 @@ use sluice_abi::{Header, InputRecord};
 
 use crate::chain::Failure;
 use crate::config::KafkaConfig;
-use crate::offsets::Ticket;
+use crate::offsets::{Refusal, Ticket};
+use crate::runtime::Reason;
 
 /// Output header: `name@version` of every plugin of the chain that produced the record.
 pub const HEADER_VERSION: &str = "sluice.version";
@@ -107,6 +108,19 @@ impl From<KafkaError> for TxnError {
     }
 }
 
+/// A delivery error that says the record itself cannot be written (its size, its form), not
+/// that the topic or the producer is wrong: the input can be dead-lettered with this reason.
+fn record_refusal(e: &KafkaError) -> Option<Reason> {
+    use RDKafkaErrorCode::*;
+    match e.rdkafka_error_code()? {
+        MessageSizeTooLarge | MessageBatchTooLarge | InvalidMessageSize => {
+            Some(Reason::SinkTooLarge)
+        }
+        InvalidRecord | InvalidMessage => Some(Reason::SinkInvalidRecord),
+        _ => None,
+    }
+}
+
 /// A delivery error that a retry would meet again.
 fn is_permanent(e: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
@@ -168,10 +182,21 @@ pub struct DeliveryContext {
 
 impl ClientContext for DeliveryContext {}
 
-impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Arc<Ticket>;
+/// What the delivery callback of one record needs: its batch's ticket and, for an output, the
+/// offset of the input it was made from (so a record the broker refuses can be dead-lettered).
+pub struct Delivery {
+    ticket: Arc<Ticket>,
+    source_offset: Option<i64>,
+}
 
-    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Arc<Ticket>) {
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Delivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
+        let Delivery {
+            ticket,
+            source_offset,
+        } = *delivery;
         match result {
             Ok(message) => {
                 if let Some(ts) = message.timestamp().to_millis() {
@@ -184,7 +209,13 @@ impl ProducerContext for DeliveryContext {
             }
             Err((error, message)) => {
                 let reason = format!("delivery to topic `{}` failed: {error}", message.topic());
-                if is_permanent(error) {
+                if let (Some(offset), Some(class)) = (source_offset, record_refusal(error)) {
+                    ticket.refuse(Refusal {
+                        offset,
+                        reason: class,
+                        message: reason,
+                    });
+                } else if is_permanent(error) {
                     ticket.fail_permanently(reason)
                 } else {
                     ticket.fail(reason)
@@ -337,11 +368,14 @@ impl KafkaSink {
     }
 
     /// Sends a record to `topic`, counted on `ticket`. Blocks while librdkafka's queue is full.
+    /// `source_offset` is the offset of the input an output was made from (`None` for a dead
+    /// letter, which must not be refused: that stops the pipeline).
     pub fn send<'h>(
         &self,
         topic: &str,
         record: OutgoingRecord<'_, impl Iterator<Item = Header<'h>>>,
         ticket: &Arc<Ticket>,
+        source_offset: Option<i64>,
     ) {
         let mut headers = OwnedHeaders::new();
         for h in record.headers {
@@ -350,7 +384,11 @@ impl KafkaSink {
                 value: h.value,
             });
         }
-        let mut base = BaseRecord::with_opaque_to(topic, ticket.clone()).headers(headers);
+        let delivery = Box::new(Delivery {
+            ticket: ticket.clone(),
+            source_offset,
+        });
+        let mut base = BaseRecord::with_opaque_to(topic, delivery).headers(headers);
         if let Some(key) = record.key {
             base = base.key(key);
         }
@@ -370,6 +408,7 @@ impl KafkaSink {
                 }
                 Err((error, back)) => {
                     back.delivery_opaque
+                        .ticket
                         .fail_permanently(format!("producing to topic `{topic}` failed: {error} (check that the topic exists and the \
                                client may write it; a record too large needs a larger message.max.bytes or a \
                                smaller limits.max_output_bytes)"));
@@ -484,6 +523,7 @@ impl KafkaSink {
                 timestamp: input.timestamp,
             },
             ticket,
+            None,
         );
     }
 
