@@ -49,7 +49,7 @@ pub struct KafkaConfig {
 }
 
 /// The HTTP endpoints for operators.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address for `/metrics`, `/healthz`, `/readyz` and the admin API, e.g. `0.0.0.0:9464`
@@ -57,6 +57,24 @@ pub struct AdminConfig {
     pub listen: Option<std::net::SocketAddr>,
     /// Bearer token of the operator, who may use the admin API on every pipeline.
     pub operator_token: Option<String>,
+    /// Largest plugin upload through the admin API, in bytes (default 64 MiB); larger ones
+    /// answer `413` before being read.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            operator_token: None,
+            max_upload_bytes: default_max_upload_bytes(),
+        }
+    }
+}
+
+fn default_max_upload_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 /// Host-wide runtime settings.
@@ -515,6 +533,12 @@ impl Config {
                     ));
                 }
             }
+        }
+        if self.admin.max_upload_bytes == 0 {
+            return Err((
+                "admin.max_upload_bytes".into(),
+                "expected at least 1 byte (default 64 MiB: 67108864)".into(),
+            ));
         }
         if self.pipelines.is_empty() {
             return Err((
@@ -1221,6 +1245,21 @@ mod tests {
             e.contains("tenant[0].admin_token: is the same token as admin.operator_token"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn admin_limits_are_checked() {
+        let text = GOOD.replace(
+            "[[pipeline]]",
+            "[admin]\nmax_upload_bytes = 0\n[[pipeline]]",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("admin.max_upload_bytes: expected at least 1"),
+            "{e}"
+        );
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.admin.max_upload_bytes, 64 * 1024 * 1024);
     }
 
     #[test]

@@ -118,6 +118,8 @@ struct AdminState {
     pipelines: Vec<Arc<PipelineStatus>>,
     runtime: Arc<Runtime>,
     tokens: Tokens,
+    /// Uploads being read or validated.
+    uploads: Arc<api::Uploads>,
 }
 
 /// Binds the admin listener, so that a taken port fails the start, not later.
@@ -141,6 +143,7 @@ pub async fn serve(
         pipelines,
         runtime,
         tokens,
+        uploads: Arc::default(),
     };
     let app = api::routes()
         .route("/metrics", get(metrics))
