@@ -111,7 +111,7 @@ fn admin_api_acts_only_with_the_right_token() {
     let out = kafka.read_count(&["acme.out"], 50, Duration::from_secs(60));
     assert_eq!(out.len(), 50);
     common::wait_until("offsets committed", || {
-        kafka.committed("sluice-acme-copy", "acme.in", 1) == vec![50]
+        kafka.committed("acme.sluice-acme-copy", "acme.in", 1) == vec![50]
     });
 
     // Listing: a tenant sees its own pipelines only; the operator sees all.
@@ -199,7 +199,10 @@ fn admin_api_acts_only_with_the_right_token() {
         50,
         "paused: nothing new"
     );
-    assert_eq!(kafka.committed("sluice-acme-copy", "acme.in", 1), vec![50]);
+    assert_eq!(
+        kafka.committed("acme.sluice-acme-copy", "acme.in", 1),
+        vec![50]
+    );
     let (code, body) = request(
         port,
         "POST",
@@ -216,7 +219,7 @@ fn admin_api_acts_only_with_the_right_token() {
         "no duplicates across pause/resume"
     );
     common::wait_until("offsets committed after resume", || {
-        kafka.committed("sluice-acme-copy", "acme.in", 1) == vec![80]
+        kafka.committed("acme.sluice-acme-copy", "acme.in", 1) == vec![80]
     });
 
     // Replay from an offset re-emits from there, in order.
@@ -317,7 +320,7 @@ fn admin_api_acts_only_with_the_right_token() {
     std::thread::sleep(Duration::from_millis(500));
     kafka.produce("acme.in", Some(0), &records(80, 90));
     common::wait_until("the new records are committed", || {
-        kafka.committed("sluice-acme-copy", "acme.in", 1) == vec![90]
+        kafka.committed("acme.sluice-acme-copy", "acme.in", 1) == vec![90]
     });
     let out = kafka.read_count(&["acme.out"], 91, Duration::from_secs(1));
     assert_eq!(
