@@ -203,6 +203,51 @@ fn admin_api_acts_only_with_the_right_token() {
         kafka.committed("acme.sluice-acme-copy", "acme.in", 1),
         vec![50]
     );
+    // A replay to a target the partition does not hold is refused, naming the partition and
+    // what it holds, and skips nothing: the paused backlog (50..80) stays uncommitted and still
+    // arrives, once, after resume.
+    for (target, why) in [
+        (
+            r#"{"offset": 9223372036854775807}"#,
+            "offset 9223372036854775807 is past the end",
+        ),
+        (r#"{"offset": 81}"#, "offset 81 is past the end"),
+        (
+            r#"{"timestamp": 9223372036854775807}"#,
+            "it is in the future",
+        ),
+    ] {
+        let (code, body) = request(
+            port,
+            "POST",
+            "/api/pipelines/acme-copy/replay",
+            Some(ACME),
+            target.as_bytes(),
+        );
+        assert_eq!(code, 400, "{target}: {body}");
+        let error = json(&body)["error"].as_str().unwrap().to_string();
+        assert!(
+            error.contains(why) && error.contains("acme.in[0] holds offsets 0 to 80"),
+            "{target}: {error}"
+        );
+    }
+    for target in [r#"{"offset": -1}"#, r#"{"timestamp": -5}"#] {
+        let (code, body) = request(
+            port,
+            "POST",
+            "/api/pipelines/acme-copy/replay",
+            Some(ACME),
+            target.as_bytes(),
+        );
+        assert_eq!(code, 400, "{target}: {body}");
+        assert!(body.contains("negative"), "{body}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        kafka.committed("acme.sluice-acme-copy", "acme.in", 1),
+        vec![50],
+        "a refused replay commits nothing"
+    );
     let (code, body) = request(
         port,
         "POST",
@@ -238,7 +283,8 @@ fn admin_api_acts_only_with_the_right_token() {
     assert_eq!(again, expected);
     // From a timestamp: the broker names the first offset at or after it. librdkafka's mock
     // cluster does not implement lookups by time (rdkafka_mock_handlers.c: "FIXME: by
-    // timestamp") and answers "none", which Sluice takes as the end: nothing is re-emitted.
+    // timestamp") and answers "none", as a broker does for a time after the last record: that
+    // is refused (it used to seek to the end, skipping what was not processed yet).
     let (code, body) = request(
         port,
         "POST",
@@ -246,8 +292,14 @@ fn admin_api_acts_only_with_the_right_token() {
         Some(ACME),
         br#"{"timestamp": 1}"#,
     );
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(json(&body)["replaying_from"][0]["offset"], 80);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("acme.in[0] has no record at or after timestamp 1"),
+        "{body}"
+    );
     let (code, body) = request(
         port,
         "POST",

@@ -29,7 +29,7 @@ use super::AdminState;
 use crate::config::Config;
 use crate::pipeline::PipelineStatus;
 use crate::reload::Offer;
-use crate::source::ReplayFrom;
+use crate::source::{REPLAY_OUT_OF_RANGE, ReplayFrom};
 
 /// Largest JSON body (a replay request is a few dozen bytes).
 pub const MAX_JSON_BODY: usize = 4 * 1024;
@@ -439,17 +439,32 @@ async fn replay(
         )
     })?;
     let from = match (request.offset, request.timestamp) {
-        (Some(o), None) if o >= 0 => ReplayFrom::Offset(o),
-        (None, Some(t)) if t >= 0 => ReplayFrom::Timestamp(t),
+        (Some(o), None) => ReplayFrom::Offset(o),
+        (None, Some(t)) => ReplayFrom::Timestamp(t),
         _ => {
             return Err(ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "expected exactly one of `offset` or `timestamp` (milliseconds), not negative"
-                    .into(),
+                "expected exactly one of `offset` or `timestamp` (milliseconds)".into(),
             ));
         }
     };
-    let positions = pipeline.replay(from).await.map_err(conflict)?;
+    if let ReplayFrom::Offset(n) | ReplayFrom::Timestamp(n) = from
+        && n < 0
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{n} is negative: expected an offset or a time in milliseconds, 0 or more"),
+        ));
+    }
+    // A target outside what a partition holds is the request's fault (400), and changes nothing.
+    let positions =
+        pipeline
+            .replay(from)
+            .await
+            .map_err(|e| match e.strip_prefix(REPLAY_OUT_OF_RANGE) {
+                Some(why) => ApiError(StatusCode::BAD_REQUEST, why.to_string()),
+                None => conflict(e),
+            })?;
     tracing::info!(pipeline = %name, ?positions, "replaying through the admin API");
     let positions: Vec<Value> = positions
         .iter()
