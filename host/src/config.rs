@@ -53,7 +53,7 @@ pub struct KafkaConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address for `/metrics`, `/healthz`, `/readyz` and the admin API, e.g. `0.0.0.0:9464`
-    /// (unset = off).
+    /// (unset = off). Per-pipeline detail in `/metrics` and `/readyz` needs a token there.
     pub listen: Option<std::net::SocketAddr>,
     /// Bearer token of the operator, who may use the admin API on every pipeline.
     pub operator_token: Option<String>,
@@ -61,6 +61,9 @@ pub struct AdminConfig {
     /// answer `413` before being read.
     #[serde(default = "default_max_upload_bytes")]
     pub max_upload_bytes: u64,
+    /// A second address serving `/metrics`, `/healthz` and `/readyz` in full *without* a token,
+    /// for a Prometheus on a private network (unset = off). Requires `listen`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for AdminConfig {
@@ -69,6 +72,7 @@ impl Default for AdminConfig {
             listen: None,
             operator_token: None,
             max_upload_bytes: default_max_upload_bytes(),
+            metrics_listen: None,
         }
     }
 }
@@ -542,6 +546,27 @@ impl Config {
                 "admin.max_upload_bytes".into(),
                 "expected at least 1 byte (default 64 MiB: 67108864)".into(),
             ));
+        }
+        if let Some(metrics) = self.admin.metrics_listen {
+            match self.admin.listen {
+                None => {
+                    return Err((
+                        "admin.metrics_listen".into(),
+                        "needs admin.listen as well (set both, e.g. listen = \"0.0.0.0:9464\" and \
+                         metrics_listen = \"10.0.0.5:9465\")"
+                            .into(),
+                    ));
+                }
+                Some(listen) if listen == metrics => {
+                    return Err((
+                        "admin.metrics_listen".into(),
+                        format!(
+                            "is the same address as admin.listen ({listen}): use another port, on a private network"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         if self.pipelines.is_empty() {
             return Err((
@@ -1520,6 +1545,15 @@ mod tests {
         let e = parse(&text).unwrap_err().to_string();
         assert!(
             e.contains("admin.max_upload_bytes: expected at least 1"),
+            "{e}"
+        );
+        let text = GOOD.replace(
+            "[[pipeline]]",
+            "[admin]\nmetrics_listen = \"127.0.0.1:9465\"\n[[pipeline]]",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("admin.metrics_listen: needs admin.listen"),
             "{e}"
         );
         let c = parse(GOOD).unwrap();

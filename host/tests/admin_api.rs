@@ -135,6 +135,42 @@ fn admin_api_acts_only_with_the_right_token() {
     let (_, body) = request(port, "GET", "/api/pipelines", Some(OPERATOR), b"");
     assert_eq!(json(&body)["pipelines"].as_array().unwrap().len(), 2);
 
+    // /metrics and /readyz show what /api shows: a tenant's token its own pipelines, no token
+    // no pipeline at all.
+    let (code, m) = request(port, "GET", "/metrics", None, b"");
+    assert_eq!(code, 200);
+    assert!(
+        !m.contains("acme") && !m.contains("globex") && !m.contains("pipeline="),
+        "{m}"
+    );
+    let (code, body) = request(port, "GET", "/readyz", None, b"");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body), serde_json::json!({ "ready": true }));
+    for (token, own, other) in [
+        (ACME, "acme-copy", "globex"),
+        (GLOBEX, "globex-copy", "acme"),
+    ] {
+        let (code, m) = request(port, "GET", "/metrics", Some(token), b"");
+        assert_eq!(code, 200);
+        assert!(
+            m.contains(&format!("pipeline=\"{own}\"")) && !m.contains(other),
+            "{own}: {m}"
+        );
+        let (code, body) = request(port, "GET", "/readyz", Some(token), b"");
+        assert_eq!(code, 200, "{body}");
+        let names: Vec<String> = json(&body)["pipelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, [own], "{body}");
+    }
+    let (_, m) = request(port, "GET", "/metrics", Some(OPERATOR), b"");
+    assert!(m.contains("acme-copy") && m.contains("globex-copy"), "{m}");
+    let (code, _) = request(port, "GET", "/metrics", Some("wrong-token-0123456789"), b"");
+    assert_eq!(code, 401);
+
     // Every endpoint refuses without a token, with a wrong one and with another tenant's.
     let bad_component = b"definitely not a component".to_vec();
     let endpoints: Vec<(&str, &str, Vec<u8>)> = vec![

@@ -46,6 +46,8 @@ pub struct Tokens {
     tenants: Vec<(String, [u8; 32])>,
     /// `admin.max_upload_bytes`.
     pub(super) max_upload: usize,
+    /// `admin.metrics_listen`.
+    pub(super) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -63,6 +65,7 @@ impl Tokens {
                 .filter_map(|t| Some((t.name.clone(), digest(t.admin_token.as_deref()?))))
                 .collect(),
             max_upload: usize::try_from(config.admin.max_upload_bytes).unwrap_or(usize::MAX),
+            metrics_listen: config.admin.metrics_listen,
         }
     }
 
