@@ -80,14 +80,14 @@ impl Tokens {
 pub(super) struct Uploads(Mutex<HashSet<String>>);
 
 /// An upload in progress; dropping it frees the caller's slot.
-struct UploadSlot<'a> {
-    uploads: &'a Uploads,
+struct UploadSlot {
+    uploads: Arc<Uploads>,
     caller: String,
 }
 
 impl Uploads {
     /// Takes the caller's one upload slot, if it and a global slot are free.
-    fn start(&self, caller: &Caller) -> Result<UploadSlot<'_>, ApiError> {
+    fn start(self: &Arc<Self>, caller: &Caller) -> Result<UploadSlot, ApiError> {
         let key = match caller {
             Caller::Operator => "operator".to_string(),
             Caller::Tenant(t) => format!("tenant `{t}`"),
@@ -100,7 +100,7 @@ impl Uploads {
         } else {
             busy.insert(key.clone());
             return Ok(UploadSlot {
-                uploads: self,
+                uploads: self.clone(),
                 caller: key,
             });
         };
@@ -108,7 +108,7 @@ impl Uploads {
     }
 }
 
-impl Drop for UploadSlot<'_> {
+impl Drop for UploadSlot {
     fn drop(&mut self) {
         self.uploads
             .0
@@ -383,7 +383,7 @@ async fn upload(
         })?;
     // One upload per caller and a few in all, each read only up to its cap: held until the
     // upload is validated, so the bodies held at once stay bounded.
-    let _slot = state.uploads.start(&caller)?;
+    let slot = state.uploads.start(&caller)?;
     let body = read_body(
         body,
         &headers,
@@ -393,9 +393,14 @@ async fn upload(
     )
     .await?;
     let runtime = state.runtime.clone();
-    let offer = tokio::task::spawn_blocking(move || pipeline.live.offer(&runtime, index, &body))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // The slot goes with the validation: a caller hanging up does not stop it, so it must not
+    // free the slot for another upload while it runs.
+    let offer = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        pipeline.live.offer(&runtime, index, &body)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let result = offer_json(&plugin, &offer);
     match offer {
         Offer::Invalid(e) => Err(ApiError(
