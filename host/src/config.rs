@@ -49,14 +49,36 @@ pub struct KafkaConfig {
 }
 
 /// The HTTP endpoints for operators.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address for `/metrics`, `/healthz`, `/readyz` and the admin API, e.g. `0.0.0.0:9464`
-    /// (unset = off).
+    /// (unset = off). Per-pipeline detail in `/metrics` and `/readyz` needs a token there.
     pub listen: Option<std::net::SocketAddr>,
     /// Bearer token of the operator, who may use the admin API on every pipeline.
     pub operator_token: Option<String>,
+    /// Largest plugin upload through the admin API, in bytes (default 64 MiB); larger ones
+    /// answer `413` before being read.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: u64,
+    /// A second address serving `/metrics`, `/healthz` and `/readyz` in full *without* a token,
+    /// for a Prometheus on a private network (unset = off). Requires `listen`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            operator_token: None,
+            max_upload_bytes: default_max_upload_bytes(),
+            metrics_listen: None,
+        }
+    }
+}
+
+fn default_max_upload_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 /// Host-wide runtime settings.
@@ -152,7 +174,9 @@ pub struct PipelineConfig {
     pub tenant: Option<String>,
     /// Topics consumed.
     pub inputs: Vec<String>,
-    /// Consumer group (default `sluice-<name>`).
+    /// Consumer group (default `sluice-<name>`; in a tenant's pipeline
+    /// `<tenant's first topic prefix>sluice-<name>`, and an explicit one must start with one of
+    /// the tenant's prefixes).
     pub group_id: Option<String>,
     /// The plugin chain: outputs of plugin i are the inputs of plugin i+1.
     pub plugins: Vec<PluginConfig>,
@@ -496,6 +520,7 @@ impl Config {
         })?;
         config.base_dir = base_dir;
         config.validate().map_err(|(key, msg)| err(key, msg))?;
+        config.default_tenant_group_ids();
         Ok(config)
     }
 
@@ -523,6 +548,33 @@ impl Config {
                         "is set by Sluice to keep its delivery guarantee; remove it".into(),
                     ));
                 }
+            }
+        }
+        if self.admin.max_upload_bytes == 0 {
+            return Err((
+                "admin.max_upload_bytes".into(),
+                "expected at least 1 byte (default 64 MiB: 67108864)".into(),
+            ));
+        }
+        if let Some(metrics) = self.admin.metrics_listen {
+            match self.admin.listen {
+                None => {
+                    return Err((
+                        "admin.metrics_listen".into(),
+                        "needs admin.listen as well (set both, e.g. listen = \"0.0.0.0:9464\" and \
+                         metrics_listen = \"10.0.0.5:9465\")"
+                            .into(),
+                    ));
+                }
+                Some(listen) if listen == metrics => {
+                    return Err((
+                        "admin.metrics_listen".into(),
+                        format!(
+                            "is the same address as admin.listen ({listen}): use another port, on a private network"
+                        ),
+                    ));
+                }
+                Some(_) => {}
             }
         }
         if self.pipelines.is_empty() {
@@ -564,6 +616,24 @@ impl Config {
 }
 
 impl Config {
+    /// Consumer groups are named like topics: a tenant's pipeline without a `group_id` gets
+    /// `<tenant's first topic prefix>sluice-<name>`, inside the tenant's namespace.
+    fn default_tenant_group_ids(&mut self) {
+        for p in &mut self.pipelines {
+            if p.group_id.is_some() {
+                continue;
+            }
+            let prefix = self
+                .tenants
+                .iter()
+                .find(|t| Some(&t.name) == p.tenant.as_ref())
+                .and_then(|t| t.topic_prefixes.first());
+            if let Some(prefix) = prefix {
+                p.group_id = Some(format!("{prefix}{}", p.default_group_suffix()));
+            }
+        }
+    }
+
     fn validate_tenants(&self) -> Result<(), (String, String)> {
         let mut names = HashSet::new();
         // Tokens must tell callers apart: none empty, none used twice.
@@ -607,6 +677,17 @@ impl Config {
                     format!("tenant[{i}].topic_prefixes"),
                     "expected a non-empty list of non-empty topic prefixes, e.g. [\"acme.\"]"
                         .into(),
+                ));
+            }
+            // A tenant owns names, not patterns: a prefix such as `^` would let its pipelines
+            // subscribe to regular expressions that match anyone's topics.
+            if let Some(p) = t.topic_prefixes.iter().find(|p| !is_topic_name(p)) {
+                return Err((
+                    format!("tenant[{i}].topic_prefixes"),
+                    format!(
+                        "`{p}` is not a literal topic-name prefix: use only ASCII letters, digits, `.`, `_` and `-` \
+                         (Kafka's topic-name characters), e.g. \"acme.\""
+                    ),
                 ));
             }
             for (j, other) in self.tenants.iter().enumerate().filter(|(j, _)| *j != i) {
@@ -656,7 +737,30 @@ impl Config {
                         .iter()
                         .map(|t| ("dead_letter_topic".to_string(), t)),
                 );
+            if let Some(group) = &p.group_id
+                && !tenant
+                    .topic_prefixes
+                    .iter()
+                    .any(|pre| group.starts_with(pre.as_str()))
+            {
+                return Err((
+                    at("group_id"),
+                    format!(
+                        "consumer group `{group}` is not in tenant `{name}`'s namespace: a tenant's group ids start with one \
+                         of its topic prefixes ({}), e.g. \"{}{}\" (the default when group_id is unset)",
+                        tenant.topic_prefixes.join(", "),
+                        tenant.topic_prefixes[0],
+                        p.default_group_suffix()
+                    ),
+                ));
+            }
             for (key, topic) in topics {
+                if key.starts_with("inputs[") && topic.starts_with('^') {
+                    // A subscription pattern (librdkafka reads an input starting with `^` as a
+                    // regular expression).
+                    pattern_within(topic, &tenant.topic_prefixes).map_err(|why| (at(&key), why))?;
+                    continue;
+                }
                 if tenant
                     .topic_prefixes
                     .iter()
@@ -709,6 +813,51 @@ impl Config {
     }
 }
 
+/// True for a non-empty string of Kafka's topic-name characters (ASCII letters, digits, `.`,
+/// `_`, `-`).
+fn is_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// Checks that a subscription pattern of a tenant's pipeline can only match topics under one of
+/// the tenant's `prefixes`. It is deliberately stricter than "its literal start is a prefix":
+/// it must be `^`, then one of the prefixes spelled literally (`.` written `\.`), then a rest that
+/// has no `|` (an alternative such as `^acme\.|^other\.` matches from anywhere) and does not
+/// start with a quantifier (`^acme\.?x` makes the prefix's last character optional).
+fn pattern_within(pattern: &str, prefixes: &[String]) -> Result<(), String> {
+    let refused = |why: &str| {
+        format!(
+            "subscription pattern `{pattern}` {why}; in a tenant's pipeline a pattern must be `^`, then one of \
+             the tenant's prefixes ({}) with `.` written `\\.`, then a pattern without `|`, e.g. `^{}.*` \
+             (in TOML \"^{}.*\"); or list the topics instead",
+            prefixes.join(", "),
+            prefixes[0].replace('.', "\\."),
+            prefixes[0].replace('.', "\\\\."),
+        )
+    };
+    let body = pattern
+        .strip_prefix('^')
+        .ok_or_else(|| refused("is not anchored with `^`"))?;
+    let mut why = "does not start with one of the tenant's prefixes spelled literally";
+    for prefix in prefixes {
+        let Some(rest) = body.strip_prefix(prefix.replace('.', "\\.").as_str()) else {
+            continue;
+        };
+        if rest.contains('|') {
+            why =
+                "has an alternative (`|`), which could match topics outside the tenant's prefixes";
+        } else if rest.starts_with(['?', '*', '+', '{']) {
+            why = "repeats or makes optional the prefix's last character, so it could match topics outside the prefix";
+        } else {
+            return Ok(());
+        }
+    }
+    Err(refused(why))
+}
+
 /// librdkafka properties Sluice owns; letting users override them would break at-least-once
 /// (or, for `transactional.id`, exactly-once: it is derived from `runtime.instance_id`).
 const MANAGED_PROPERTIES: &[&str] = &[
@@ -730,11 +879,17 @@ impl PipelineConfig {
             && self.outputs.values().all(|o| o.kafka_topic.is_some())
     }
 
-    /// The consumer group of the pipeline.
+    /// The consumer group of the pipeline: `group_id`, else `sluice-<name>` (a tenant's
+    /// pipeline gets `<its tenant's first prefix>sluice-<name>` when the config is loaded).
     pub fn group_id(&self) -> String {
         self.group_id
             .clone()
-            .unwrap_or_else(|| format!("sluice-{}", self.name))
+            .unwrap_or_else(|| self.default_group_suffix())
+    }
+
+    /// `sluice-<name>`: the default group id, after the tenant's prefix if there are tenants.
+    fn default_group_suffix(&self) -> String {
+        format!("sluice-{}", self.name)
     }
 
     /// The most plugin memory the pipeline's instances can use at once.
@@ -1230,6 +1385,188 @@ mod tests {
             e.contains("tenant[0].admin_token: is the same token as admin.operator_token"),
             "{e}"
         );
+    }
+
+    /// Two tenants, `acme` (with `prefix`) and `globex` (`globex.`), and one pipeline of `acme`
+    /// with these `inputs` (a TOML array) and `extra` keys.
+    fn tenant_config(prefix: &str, inputs: &str, extra: &str) -> String {
+        format!(
+            r#"
+            [kafka]
+            bootstrap_servers = "k:9092"
+            [[tenant]]
+            name = "acme"
+            topic_prefixes = ["{prefix}"]
+            [[tenant]]
+            name = "globex"
+            topic_prefixes = ["globex."]
+            [[pipeline]]
+            name = "copy"
+            tenant = "acme"
+            inputs = {inputs}
+            {extra}
+            plugins = [{{ path = "p.wasm" }}]
+            [pipeline.outputs.out]
+            kafka_topic = "{prefix}out"
+            "#
+        )
+    }
+
+    #[test]
+    fn tenant_prefixes_are_literal_topic_names() {
+        for bad in ["^", "acme.*", "acme|", "ac me.", "acmé."] {
+            let e = parse(&tenant_config(bad, r#"["x"]"#, ""))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("sluice.toml: tenant[0].topic_prefixes: ")
+                    && e.contains(&format!("`{bad}` is not a literal topic-name prefix"))
+                    && e.contains("letters, digits, `.`, `_` and `-`"),
+                "{bad}: {e}"
+            );
+        }
+        for good in ["acme.", "acme_", "acme-", "ACME.9"] {
+            parse(&tenant_config(good, &format!(r#"["{good}in"]"#), ""))
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_tenants_pattern_must_stay_inside_its_prefixes() {
+        let check = |inputs: &str| parse(&tenant_config("acme.", inputs, ""));
+        for good in [
+            r#"['^acme\..*']"#,
+            r#"['^acme\.in-[0-9]+$']"#,
+            r#"['^acme\.(in)+']"#,
+            r#"['^acme\.']"#,
+        ] {
+            check(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for (bad, why) in [
+            // librdkafka reads these as patterns matching other tenants' topics.
+            (
+                r#"['^globex\..*']"#,
+                "does not start with one of the tenant's prefixes",
+            ),
+            (
+                r#"['^.*']"#,
+                "does not start with one of the tenant's prefixes",
+            ),
+            (
+                r#"['^acme..*']"#,
+                "does not start with one of the tenant's prefixes",
+            ),
+            (
+                r#"['^acme[.]in']"#,
+                "does not start with one of the tenant's prefixes",
+            ),
+            (r#"['^acme\.|^globex\.']"#, "has an alternative"),
+            (r#"['^acme\.(in|.*)']"#, "has an alternative"),
+            (
+                r#"['^acme\.?globex']"#,
+                "makes optional the prefix's last character",
+            ),
+            (
+                r#"['^acme\.*']"#,
+                "makes optional the prefix's last character",
+            ),
+            (
+                r#"['^acme\.{0}']"#,
+                "makes optional the prefix's last character",
+            ),
+        ] {
+            let e = check(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("sluice.toml: pipeline[0].inputs[0]: subscription pattern `")
+                    && e.contains(why)
+                    && e.contains(r#"e.g. `^acme\..*`"#),
+                "{bad}: {e}"
+            );
+        }
+        // Without tenants, patterns are the operator's own business.
+        let text = GOOD.replace(r#"inputs = ["users.raw"]"#, r#"inputs = ["^.*"]"#);
+        parse(&text).unwrap();
+    }
+
+    #[test]
+    fn a_tenants_consumer_groups_are_in_its_namespace() {
+        // The default is derived from the pipeline name, inside the tenant's first prefix.
+        let c = parse(&tenant_config("acme.", r#"["acme.in"]"#, "")).unwrap();
+        assert_eq!(c.pipelines[0].group_id(), "acme.sluice-copy");
+        let c = parse(&tenant_config(
+            "acme.",
+            r#"["acme.in"]"#,
+            r#"group_id = "acme.readers""#,
+        ))
+        .unwrap();
+        assert_eq!(c.pipelines[0].group_id(), "acme.readers");
+        for bad in ["globex.readers", "sluice-copy", "acmereaders", ""] {
+            let e = parse(&tenant_config(
+                "acme.",
+                r#"["acme.in"]"#,
+                &format!(r#"group_id = "{bad}""#),
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.starts_with("sluice.toml: pipeline[0].group_id: ")
+                    && e.contains(&format!(
+                        "consumer group `{bad}` is not in tenant `acme`'s namespace"
+                    ))
+                    && e.contains(r#"e.g. "acme.sluice-copy""#),
+                "{bad}: {e}"
+            );
+        }
+        // Without tenants, the default stays `sluice-<name>`.
+        assert_eq!(parse(GOOD).unwrap().pipelines[0].group_id(), "sluice-users");
+    }
+
+    #[test]
+    fn a_tenants_outputs_and_dead_letters_stay_in_its_prefixes() {
+        for (extra, key) in [
+            (r#"dead_letter_topic = "globex.dlq""#, "dead_letter_topic"),
+            (r#"dead_letter_topic = '^acme\..*'"#, "dead_letter_topic"),
+        ] {
+            let e = parse(&tenant_config("acme.", r#"["acme.in"]"#, extra))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("pipeline[0].{key}: topic `")), "{e}");
+        }
+        let text = tenant_config("acme.", r#"["acme.in"]"#, "").replace(
+            r#"kafka_topic = "acme.out""#,
+            r#"kafka_topic = "globex.out""#,
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "pipeline[0].outputs.out.kafka_topic: topic `globex.out` belongs to tenant `globex`"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn admin_limits_are_checked() {
+        let text = GOOD.replace(
+            "[[pipeline]]",
+            "[admin]\nmax_upload_bytes = 0\n[[pipeline]]",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("admin.max_upload_bytes: expected at least 1"),
+            "{e}"
+        );
+        let text = GOOD.replace(
+            "[[pipeline]]",
+            "[admin]\nmetrics_listen = \"127.0.0.1:9465\"\n[[pipeline]]",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("admin.metrics_listen: needs admin.listen"),
+            "{e}"
+        );
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.admin.max_upload_bytes, 64 * 1024 * 1024);
     }
 
     #[test]

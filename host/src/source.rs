@@ -52,11 +52,17 @@ pub struct SourceContext {
 /// Where a replay starts.
 #[derive(Clone, Copy, Debug)]
 pub enum ReplayFrom {
-    /// This offset in every assigned partition (clamped to what the partition holds).
+    /// This offset in every assigned partition: from the partition's first offset if it is below
+    /// it (removed by retention), refused if it is past the partition's end.
     Offset(i64),
-    /// The first record at or after this time (milliseconds since the epoch).
+    /// The first record at or after this time (milliseconds since the epoch); refused if a
+    /// partition has no record that late.
     Timestamp(i64),
 }
+
+/// Starts the message of a replay refused because its target lies outside what a partition
+/// holds (the admin API answers it with `400`). Nothing is seeked then.
+pub const REPLAY_OUT_OF_RANGE: &str = "replay target out of range: ";
 
 /// A command to a running source, from the admin API.
 pub enum Control {
@@ -441,7 +447,10 @@ fn set_paused(consumer: &SourceConsumer, pause: bool) -> Result<()> {
     }
 }
 
-/// Seeks every assigned partition to `from`, clamped to the records the partition holds.
+/// Seeks every assigned partition to `from`. Every target is checked against the offsets its
+/// partition holds before the first seek: one past the end (or a time after the last record)
+/// refuses the whole replay with [`REPLAY_OUT_OF_RANGE`], leaving every position as it was, so
+/// nothing is skipped. A target below the first offset still held starts from that offset.
 async fn seek_all(
     consumer: &Arc<SourceConsumer>,
     from: ReplayFrom,
@@ -453,33 +462,66 @@ async fn seek_all(
         if assignment.count() == 0 {
             anyhow::bail!("the pipeline has no partitions assigned in this process");
         }
-        let wanted: Vec<(String, i32, Option<i64>)> = match from {
-            ReplayFrom::Offset(o) => assignment
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition(), Some(o)))
-                .collect(),
+        // What each partition holds: offsets `low` up to `high`, the end (the next record's).
+        let mut held = Vec::new();
+        for e in assignment.elements() {
+            let (low, high) = consumer
+                .fetch_watermarks(e.topic(), e.partition(), timeout)
+                .with_context(|| {
+                    format!("reading the offsets held by {}[{}]", e.topic(), e.partition())
+                })?;
+            held.push((e.topic().to_string(), e.partition(), low, high));
+        }
+        let found: Vec<Option<i64>> = match from {
+            ReplayFrom::Offset(o) => held.iter().map(|_| Some(o)).collect(),
             ReplayFrom::Timestamp(ts) => {
                 let mut tpl = TopicPartitionList::new();
-                for e in assignment.elements() {
-                    tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(ts))?;
+                for (topic, partition, _, _) in &held {
+                    tpl.add_partition_offset(topic, *partition, Offset::Offset(ts))?;
                 }
-                consumer
+                let offsets = consumer
                     .offsets_for_times(tpl, timeout)
-                    .context("looking up the offsets for the timestamp")?
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition(), e.offset().to_raw()))
+                    .context("looking up the offsets for the timestamp")?;
+                held.iter()
+                    .map(|(topic, partition, _, _)| {
+                        offsets
+                            .find_partition(topic, *partition)
+                            .and_then(|e| e.offset().to_raw())
+                            .filter(|o| *o >= 0)
+                    })
                     .collect()
             }
         };
+        let mut targets = Vec::new();
+        let mut refused = Vec::new();
+        for ((topic, partition, low, high), offset) in held.into_iter().zip(found) {
+            let range = format!("{topic}[{partition}] holds offsets {low} to {high} (the end)");
+            match (from, offset) {
+                (ReplayFrom::Offset(o), _) if o > high => {
+                    refused.push(format!("offset {o} is past the end: {range}"));
+                }
+                (ReplayFrom::Timestamp(ts), None) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let future = if ts > now { ", it is in the future" } else { "" };
+                    refused.push(format!(
+                        "{topic}[{partition}] has no record at or after timestamp {ts}{future} \
+                         (the broker found none; {range})"
+                    ));
+                }
+                (_, Some(o)) => targets.push((topic, partition, o.clamp(low, high))),
+                (ReplayFrom::Offset(_), None) => unreachable!("an offset replay has a target"),
+            }
+        }
+        if !refused.is_empty() {
+            anyhow::bail!(
+                "{REPLAY_OUT_OF_RANGE}{}; nothing was replayed (choose an offset within the ranges given)",
+                refused.join("; ")
+            );
+        }
         let mut positions = Vec::new();
-        for (topic, partition, offset) in wanted {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, partition, timeout)
-                .with_context(|| format!("reading the offsets held by {topic}[{partition}]"))?;
-            // No record at or after the timestamp (or past the end): from the end.
-            let offset = offset.filter(|o| *o >= 0).unwrap_or(high).clamp(low, high);
+        for (topic, partition, offset) in targets {
             consumer
                 .seek(&topic, partition, Offset::Offset(offset), timeout)
                 .with_context(|| format!("seeking {topic}[{partition}] to {offset}"))?;

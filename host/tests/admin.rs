@@ -1,5 +1,6 @@
 //! The admin endpoints during a mock-cluster run: `/metrics` counts what was really consumed,
-//! produced and dead-lettered; `/healthz` and `/readyz` answer.
+//! produced and dead-lettered; `/healthz` and `/readyz` answer. Per-pipeline detail needs the
+//! operator's token on `admin.listen`, and none on `admin.metrics_listen`.
 
 mod common;
 
@@ -9,11 +10,18 @@ use std::time::Duration;
 
 use common::{Kafka, RunningHost, TestRecord, wait_until, write_config};
 
+const OPERATOR: &str = "operator-secret-0123456789";
+
 fn get(port: u16, path: &str) -> (u16, String) {
+    get_as(port, path, None)
+}
+
+fn get_as(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("admin listener");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -39,6 +47,8 @@ fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
 #[test]
 fn metrics_count_what_was_consumed_produced_and_dead_lettered() {
     let kafka = Kafka::with_topics(&[("in", 2), ("out", 2), ("dlq", 1)]);
+    let admin_port = common::free_port();
+    // The scrapes below go to the open metrics listener: everything, without a token.
     let port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
@@ -48,7 +58,9 @@ fn metrics_count_what_was_consumed_produced_and_dead_lettered() {
             [kafka]
             bootstrap_servers = "{{bootstrap}}"
             [admin]
-            listen = "127.0.0.1:{port}"
+            listen = "127.0.0.1:{admin_port}"
+            metrics_listen = "127.0.0.1:{port}"
+            operator_token = "{OPERATOR}"
             [[pipeline]]
             name = "metered"
             inputs = ["in"]
@@ -166,5 +178,38 @@ fn metrics_count_what_was_consumed_produced_and_dead_lettered() {
         2,
         "{body}"
     );
+
+    // On admin.listen, without a token: host-wide series and the overall status only, nothing
+    // that names a pipeline, topic or plugin version.
+    assert_eq!(get(admin_port, "/healthz"), (200, "ok\n".to_string()));
+    let (status, m) = get(admin_port, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        !m.contains("metered") && !m.contains("pipeline=") && !m.contains("topic="),
+        "{m}"
+    );
+    assert!(
+        sample(&m, "sluice_end_to_end_latency_seconds_count", &[]).unwrap() >= N as f64,
+        "host-wide series stay: {m}"
+    );
+    let (status, body) = get(admin_port, "/readyz");
+    assert_eq!((status, body.as_str()), (200, r#"{"ready":true}"#));
+    // With the operator's token: everything, as on the open listener.
+    let (status, m) = get_as(admin_port, "/metrics", Some(OPERATOR));
+    assert_eq!(status, 200);
+    assert_eq!(
+        sample(&m, "sluice_records_in_total", &[pipeline]),
+        Some(N as f64),
+        "{m}"
+    );
+    let (status, body) = get_as(admin_port, "/readyz", Some(OPERATOR));
+    assert_eq!(status, 200);
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["pipelines"][0]["name"], "metered", "{body}");
+    // An unknown token is refused, not silently given the public view.
+    for path in ["/metrics", "/readyz"] {
+        let (status, body) = get_as(admin_port, path, Some("wrong-token-0123456789"));
+        assert_eq!(status, 401, "{path}: {body}");
+    }
     host.stop().expect("clean stop");
 }

@@ -47,6 +47,13 @@ fn compose_file_runs_the_example_config_and_scrapes_it() {
             "postgres://sluice:sluice@postgres:5432/sluice",
         )
     };
+    // The operator token Prometheus scrapes with, as the compose file sets it.
+    let token = compose["services"]["sluice"]["environment"]["SLUICE_OPERATOR_TOKEN"]
+        .as_str()
+        .expect("the compose file sets SLUICE_OPERATOR_TOKEN")
+        .to_string();
+    // SAFETY: as above.
+    unsafe { std::env::set_var("SLUICE_OPERATOR_TOKEN", &token) };
     let config = sluice::config::Config::load(&repo().join("examples/docker.toml"))
         .expect("examples/docker.toml is valid");
     let listen = config
@@ -70,6 +77,15 @@ fn compose_file_runs_the_example_config_and_scrapes_it() {
         .as_str()
         .unwrap();
     assert_eq!(target, format!("sluice:{}", listen.port()));
+    // Per-pipeline series need a token on admin.listen: Prometheus sends the operator's.
+    let authorization = &prometheus["scrape_configs"][0]["authorization"];
+    assert_eq!(authorization["type"].as_str(), Some("Bearer"));
+    assert_eq!(
+        authorization["credentials"].as_str(),
+        config.admin.operator_token.as_deref(),
+        "Prometheus scrapes with the operator token of examples/docker.toml"
+    );
+    assert_eq!(config.admin.operator_token.as_deref(), Some(token.as_str()));
 }
 
 #[test]

@@ -3,17 +3,24 @@
 //!
 //! Every request needs `Authorization: Bearer TOKEN`. The operator token (`admin.operator_token`)
 //! reaches every pipeline; a tenant's token (`tenant.admin_token`) only that tenant's: others are
-//! not listed, and acting on one is refused with 403. A request refused (401, 403, 404, 409, 422)
-//! changes nothing.
+//! not listed, and acting on one is refused with 403. A request refused (400, 401, 403, 404, 409,
+//! 413, 422, 429) changes nothing.
+//!
+//! The caller is authenticated from the headers before any byte of a body is read, and bodies are
+//! read with a cap: `admin.max_upload_bytes` for a component, [`MAX_JSON_BODY`] for JSON. An
+//! unauthenticated upload costs the host its headers only.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -22,16 +29,25 @@ use super::AdminState;
 use crate::config::Config;
 use crate::pipeline::PipelineStatus;
 use crate::reload::Offer;
-use crate::source::ReplayFrom;
+use crate::source::{REPLAY_OUT_OF_RANGE, ReplayFrom};
 
-/// Largest plugin upload (Python and JavaScript components are tens of MB).
-const MAX_UPLOAD: usize = 256 * 1024 * 1024;
+/// Largest JSON body (a replay request is a few dozen bytes).
+pub const MAX_JSON_BODY: usize = 4 * 1024;
+/// Uploads read at once, all callers together; one more answers `429`.
+pub const MAX_CONCURRENT_UPLOADS: usize = 4;
+/// An upload whose body has not fully arrived after this long answers `408`.
+pub const UPLOAD_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Who may call the API: digests of the configured tokens.
-#[derive(Clone, Default)]
+/// Who may call the API (digests of the configured tokens), and the admin settings it serves
+/// with.
+#[derive(Clone)]
 pub struct Tokens {
     operator: Option<[u8; 32]>,
     tenants: Vec<(String, [u8; 32])>,
+    /// `admin.max_upload_bytes`.
+    pub(super) max_upload: usize,
+    /// `admin.metrics_listen`.
+    pub(super) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -39,7 +55,7 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl Tokens {
-    /// The tokens of a config.
+    /// The tokens and admin settings of a config.
     pub fn from_config(config: &Config) -> Tokens {
         Tokens {
             operator: config.admin.operator_token.as_deref().map(digest),
@@ -48,6 +64,8 @@ impl Tokens {
                 .iter()
                 .filter_map(|t| Some((t.name.clone(), digest(t.admin_token.as_deref()?))))
                 .collect(),
+            max_upload: usize::try_from(config.admin.max_upload_bytes).unwrap_or(usize::MAX),
+            metrics_listen: config.admin.metrics_listen,
         }
     }
 
@@ -57,14 +75,107 @@ impl Tokens {
     }
 }
 
+/// The uploads being read or validated, by caller.
+#[derive(Default)]
+pub(super) struct Uploads(Mutex<HashSet<String>>);
+
+/// An upload in progress; dropping it frees the caller's slot.
+struct UploadSlot {
+    uploads: Arc<Uploads>,
+    caller: String,
+}
+
+impl Uploads {
+    /// Takes the caller's one upload slot, if it and a global slot are free.
+    fn start(self: &Arc<Self>, caller: &Caller) -> Result<UploadSlot, ApiError> {
+        let key = match caller {
+            Caller::Operator => "operator".to_string(),
+            Caller::Tenant(t) => format!("tenant `{t}`"),
+        };
+        let mut busy = self.0.lock().expect("uploads lock");
+        let refused = if busy.contains(&key) {
+            format!("an upload of {key} is already in progress: send one at a time")
+        } else if busy.len() >= MAX_CONCURRENT_UPLOADS {
+            format!("{MAX_CONCURRENT_UPLOADS} uploads are in progress: retry in a moment")
+        } else {
+            busy.insert(key.clone());
+            return Ok(UploadSlot {
+                uploads: self.clone(),
+                caller: key,
+            });
+        };
+        Err(ApiError(StatusCode::TOO_MANY_REQUESTS, refused))
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        self.uploads
+            .0
+            .lock()
+            .expect("uploads lock")
+            .remove(&self.caller);
+    }
+}
+
+/// Reads a request body of at most `limit` bytes: `413` as soon as it is known to be larger
+/// (its `Content-Length`, else the bytes received), `408` when it has not arrived after
+/// `timeout`. Only call it once the caller is authenticated.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+    what: &str,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{what} is larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body: {e}"),
+                )
+            })?;
+            if buf.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(buf))
+    };
+    tokio::time::timeout(timeout, read).await.map_err(|_| {
+        ApiError(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("{what} did not arrive within {} s", timeout.as_secs()),
+        )
+    })?
+}
+
 /// The caller of a request.
-enum Caller {
+pub(super) enum Caller {
+    /// The operator: everything.
     Operator,
+    /// A tenant: its own pipelines.
     Tenant(String),
 }
 
 /// A refused request: status and message, as JSON.
-struct ApiError(StatusCode, String);
+pub(super) struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -88,13 +199,11 @@ pub fn routes() -> axum::Router<AdminState> {
         .route("/api/pipelines/{name}/resume", post(resume))
         .route("/api/pipelines/{name}/reload", post(reload))
         .route("/api/pipelines/{name}/replay", post(replay))
-        .route(
-            "/api/pipelines/{name}/plugins/{plugin}",
-            put(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
-        )
+        .route("/api/pipelines/{name}/plugins/{plugin}", put(upload))
 }
 
-fn authenticate(state: &AdminState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// The caller named by the request's bearer token; `401` without one or with an unknown one.
+pub(super) fn authenticate(state: &AdminState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let unauthorized = |why: &str| ApiError(StatusCode::UNAUTHORIZED, why.to_string());
     if !state.tokens.any() {
         return Err(unauthorized(
@@ -132,18 +241,27 @@ fn find<'a>(
     headers: &HeaderMap,
     name: &str,
 ) -> Result<&'a Arc<PipelineStatus>, ApiError> {
+    Ok(find_as(state, headers, name)?.1)
+}
+
+/// The caller, and the pipeline `name` if the caller may see it.
+fn find_as<'a>(
+    state: &'a AdminState,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<(Caller, &'a Arc<PipelineStatus>), ApiError> {
     let caller = authenticate(state, headers)?;
     let pipeline = state
         .pipelines
         .iter()
         .find(|p| p.name == name)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no pipeline `{name}`")))?;
-    match caller {
-        Caller::Tenant(tenant) if tenant != pipeline.tenant => Err(ApiError(
+    match &caller {
+        Caller::Tenant(tenant) if *tenant != pipeline.tenant => Err(ApiError(
             StatusCode::FORBIDDEN,
             format!("pipeline `{name}` belongs to another tenant"),
         )),
-        _ => Ok(pipeline),
+        _ => Ok((caller, pipeline)),
     }
 }
 
@@ -238,9 +356,11 @@ async fn upload(
     State(state): State<AdminState>,
     headers: HeaderMap,
     Path((name, plugin)): Path<(String, String)>,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult {
-    let pipeline = find(&state, &headers, &name)?.clone();
+    // Who is calling, and may they, before reading a byte of the body.
+    let (caller, pipeline) = find_as(&state, &headers, &name)?;
+    let pipeline = pipeline.clone();
     let index = pipeline
         .live
         .specs()
@@ -261,10 +381,26 @@ async fn upload(
                 ),
             )
         })?;
+    // One upload per caller and a few in all, each read only up to its cap: held until the
+    // upload is validated, so the bodies held at once stay bounded.
+    let slot = state.uploads.start(&caller)?;
+    let body = read_body(
+        body,
+        &headers,
+        state.tokens.max_upload,
+        UPLOAD_READ_TIMEOUT,
+        "the component (admin.max_upload_bytes)",
+    )
+    .await?;
     let runtime = state.runtime.clone();
-    let offer = tokio::task::spawn_blocking(move || pipeline.live.offer(&runtime, index, &body))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // The slot goes with the validation: a caller hanging up does not stop it, so it must not
+    // free the slot for another upload while it runs.
+    let offer = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        pipeline.live.offer(&runtime, index, &body)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let result = offer_json(&plugin, &offer);
     match offer {
         Offer::Invalid(e) => Err(ApiError(
@@ -293,9 +429,17 @@ async fn replay(
     State(state): State<AdminState>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult {
     let pipeline = find(&state, &headers, &name)?;
+    let body = read_body(
+        body,
+        &headers,
+        MAX_JSON_BODY,
+        Duration::from_secs(10),
+        "a replay request",
+    )
+    .await?;
     let request: ReplayRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -303,17 +447,32 @@ async fn replay(
         )
     })?;
     let from = match (request.offset, request.timestamp) {
-        (Some(o), None) if o >= 0 => ReplayFrom::Offset(o),
-        (None, Some(t)) if t >= 0 => ReplayFrom::Timestamp(t),
+        (Some(o), None) => ReplayFrom::Offset(o),
+        (None, Some(t)) => ReplayFrom::Timestamp(t),
         _ => {
             return Err(ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "expected exactly one of `offset` or `timestamp` (milliseconds), not negative"
-                    .into(),
+                "expected exactly one of `offset` or `timestamp` (milliseconds)".into(),
             ));
         }
     };
-    let positions = pipeline.replay(from).await.map_err(conflict)?;
+    if let ReplayFrom::Offset(n) | ReplayFrom::Timestamp(n) = from
+        && n < 0
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{n} is negative: expected an offset or a time in milliseconds, 0 or more"),
+        ));
+    }
+    // A target outside what a partition holds is the request's fault (400), and changes nothing.
+    let positions =
+        pipeline
+            .replay(from)
+            .await
+            .map_err(|e| match e.strip_prefix(REPLAY_OUT_OF_RANGE) {
+                Some(why) => ApiError(StatusCode::BAD_REQUEST, why.to_string()),
+                None => conflict(e),
+            })?;
     tracing::info!(pipeline = %name, ?positions, "replaying through the admin API");
     let positions: Vec<Value> = positions
         .iter()

@@ -480,6 +480,11 @@ impl HostProcess {
         HostProcess { child: Some(child) }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// SIGKILL: no drain, no commit, no goodbye to the group.
     pub fn kill(mut self) {
         let mut child = self.child.take().unwrap();
