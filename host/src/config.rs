@@ -373,7 +373,8 @@ pub struct Limits {
     /// process under `RLIMIT_AS` (default 2048).
     #[serde(default = "default_compile_memory_mb")]
     pub compile_memory_mb: u64,
-    /// Wall-clock time compiling the plugin may take (default 30000).
+    /// Wall-clock time compiling the plugin may take, in ms (default 60000; an 18 MB Python
+    /// component takes about 8 s).
     #[serde(default = "default_compile_timeout_ms")]
     pub compile_timeout_ms: u64,
 }
@@ -397,7 +398,7 @@ fn default_compile_memory_mb() -> u64 {
     2048
 }
 fn default_compile_timeout_ms() -> u64 {
-    30_000
+    60_000
 }
 
 fn default_log_bytes_per_second() -> u64 {
