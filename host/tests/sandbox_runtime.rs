@@ -424,6 +424,154 @@ fn too_many_tables_or_instances_are_refused_as_a_memory_limit() {
     }
 }
 
+/// The transform world's types and exports, lifted from core instance `$i` with memory and
+/// realloc from `$mem` (shared by the raw components below).
+const TRANSFORM_EXPORTS: &str = r#"
+  (type $input-batch' (record (field "data" (list u8)) (field "records" (list u32))
+    (field "headers" (list u32)) (field "topics" (list string))))
+  (export $input-batch "input-batch" (type $input-batch'))
+  (type $input-error' (record (field "input" u32) (field "message" string)))
+  (export $input-error "input-error" (type $input-error'))
+  (type $output-batch' (record (field "data" (list u8)) (field "records" (list u32))
+    (field "headers" (list u32)) (field "outputs" (list string)) (field "errors" (list $input-error))))
+  (export $output-batch "output-batch" (type $output-batch'))
+  (func (export "init") (param "config" (list (tuple string string))) (result (result (error string)))
+    (canon lift (core func $i "init") (memory $mem "memory") (realloc (func $mem "realloc"))))
+  (func (export "process") (param "batch" $input-batch) (result $output-batch)
+    (canon lift (core func $i "process") (memory $mem "memory") (realloc (func $mem "realloc"))))
+"#;
+
+/// A raw component that imports `wasi:clocks/monotonic-clock.subscribe-duration` and
+/// `wasi:io/poll.poll` (as core functions `$subscribe: i64 -> handle` and
+/// `$poll: (list ptr, len, result ptr)`), and runs `attack` on a batch containing `bad`.
+fn wasi_component(attack: &str) -> Vec<u8> {
+    let text = format!(
+        r#"
+(component $C
+  (import "wasi:io/poll@0.2.0" (instance $io
+    (export "pollable" (type $p (sub resource)))
+    (export "poll" (func (param "in" (list (borrow $p))) (result (list u32))))))
+  (alias export $io "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer $C $pollable (type $p))
+    (export "subscribe-duration" (func (param "when" u64) (result (own $p))))))
+  (core module $libc
+    (memory (export "memory") 1)
+    (global $heap (mut i32) (i32.const 4096))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (i32.and
+        (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get 2))))
+      (global.set $heap (i32.add (local.get $p) (local.get 3)))
+      (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
+        (then (drop (memory.grow (i32.add (i32.const 1) (i32.shr_u
+          (i32.sub (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
+          (i32.const 16)))))))
+      (local.get $p)))
+  (core instance $mem (instantiate $libc))
+  (core func $subscribe (canon lower (func $clock "subscribe-duration")))
+  (core func $poll (canon lower (func $io "poll") (memory $mem "memory") (realloc (func $mem "realloc"))))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "wasi" "subscribe" (func $subscribe (param i64) (result i32)))
+    (import "wasi" "poll" (func $poll (param i32 i32 i32)))
+    (func (export "init") (param i32 i32) (result i32)
+      (i32.store (i32.const 1024) (i32.const 0))
+      (i32.const 1024))
+    (func $attack (local $n i32) {attack})
+    (func (export "process") (param $data i32) (param $len i32) (param i32 i32 i32 i32 i32 i32) (result i32)
+      (local $i i32)
+      (block $done
+        (loop $scan
+          (br_if $done (i32.ge_u (i32.add (local.get $i) (i32.const 2)) (local.get $len)))
+          (if (i32.and
+                (i32.and
+                  (i32.eq (i32.load8_u (i32.add (local.get $data) (local.get $i))) (i32.const 98))
+                  (i32.eq (i32.load8_u offset=1 (i32.add (local.get $data) (local.get $i))) (i32.const 97)))
+                (i32.eq (i32.load8_u offset=2 (i32.add (local.get $data) (local.get $i))) (i32.const 100)))
+            (then (call $attack) (br $done)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $scan)))
+      (memory.fill (i32.const 2048) (i32.const 0) (i32.const 64))
+      (i32.const 2048)))
+  (core instance $i (instantiate $m
+    (with "libc" (instance $mem))
+    (with "wasi" (instance (export "subscribe" (func $subscribe)) (export "poll" (func $poll))))))
+  {TRANSFORM_EXPORTS})
+"#
+    );
+    wat::parse_str(&text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn polling_a_pollable_that_never_becomes_ready_is_cut_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(dir.path().join("cache")).unwrap();
+    // `poll` on a clock pollable for u64::MAX nanoseconds (the other path Rust's `sleep` does not
+    // take: `poll` rather than `pollable.block`).
+    let bytes = wasi_component(
+        "(i32.store (i32.const 512) (call $subscribe (i64.const -1)))
+         (call $poll (i32.const 512) (i32.const 1) (i32.const 520))",
+    );
+    let plugin = load(
+        &runtime,
+        &raw_spec(dir.path(), "poller", &bytes, limits(500)),
+    );
+    let mut chain = Chain::new(vec![plugin]);
+    let started = Instant::now();
+    let out = chain.process(&mut batch(&values())).unwrap();
+    let took = started.elapsed();
+    let failed: Vec<(u32, Reason)> = out.failures.iter().map(|f| (f.input, f.reason)).collect();
+    assert_eq!(
+        failed,
+        vec![(BAD as u32, Reason::Deadline)],
+        "{:?}",
+        out.failures
+    );
+    assert!(took < Duration::from_millis(3 * 500 + 2000), "{took:?}");
+}
+
+#[test]
+fn a_plugin_leaking_wasi_resources_hits_a_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(dir.path().join("cache")).unwrap();
+    // 200,000 clock pollables, never dropped (below wasmtime's own default cap of a million).
+    let bytes = wasi_component(
+        "(loop $l
+           (drop (call $subscribe (i64.const 1000000000)))
+           (local.set $n (i32.add (local.get $n) (i32.const 1)))
+           (br_if $l (i32.lt_u (local.get $n) (i32.const 200000))))",
+    );
+    let plugin = load(
+        &runtime,
+        &raw_spec(dir.path(), "leaker", &bytes, limits(5000)),
+    );
+    let mut chain = Chain::new(vec![plugin]);
+    let rss_before = status_kb("VmRSS:");
+    let out = chain.process(&mut batch(&values())).unwrap();
+    let rss_after = status_kb("VmRSS:");
+    let failed: Vec<(u32, Reason)> = out.failures.iter().map(|f| (f.input, f.reason)).collect();
+    assert_eq!(
+        failed,
+        vec![(BAD as u32, Reason::Memory)],
+        "{:?}",
+        out.failures
+    );
+    assert!(
+        out.failures[0].message.contains(&format!(
+            "more than {} WASI resources",
+            sluice::runtime::MAX_WASI_RESOURCES
+        )),
+        "{}",
+        out.failures[0].message
+    );
+    assert!(
+        rss_after < rss_before + 100 * 1024,
+        "{rss_before} kB → {rss_after} kB"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Item 7: log budgets in bytes, per plugin, surviving traps.
 
