@@ -250,6 +250,13 @@ impl Chain {
                 if range.len() == 1 {
                     tracing::debug!(plugin = %self.plugins[k].name, record = range.start, "isolated a failing record: {failure}");
                     stage.failures.push((range.start as u32, failure));
+                } else if failure.reason == Reason::Deadline {
+                    // Halving would re-run a slow record once per level, each time until the
+                    // deadline: run each record alone instead, so that a record that cannot
+                    // finish in time costs one more deadline, not log2(batch) of them.
+                    for i in range {
+                        self.call_range(k, batch, i..i + 1, stage)?;
+                    }
                 } else {
                     let mid = range.start + range.len() / 2;
                     self.call_range(k, batch, range.start..mid, stage)?;

@@ -103,11 +103,44 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Internal: compile a component under resource limits (run by the host itself).
+    #[command(name = "__compile", hide = true)]
+    Compile {
+        input: PathBuf,
+        output: PathBuf,
+        #[arg(long)]
+        memory_mb: u64,
+        #[arg(long)]
+        cpu_seconds: u64,
+        #[arg(long)]
+        fuel: bool,
+        #[arg(long)]
+        no_deadlines: bool,
+    },
 }
 
 /// Parses the command line and runs it.
 pub fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
+    if let Command::Compile {
+        input,
+        output,
+        memory_mb,
+        cpu_seconds,
+        fuel,
+        no_deadlines,
+    } = &cli.command
+    {
+        crate::runtime::compile_child_main(
+            input,
+            output,
+            *memory_mb,
+            *cpu_seconds,
+            *fuel,
+            !*no_deadlines,
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     init_logging(cli.log_format);
     match cli.command {
         Command::Run { config } => {
@@ -227,6 +260,7 @@ pub fn main() -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Compile { .. } => unreachable!("handled before logging starts"),
     }
 }
 

@@ -393,6 +393,20 @@ pub struct Limits {
     /// Most output bytes (keys, values, headers) one input may produce.
     #[serde(default = "default_max_output_bytes")]
     pub max_output_bytes: u64,
+    /// Bytes per second the plugin may write to the host log (its `log` import, stdout and
+    /// stderr), shared by all its instances and not renewed by a trap; bursts of 8 seconds' worth
+    /// are allowed, lines are cut at 4096 bytes, and each line costs 200 bytes more. What is over
+    /// is dropped and counted in `sluice_guest_log_dropped_bytes_total` (default 32768).
+    #[serde(default = "default_log_bytes_per_second")]
+    pub log_bytes_per_second: u64,
+    /// Address space the compiler of the plugin may use, in MB: compiling runs in a child
+    /// process under `RLIMIT_AS` (default 2048).
+    #[serde(default = "default_compile_memory_mb")]
+    pub compile_memory_mb: u64,
+    /// Wall-clock time compiling the plugin may take, in ms (default 60000; an 18 MB Python
+    /// component takes about 8 s).
+    #[serde(default = "default_compile_timeout_ms")]
+    pub compile_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -403,8 +417,22 @@ impl Default for Limits {
             fuel: None,
             max_output_records: default_max_output_records(),
             max_output_bytes: default_max_output_bytes(),
+            log_bytes_per_second: default_log_bytes_per_second(),
+            compile_memory_mb: default_compile_memory_mb(),
+            compile_timeout_ms: default_compile_timeout_ms(),
         }
     }
+}
+
+fn default_compile_memory_mb() -> u64 {
+    2048
+}
+fn default_compile_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_log_bytes_per_second() -> u64 {
+    32 * 1024
 }
 
 fn default_max_output_records() -> u64 {
@@ -1029,6 +1057,24 @@ impl PipelineConfig {
         }
         if !(1..=3_600_000).contains(&self.limits.timeout_ms) {
             return Err(("limits.timeout_ms".into(), "expected 1 to 3600000".into()));
+        }
+        if !(256..=1 << 20).contains(&self.limits.compile_memory_mb) {
+            return Err((
+                "limits.compile_memory_mb".into(),
+                "expected 256 to 1048576".into(),
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.limits.compile_timeout_ms) {
+            return Err((
+                "limits.compile_timeout_ms".into(),
+                "expected 100 to 3600000".into(),
+            ));
+        }
+        if !(1..=1 << 30).contains(&self.limits.log_bytes_per_second) {
+            return Err((
+                "limits.log_bytes_per_second".into(),
+                "expected 1 to 1073741824".into(),
+            ));
         }
         if self.limits.fuel == Some(0) {
             return Err((

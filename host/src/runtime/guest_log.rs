@@ -1,5 +1,9 @@
 //! A plugin's log lines (its `log` import and its stdout/stderr) into the host log, tagged with the
-//! plugin and rate-limited so that a chatty plugin cannot flood it.
+//! plugin and limited in bytes so that a chatty plugin cannot flood it.
+//!
+//! The budget ([`LogBudget`]) belongs to the loaded plugin, not to an instance: every instance of
+//! the plugin (one per worker, and each one rebuilt after a trap) draws from the same bucket, so a
+//! plugin that logs and then traps on every record cannot get a fresh allowance by trapping.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -10,11 +14,15 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-/// Lines a plugin may log in a burst, and per second after that.
-const BURST_LINES: f64 = 200.0;
-const LINES_PER_SECOND: f64 = 50.0;
-/// A partial line longer than this is logged as it is.
-const MAX_LINE: usize = 4096;
+/// Longest line forwarded, in bytes: a longer line (a `log` message, or stdout/stderr without a
+/// newline) is cut here and the rest is dropped (counted in
+/// `sluice_guest_log_dropped_bytes_total`).
+pub const MAX_LINE: usize = 4096;
+/// What a line costs beyond its text (about what the host log adds: timestamp, level, target,
+/// plugin tag and colours or JSON keys), so that many empty lines are limited too.
+pub const LINE_OVERHEAD: u64 = 200;
+/// Seconds of `limits.log_bytes_per_second` a plugin may log in one burst.
+pub const BURST_SECONDS: u64 = 8;
 
 /// Log severity, as in the WIT `host.level` enum.
 #[derive(Clone, Copy, Debug)]
@@ -31,19 +39,119 @@ pub enum Level {
     Error,
 }
 
-/// The log of one plugin instance; cheap to clone (all clones share the rate limit).
+/// The log-byte allowance of one plugin, shared by all its instances: a token bucket of
+/// `BURST_SECONDS × bytes_per_second` bytes refilled at `bytes_per_second`.
+#[derive(Clone)]
+pub struct LogBudget {
+    inner: Arc<Mutex<Bucket>>,
+}
+
+struct Bucket {
+    plugin: Arc<str>,
+    bytes_per_second: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: Instant,
+    suppressed_lines: u64,
+    suppressed_bytes: u64,
+    dropped_bytes: metrics::Counter,
+}
+
+impl LogBudget {
+    /// A budget of `bytes_per_second` (`limits.log_bytes_per_second`) for the plugin tagged
+    /// `plugin` (`pipeline/plugin` in a pipeline).
+    pub fn new(plugin: Arc<str>, bytes_per_second: u64) -> Self {
+        let burst = bytes_per_second.saturating_mul(BURST_SECONDS) as f64;
+        LogBudget {
+            inner: Arc::new(Mutex::new(Bucket {
+                dropped_bytes: metrics::counter!("sluice_guest_log_dropped_bytes_total", "plugin" => plugin.to_string()),
+                plugin,
+                bytes_per_second: bytes_per_second as f64,
+                burst,
+                tokens: burst,
+                refilled: Instant::now(),
+                suppressed_lines: 0,
+                suppressed_bytes: 0,
+            })),
+        }
+    }
+
+    /// Forwards one line to the host log if the budget allows; `cut` bytes were already dropped
+    /// from its end.
+    fn emit(&self, level: Level, stream: &str, message: &str, cut: u64) {
+        let mut b = self.inner.lock().expect("log budget lock");
+        if cut > 0 {
+            b.dropped_bytes.increment(cut);
+        }
+        let now = Instant::now();
+        let elapsed = now.duration_since(b.refilled).as_secs_f64();
+        b.refilled = now;
+        b.tokens = (b.tokens + elapsed * b.bytes_per_second).min(b.burst);
+        let cost = (message.len() as u64 + LINE_OVERHEAD) as f64;
+        if b.tokens < cost {
+            b.suppressed_lines += 1;
+            b.suppressed_bytes += message.len() as u64;
+            b.dropped_bytes.increment(message.len() as u64);
+            return;
+        }
+        b.tokens -= cost;
+        if b.suppressed_lines > 0 {
+            tracing::warn!(
+                plugin = %b.plugin,
+                "{} plugin log lines ({} bytes) were dropped by the plugin's log budget (limits.log_bytes_per_second = {})",
+                b.suppressed_lines,
+                b.suppressed_bytes,
+                b.bytes_per_second
+            );
+            b.suppressed_lines = 0;
+            b.suppressed_bytes = 0;
+        }
+        let plugin = &*b.plugin;
+        let cut = if cut > 0 {
+            format!(" […{cut} more bytes dropped]")
+        } else {
+            String::new()
+        };
+        match level {
+            Level::Trace => {
+                tracing::trace!(target: "sluice::plugin", plugin, stream, "{message}{cut}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "sluice::plugin", plugin, stream, "{message}{cut}")
+            }
+            Level::Info => {
+                tracing::info!(target: "sluice::plugin", plugin, stream, "{message}{cut}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "sluice::plugin", plugin, stream, "{message}{cut}")
+            }
+            Level::Error => {
+                tracing::error!(target: "sluice::plugin", plugin, stream, "{message}{cut}")
+            }
+        }
+    }
+}
+
+/// The log of one plugin instance; cheap to clone (all clones share its line buffers, and every
+/// instance of the plugin shares its [`LogBudget`]).
 #[derive(Clone)]
 pub struct GuestLog {
     inner: Arc<Mutex<Inner>>,
+    budget: LogBudget,
 }
 
+/// A partial line of stdout or stderr.
+#[derive(Default)]
+struct LineBuf {
+    line: Vec<u8>,
+    /// Bytes dropped from the end of the current line (it is longer than `MAX_LINE`).
+    cut: u64,
+}
+
+#[derive(Default)]
 struct Inner {
-    plugin: Arc<str>,
-    tokens: f64,
-    refilled: Instant,
-    suppressed: u64,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    stdout: LineBuf,
+    stderr: LineBuf,
     /// The first stderr lines of the current call, to explain a trap (a Rust panic message).
     recent_stderr: Vec<String>,
 }
@@ -51,28 +159,32 @@ struct Inner {
 /// Stderr lines kept to explain a trap.
 const RECENT_STDERR_LINES: usize = 3;
 
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 impl GuestLog {
-    /// A log for the plugin called `plugin` (`pipeline/plugin` in a pipeline).
-    pub fn new(plugin: Arc<str>) -> Self {
+    /// A log for one instance of a plugin, drawing on the plugin's `budget`.
+    pub fn new(budget: LogBudget) -> Self {
         GuestLog {
-            inner: Arc::new(Mutex::new(Inner {
-                plugin,
-                tokens: BURST_LINES,
-                refilled: Instant::now(),
-                suppressed: 0,
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                recent_stderr: Vec::new(),
-            })),
+            inner: Arc::default(),
+            budget,
         }
     }
 
     /// Logs one line from the plugin's `log` import.
     pub fn log(&self, level: Level, message: &str) {
-        self.inner
-            .lock()
-            .expect("guest log lock")
-            .emit(level, "log", message);
+        let line = prefix(message, MAX_LINE);
+        self.budget
+            .emit(level, "log", line, (message.len() - line.len()) as u64);
     }
 
     /// Forgets the stderr lines of the previous call.
@@ -98,7 +210,7 @@ impl GuestLog {
         }
     }
 
-    fn write(&self, stderr: bool, bytes: &[u8]) {
+    fn write(&self, stderr: bool, mut bytes: &[u8]) {
         let mut inner = self.inner.lock().expect("guest log lock");
         let inner = &mut *inner;
         let (buf, level, name) = if stderr {
@@ -106,51 +218,27 @@ impl GuestLog {
         } else {
             (&mut inner.stdout, Level::Info, "stdout")
         };
-        buf.extend_from_slice(bytes);
-        let mut lines = Vec::new();
-        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
-            lines.push(buf.drain(..=end).collect::<Vec<u8>>());
-        }
-        if buf.len() > MAX_LINE {
-            lines.push(std::mem::take(buf));
-        }
-        for line in lines {
+        while !bytes.is_empty() {
+            let (part, ended) = match bytes.iter().position(|b| *b == b'\n') {
+                Some(end) => (&bytes[..end], true),
+                None => (bytes, false),
+            };
+            bytes = &bytes[(part.len() + ended as usize)..];
+            // Keep at most MAX_LINE bytes of a line; count the rest as dropped.
+            let room = MAX_LINE - buf.line.len();
+            buf.line.extend_from_slice(&part[..part.len().min(room)]);
+            buf.cut += part.len().saturating_sub(room) as u64;
+            if !ended {
+                break;
+            }
+            let line = std::mem::take(&mut buf.line);
+            let cut = std::mem::take(&mut buf.cut);
             let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end_matches(['\n', '\r']);
+            let text = text.trim_end_matches('\r');
             if stderr && inner.recent_stderr.len() < RECENT_STDERR_LINES && !text.is_empty() {
                 inner.recent_stderr.push(text.chars().take(300).collect());
             }
-            inner.emit(level, name, text);
-        }
-    }
-}
-
-impl Inner {
-    fn emit(&mut self, level: Level, stream: &str, message: &str) {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.refilled = now;
-        self.tokens = (self.tokens + elapsed * LINES_PER_SECOND).min(BURST_LINES);
-        if self.tokens < 1.0 {
-            self.suppressed += 1;
-            return;
-        }
-        self.tokens -= 1.0;
-        if self.suppressed > 0 {
-            tracing::warn!(
-                plugin = %self.plugin,
-                "{} plugin log lines were dropped by the rate limit ({LINES_PER_SECOND}/s)",
-                self.suppressed
-            );
-            self.suppressed = 0;
-        }
-        let plugin = &*self.plugin;
-        match level {
-            Level::Trace => tracing::trace!(target: "sluice::plugin", plugin, stream, "{message}"),
-            Level::Debug => tracing::debug!(target: "sluice::plugin", plugin, stream, "{message}"),
-            Level::Info => tracing::info!(target: "sluice::plugin", plugin, stream, "{message}"),
-            Level::Warn => tracing::warn!(target: "sluice::plugin", plugin, stream, "{message}"),
-            Level::Error => tracing::error!(target: "sluice::plugin", plugin, stream, "{message}"),
+            self.budget.emit(level, name, text, cut);
         }
     }
 }
@@ -214,5 +302,48 @@ impl tokio::io::AsyncWrite for GuestStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_line_is_cut_at_max_line_and_a_split_line_is_joined() {
+        let log = GuestLog::new(LogBudget::new("t".into(), 1 << 20));
+        let mut s = log.stream(true);
+        s.write(Bytes::from(vec![b'a'; 10_000])).unwrap();
+        assert_eq!(log.inner.lock().unwrap().stderr.line.len(), MAX_LINE);
+        assert_eq!(
+            log.inner.lock().unwrap().stderr.cut,
+            10_000 - MAX_LINE as u64
+        );
+        s.write(Bytes::from_static(b"b\nhello ")).unwrap();
+        s.write(Bytes::from_static(b"world\n")).unwrap();
+        let inner = log.inner.lock().unwrap();
+        assert!(inner.stderr.line.is_empty() && inner.stderr.cut == 0);
+        assert_eq!(inner.recent_stderr.len(), 2);
+        assert_eq!(inner.recent_stderr[1], "hello world");
+    }
+
+    #[test]
+    fn the_budget_is_in_bytes_and_shared_by_every_instance() {
+        let budget = LogBudget::new("t".into(), 1000);
+        let burst = 1000.0 * BURST_SECONDS as f64;
+        // Two instances (a trap rebuilds one) draw on the same bucket.
+        for _ in 0..2 {
+            let log = GuestLog::new(budget.clone());
+            for _ in 0..100 {
+                log.log(Level::Info, &"x".repeat(900));
+            }
+        }
+        let b = budget.inner.lock().unwrap();
+        let passed = 200 - b.suppressed_lines;
+        assert!(
+            (passed as f64) * 1000.0 <= burst + 1000.0 * 0.5,
+            "{passed} lines of 1000 bytes passed a burst of {burst} bytes"
+        );
+        assert!(passed >= 7, "{passed}");
     }
 }

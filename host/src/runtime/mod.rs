@@ -11,7 +11,9 @@
 //! - [`PluginInstance`] is one store + instance, owned by one worker and reused across batches.
 //!   Every call gets a fresh deadline; a trap or limit hit is classified into a [`Reason`].
 
+mod blocking;
 mod cache;
+mod compile;
 mod guest_log;
 
 use std::path::PathBuf;
@@ -21,12 +23,13 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 use sluice_abi::{InputBatch, OutputBatch};
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use cache::ComponentCache;
-pub use guest_log::{GuestLog, Level};
+pub use cache::{ComponentCache, MAX_CACHE_BYTES, MAX_CACHE_ENTRIES};
+pub use compile::{Compiler, MAX_CONCURRENT_COMPILES, child_main as compile_child_main};
+pub use guest_log::{GuestLog, Level, LogBudget};
 
 use crate::config::Limits;
 
@@ -53,6 +56,7 @@ pub struct Runtime {
     plain: EngineParts,
     metered: EngineParts,
     enforce_limits: bool,
+    compiler: Compiler,
 }
 
 /// One engine with its linker and cache.
@@ -60,22 +64,23 @@ struct EngineParts {
     engine: Engine,
     linker: Linker<PluginState>,
     cache: ComponentCache,
+    /// The engine's `fuel` and `deadlines` settings, for the compiler child.
+    flags: (bool, bool),
 }
 
 impl EngineParts {
     fn new(cache_dir: &std::path::Path, fuel: bool, deadlines: bool) -> Result<Self> {
-        let mut config = wasmtime::Config::new();
-        config.epoch_interruption(deadlines);
-        config.consume_fuel(fuel);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&compile::engine_config(fuel, deadlines))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        blocking::bound_blocking_calls(&mut linker)?;
         Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let cache = ComponentCache::new(cache_dir.to_path_buf(), &engine);
         Ok(EngineParts {
             engine,
             linker,
             cache,
+            flags: (fuel, deadlines),
         })
     }
 }
@@ -122,8 +127,8 @@ pub enum LoadError {
         /// The plugin file.
         path: PathBuf,
     },
-    /// The component does not compile.
-    #[error("{path} is not a valid WebAssembly component: {message}")]
+    /// The component does not compile (invalid, or over the compile limits).
+    #[error("{path} cannot be compiled: {message}")]
     Compile {
         /// The plugin file.
         path: PathBuf,
@@ -236,16 +241,22 @@ impl Runtime {
     /// Creates the engine and starts its epoch ticker; compiled components are cached in
     /// `cache_dir`.
     pub fn new(cache_dir: PathBuf) -> Result<Arc<Runtime>> {
-        Self::build(cache_dir, true)
+        Self::build(cache_dir, true, Compiler::detect())
+    }
+
+    /// As [`Runtime::new`], compiling with `compiler` (for example the `sluice` executable from
+    /// a program that is not `sluice`).
+    pub fn with_compiler(cache_dir: PathBuf, compiler: Compiler) -> Result<Arc<Runtime>> {
+        Self::build(cache_dir, true, compiler)
     }
 
     /// A runtime that enforces no deadline and no memory cap (fuel still applies to plugins that
     /// set it). Only for measuring what the limits cost: a plugin can hang or exhaust it.
     pub fn without_limits_for_benchmarks(cache_dir: PathBuf) -> Result<Arc<Runtime>> {
-        Self::build(cache_dir, false)
+        Self::build(cache_dir, false, Compiler::detect())
     }
 
-    fn build(cache_dir: PathBuf, enforce_limits: bool) -> Result<Arc<Runtime>> {
+    fn build(cache_dir: PathBuf, enforce_limits: bool, compiler: Compiler) -> Result<Arc<Runtime>> {
         let plain = EngineParts::new(&cache_dir, false, enforce_limits)?;
         let metered = EngineParts::new(&cache_dir, true, enforce_limits)?;
         // One ticker thread for the whole host.
@@ -267,6 +278,7 @@ impl Runtime {
             plain,
             metered,
             enforce_limits,
+            compiler,
         }))
     }
 
@@ -301,13 +313,32 @@ impl Runtime {
         } else {
             &self.plain
         };
-        let (component, cached) = parts
-            .cache
-            .load_or_compile(&parts.engine, bytes, &hash)
-            .map_err(|e| LoadError::Compile {
-                path: path.clone(),
-                message: format!("{e:#}"),
-            })?;
+        let compile_failed = |message: String| LoadError::Compile {
+            path: path.clone(),
+            message,
+        };
+        let (component, artifact) = match parts.cache.load(&parts.engine, &hash) {
+            Some(component) => (component, None),
+            None => {
+                let artifact = compile::compile(
+                    &self.compiler,
+                    &parts.engine,
+                    parts.flags,
+                    &parts.cache,
+                    bytes,
+                    &spec.scope,
+                    &spec.limits,
+                )
+                .map_err(|e| compile_failed(e.to_string()))?;
+                // SAFETY: the artifact was just produced by this host's compiler (in this process
+                // or its own executable in a child) for this engine's configuration;
+                // deserialize checks the compatibility header.
+                let component = unsafe { Component::deserialize(&parts.engine, &artifact) }
+                    .map_err(|e| compile_failed(format!("{e:#}")))?;
+                (component, Some(artifact))
+            }
+        };
+        let cached = artifact.is_none();
         tracing::debug!(plugin = %spec.name, path = %path.display(), cached, elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.clone(),
@@ -324,10 +355,10 @@ impl Runtime {
             format!("{}/{}", spec.scope, spec.name).into()
         };
         let plugin = Arc::new(Plugin {
+            log_budget: LogBudget::new(tag, spec.limits.log_bytes_per_second),
             name: spec.name.as_str().into(),
             version: hash[..12].into(),
             path: path.clone(),
-            tag,
             config: spec.config.clone(),
             limits: spec.limits.clone(),
             pre,
@@ -335,8 +366,12 @@ impl Runtime {
             enforce_limits: self.enforce_limits,
             call_seconds: metrics::histogram!("sluice_plugin_call_seconds", "pipeline" => spec.scope.clone(), "plugin" => spec.name.clone()),
         });
-        // Validate now, off the record path: a plugin that cannot start is never used.
+        // Validate now, off the record path: a plugin that cannot start is never used, and only
+        // a plugin that starts is cached.
         plugin.instantiate()?;
+        if let Some(artifact) = artifact {
+            parts.cache.store(&hash, &artifact);
+        }
         Ok(plugin)
     }
 }
@@ -358,13 +393,14 @@ pub struct Plugin {
     pub version: Arc<str>,
     /// The component file.
     pub path: PathBuf,
-    tag: Arc<str>,
     config: Vec<(String, String)>,
     limits: Limits,
     pre: TransformPre<PluginState>,
     engine: Engine,
     enforce_limits: bool,
     call_seconds: metrics::Histogram,
+    /// Shared by every instance, so that a trap does not renew it.
+    log_budget: LogBudget,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -380,7 +416,7 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     /// A fresh instance with its own store, initialised with the plugin's config.
     pub fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, LoadError> {
-        let log = GuestLog::new(self.tag.clone());
+        let log = GuestLog::new(self.log_budget.clone());
         let wasi = WasiCtx::builder()
             .stdout(log.stream(false))
             .stderr(log.stream(true))
@@ -390,15 +426,19 @@ impl Plugin {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_WASI_RESOURCES);
         let state = PluginState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             memory: MemoryCap {
                 limit: (self.limits.memory_mb as usize).saturating_mul(1 << 20),
-                used: 0,
+                memories: 0,
+                tables: 0,
                 hit: false,
             },
             log,
+            deadline: None,
         };
         let mut store = Store::new(&self.engine, state);
         if self.enforce_limits {
@@ -446,12 +486,15 @@ impl Plugin {
         }
     }
 
-    /// Gives a store the wall-clock deadline for one call.
+    /// Gives a store the wall-clock deadline for one call: in WebAssembly code (epoch ticks) and
+    /// in host calls that wait (see [`blocking`]).
     fn set_deadline(&self, store: &mut Store<PluginState>) {
         if self.enforce_limits {
             let tick = EPOCH_TICK.as_millis() as u64;
             // +1: the current tick may be about to end.
             store.set_epoch_deadline(self.limits.timeout_ms.div_ceil(tick) + 1);
+            store.data_mut().deadline =
+                Some(Instant::now() + Duration::from_millis(self.limits.timeout_ms));
         }
     }
 }
@@ -515,6 +558,8 @@ pub struct PluginState {
     table: ResourceTable,
     memory: MemoryCap,
     log: GuestLog,
+    /// When the current call must end; host calls that wait give up then.
+    deadline: Option<Instant>,
 }
 
 impl WasiView for PluginState {
@@ -542,19 +587,38 @@ impl wit_host::Host for PluginState {
     }
 }
 
-/// Caps the total linear memory of one instance and remembers whether the cap was hit, so the
+/// Bytes wasmtime keeps per table element (a pointer), counted against the memory cap.
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+/// Most elements one table may grow to (a `table.grow` beyond it returns -1).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Most core instances a plugin's store may hold (a Rust component has about five).
+pub const MAX_INSTANCES: usize = 100;
+/// Most tables a plugin's store may hold.
+pub const MAX_TABLES: usize = 100;
+/// Most linear memories a plugin's store may hold (each reserves address space).
+pub const MAX_MEMORIES: usize = 16;
+/// Most WASI resources (pollables, streams…) an instance may hold at once; each costs host
+/// memory outside the plugin's cap. Hitting it is `limit:memory`.
+pub const MAX_WASI_RESOURCES: usize = 10_000;
+
+/// Caps the linear memories *and tables* of one instance together (`limits.memory_mb`), and the
+/// number of instances, tables and memories; remembers whether a cap was hit, so that the
 /// resulting trap is reported as `limit:memory`.
 struct MemoryCap {
     limit: usize,
-    used: usize,
+    /// Bytes of linear memory.
+    memories: usize,
+    /// Bytes of table elements.
+    tables: usize,
     hit: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "memory limit: growing linear memory to {desired} bytes would exceed the plugin's cap of {limit} bytes"
+    "memory limit: growing {what} would bring the plugin's memory and tables to {desired} bytes, above its cap of {limit} bytes"
 )]
 struct MemoryLimitHit {
+    what: &'static str,
     desired: usize,
     limit: usize,
 }
@@ -566,52 +630,108 @@ impl wasmtime::ResourceLimiter for MemoryCap {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.used - current.min(self.used) + desired;
-        if total > self.limit {
+        let memories = self.memories - current.min(self.memories) + desired;
+        if memories.saturating_add(self.tables) > self.limit {
             self.hit = true;
             return Err(MemoryLimitHit {
-                desired: total,
+                what: "linear memory",
+                desired: memories.saturating_add(self.tables),
                 limit: self.limit,
             }
             .into());
         }
-        self.used = total;
+        self.memories = memories;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let current = current.saturating_mul(TABLE_ELEMENT_BYTES);
+        let desired = desired.saturating_mul(TABLE_ELEMENT_BYTES);
+        let tables = self.tables - current.min(self.tables) + desired;
+        if tables.saturating_add(self.memories) > self.limit {
+            self.hit = true;
+            return Err(MemoryLimitHit {
+                what: "a table",
+                desired: tables.saturating_add(self.memories),
+                limit: self.limit,
+            }
+            .into());
+        }
+        self.tables = tables;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
 fn classify(error: wasmtime::Error, state: &PluginState) -> CallFailure {
-    let reason = if state.memory.hit || error.downcast_ref::<MemoryLimitHit>().is_some() {
+    let table_full = matches!(
+        error.downcast_ref::<wasmtime::component::ResourceTableError>(),
+        Some(wasmtime::component::ResourceTableError::Full)
+    );
+    // Instance, table and memory counts: wasmtime fails instantiation with this message.
+    let over_count = !state.memory.hit && format!("{error:#}").contains("resource limit exceeded");
+    let exit = error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|e| e.0);
+    let reason = if state.memory.hit
+        || error.downcast_ref::<MemoryLimitHit>().is_some()
+        || table_full
+        || over_count
+    {
         Reason::Memory
     } else {
         match error.downcast_ref::<Trap>() {
+            _ if error.downcast_ref::<blocking::HostCallDeadline>().is_some() => Reason::Deadline,
             Some(Trap::Interrupt) => Reason::Deadline,
             Some(Trap::OutOfFuel) => Reason::Fuel,
             _ => Reason::Trap,
         }
     };
     let message = match reason {
-        Reason::Deadline => "the call ran past its deadline (limits.timeout_ms)".to_string(),
+        Reason::Deadline => match error.downcast_ref::<blocking::HostCallDeadline>() {
+            Some(hit) => format!("{hit} (limits.timeout_ms)"),
+            None => "the call ran past its deadline (limits.timeout_ms)".to_string(),
+        },
         Reason::Fuel => "the call used up its fuel (limits.fuel)".to_string(),
+        Reason::Memory if table_full => format!(
+            "memory limit: the plugin holds more than {MAX_WASI_RESOURCES} WASI resources (pollables, streams) at once"
+        ),
+        Reason::Memory if over_count => format!(
+            "memory limit: {} (a plugin may hold at most {MAX_INSTANCES} instances, {MAX_TABLES} tables and {MAX_MEMORIES} memories)",
+            error.root_cause()
+        ),
         Reason::Memory => match error.downcast_ref::<MemoryLimitHit>() {
             Some(hit) => format!("{hit} (limits.memory_mb)"),
-            None => "memory limit: the plugin tried to grow its memory past limits.memory_mb"
-                .to_string(),
+            None => {
+                "memory limit: the plugin tried to grow its memory or tables past limits.memory_mb"
+                    .to_string()
+            }
         },
         _ => {
             tracing::debug!("plugin call failed: {error:?}");
-            let what = match error.downcast_ref::<Trap>() {
-                Some(trap) => trap.to_string(),
-                None => error.to_string(),
+            let what = match (exit, error.downcast_ref::<Trap>()) {
+                (Some(code), _) => format!(
+                    "the plugin called exit({code}): a plugin must return an error for the record instead of exiting"
+                ),
+                (None, Some(trap)) => trap.to_string(),
+                (None, None) => error.to_string(),
             };
             // A Rust panic prints its message on stderr before trapping: it says why.
             match state.log.call_stderr() {
