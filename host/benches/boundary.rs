@@ -64,6 +64,7 @@ fn boundary(c: &mut Criterion) {
                 config: vec![],
                 limits: Limits::default(),
                 scope: String::new(),
+                tenant: String::new(),
             };
             let plugin = runtime.load(&spec).unwrap();
             let mut instance = plugin.instantiate().unwrap();
@@ -103,6 +104,7 @@ fn limits(c: &mut Criterion) {
                 ..Limits::default()
             },
             scope: String::new(),
+            tenant: String::new(),
         };
         let mut instance = runtime.load(&spec).unwrap().instantiate().unwrap();
         group.bench_function(BenchmarkId::new(label, n), |b| {

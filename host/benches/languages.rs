@@ -55,6 +55,7 @@ fn spec(path: &Path) -> PluginSpec {
             ..Limits::default()
         },
         scope: String::new(),
+        tenant: String::new(),
     }
 }
 

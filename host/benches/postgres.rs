@@ -93,6 +93,7 @@ fn copy_path(
         config: vec![],
         limits: Default::default(),
         scope: String::new(),
+        tenant: String::new(),
     };
     let mut chain = Chain::new(vec![runtime.load(&spec).unwrap()]);
     let mut session = Session::default();

@@ -182,6 +182,7 @@ pub fn main() -> Result<ExitCode> {
                 config: pairs,
                 limits: Limits::default(),
                 scope: String::new(),
+                tenant: String::new(),
             };
             let plugin = runtime.load(&spec)?;
             let stdout = std::io::stdout();

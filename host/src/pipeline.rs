@@ -275,6 +275,7 @@ pub fn plugin_specs(config: &Config, pipeline: &PipelineConfig) -> Vec<PluginSpe
             config: p.config.clone(),
             limits: pipeline.limits.clone(),
             scope: pipeline.name.clone(),
+            tenant: pipeline.tenant.clone().unwrap_or_default(),
         })
         .collect()
 }

@@ -229,6 +229,7 @@ pub fn load_with(
             .collect(),
         limits,
         scope: String::new(),
+        tenant: String::new(),
     };
     runtime().load(&spec)
 }

@@ -56,6 +56,7 @@ fn spec(plugin: &str, mode: &str, limits: Limits) -> PluginSpec {
         config: vec![("mode".into(), mode.into())],
         limits,
         scope: "test".into(),
+        tenant: String::new(),
     }
 }
 
@@ -356,6 +357,7 @@ fn raw_spec(dir: &Path, name: &str, bytes: &[u8], limits: Limits) -> PluginSpec 
         config: vec![],
         limits,
         scope: "test".into(),
+        tenant: String::new(),
     }
 }
 
@@ -670,6 +672,7 @@ fn refused_components_leave_nothing_in_the_cache() {
         config: vec![],
         limits: Limits::default(),
         scope: "test".into(),
+        tenant: String::new(),
     };
     assert!(matches!(
         runtime.load(&wrong),

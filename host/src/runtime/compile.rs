@@ -7,7 +7,7 @@
 //! `limits.compile_timeout_ms`. The child writes the precompiled artifact, which the host then
 //! deserializes (the engine compatibility hash guarantees both engines agree).
 //!
-//! Compiles are serialised per scope (the pipeline a plugin belongs to), and at most
+//! Compiles are serialised per scope (the tenant a plugin belongs to, else its pipeline), and at most
 //! [`MAX_CONCURRENT_COMPILES`] run at once on the host, so that one tenant's uploads cannot
 //! take every core.
 //!

@@ -98,6 +98,9 @@ pub struct PluginSpec {
     pub limits: Limits,
     /// Prefix of the plugin's log tag (the pipeline name), empty outside a pipeline.
     pub scope: String,
+    /// The tenant owning the plugin (empty without tenants): compiles are serialised per tenant
+    /// (per scope without one), so one tenant's uploads cannot take every compile slot.
+    pub tenant: String,
 }
 
 /// Why a plugin could not be loaded. Each message names the file and what to do.
@@ -326,7 +329,7 @@ impl Runtime {
                     parts.flags,
                     &parts.cache,
                     bytes,
-                    &spec.scope,
+                    &compile_scope(spec),
                     &spec.limits,
                 )
                 .map_err(|e| compile_failed(e.to_string()))?;
@@ -373,6 +376,15 @@ impl Runtime {
             parts.cache.store(&hash, &artifact);
         }
         Ok(plugin)
+    }
+}
+
+/// What compiles are serialised by: the tenant, else the pipeline.
+fn compile_scope(spec: &PluginSpec) -> String {
+    if spec.tenant.is_empty() {
+        spec.scope.clone()
+    } else {
+        format!("tenant:{}", spec.tenant)
     }
 }
 
