@@ -26,6 +26,7 @@ const PLUGINS: &[&str] = &[
     "drop-all",
     "wrong-world",
     "hostile",
+    "hostile-reload",
 ];
 
 /// The path of a plugin component (crate name with `_`), building every test plugin on first
