@@ -28,7 +28,10 @@
 //!   rolled-back version that differs from the restored one) is not loaded again until the file
 //!   changes.
 //! - [`watch`] follows the plugin files (notify), waits until a file has stopped changing and
-//!   offers it; a recheck request (SIGHUP) offers every file at once.
+//!   offers it; a recheck request (SIGHUP) offers every file at once. Each file is validated in a
+//!   task of its own, each of its pipelines on a thread of its own, with at most one validation
+//!   per file in flight (a newer change waits for it and is offered next): one tenant's slow
+//!   compile or `init` (bounded by its own limits) delays no other tenant's reload.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -549,7 +552,8 @@ struct Watched {
 }
 
 /// Follows every plugin file of `chains` until `stop`; a message on `recheck` offers every file.
-/// Runs on the async runtime; compilation happens on blocking threads.
+/// Runs on the async runtime; each file is read and validated on a blocking thread of its own,
+/// at most one per file at a time, so files (and tenants) never wait for each other.
 pub async fn watch(
     runtime: Arc<Runtime>,
     chains: Vec<Arc<LiveChain>>,
@@ -605,6 +609,9 @@ pub async fn watch(
     let mut dirty: HashMap<PathBuf, Instant> =
         files.keys().map(|p| (p.clone(), Instant::now())).collect();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    // Files being read and validated, each in a task of its own; a file's next change waits.
+    let mut in_flight: HashSet<PathBuf> = HashSet::new();
+    let (done_tx, mut done) = mpsc::unbounded_channel::<(PathBuf, bool)>();
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
@@ -625,24 +632,37 @@ pub async fn watch(
                     dirty.insert(path.clone(), past);
                 }
             }
+            Some((path, stable)) = done.recv() => {
+                in_flight.remove(&path);
+                if !stable {
+                    // Still being written: look again after another quiet period.
+                    dirty.insert(path, Instant::now());
+                }
+            }
             _ = tick.tick() => {
                 let due: Vec<PathBuf> = dirty
                     .iter()
-                    .filter(|(_, at)| at.elapsed() >= debounce)
+                    .filter(|(p, at)| at.elapsed() >= debounce && !in_flight.contains(*p))
                     .map(|(p, _)| p.clone())
                     .collect();
                 for path in due {
                     dirty.remove(&path);
+                    in_flight.insert(path.clone());
                     let targets = files[&path].targets.clone();
                     let seen = files[&path].seen.clone();
                     let runtime = runtime.clone();
                     let settle = debounce / 2;
-                    let file = path.clone();
-                    let stable = tokio::task::spawn_blocking(move || offer_file(&runtime, &file, &targets, &seen, settle)).await?;
-                    if !stable {
-                        // Still being written: look again after another quiet period.
-                        dirty.insert(path, Instant::now());
-                    }
+                    let done = done_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let offered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            offer_file(&runtime, &path, &targets, &seen, settle)
+                        }));
+                        let stable = offered.unwrap_or_else(|_| {
+                            tracing::error!(path = %path.display(), "validating a new plugin version panicked; the running version stays");
+                            true
+                        });
+                        let _ = done.send((path, stable));
+                    });
                 }
             }
         }
@@ -681,13 +701,19 @@ fn offer_file(
     if seen.lock().expect("seen lock").replace(version.clone()) == Some(version) {
         return true;
     }
-    for (chain, index) in targets {
-        match chain.offer(runtime, *index, &bytes) {
-            Offer::Rejected => {
-                tracing::info!(path = %path.display(), "this content was rolled back before; not loading it again")
-            }
-            Offer::Unchanged | Offer::Invalid(_) | Offer::Swapped { .. } => {}
+    let offer = |(chain, index): &(Arc<LiveChain>, usize)| {
+        if let Offer::Rejected = chain.offer(runtime, *index, &bytes) {
+            tracing::info!(path = %path.display(), "this content was rolled back before; not loading it again")
         }
+    };
+    match targets {
+        [one] => offer(one),
+        // A file shared by pipelines: each validates it with its own config, side by side.
+        many => std::thread::scope(|scope| {
+            for target in many {
+                scope.spawn(move || offer(target));
+            }
+        }),
     }
     true
 }
