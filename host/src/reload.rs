@@ -258,7 +258,10 @@ struct Versions {
 
 impl Versions {
     fn last_passed(&self) -> Arc<ChainVersion> {
-        self.passed.last().expect("one version always passed").clone()
+        self.passed
+            .last()
+            .expect("one version always passed")
+            .clone()
     }
 
     fn record_passed(&mut self, version: &ChainVersion) {

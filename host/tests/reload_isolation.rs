@@ -102,7 +102,10 @@ impl Host {
 
     fn stop(self) {
         let _ = self.stop.send(true);
-        self.thread.join().expect("host thread").expect("clean stop");
+        self.thread
+            .join()
+            .expect("host thread")
+            .expect("clean stop");
     }
 }
 

@@ -148,9 +148,11 @@ fn finish(kafka: &Kafka, host: RunningHost, load: Load) -> Vec<Record> {
         let expected: Vec<u64> = (0..produced[*p]).collect();
         assert_eq!(*seqs, expected, "partition {p}: every input once");
     }
-    let stray = kafka.read_until(&["acme.other", "acme.dlq"], Duration::from_millis(500), |r| {
-        !r.is_empty()
-    });
+    let stray = kafka.read_until(
+        &["acme.other", "acme.dlq"],
+        Duration::from_millis(500),
+        |r| !r.is_empty(),
+    );
     assert!(
         stray.is_empty(),
         "nothing reached the other output or the DLQ: {:?}",
@@ -170,7 +172,10 @@ fn assert_last_served_by(outputs: &[Record], label: &str) {
         }
     }
     for (p, (_, v)) in last {
-        assert_eq!(v, label, "partition {p}: the last records are served by {label}");
+        assert_eq!(
+            v, label,
+            "partition {p}: the last records are served by {label}"
+        );
     }
 }
 
@@ -194,10 +199,16 @@ fn a_rollback_never_returns_to_a_version_that_did_not_pass_probation() {
     let chain = host.chains[0].clone();
 
     std::fs::write(&live, std::fs::read(plugin("hostile_reload")).unwrap()).unwrap();
-    wait_until("B published", || chain.stats.swaps.load(Ordering::Relaxed) >= 1);
+    wait_until("B published", || {
+        chain.stats.swaps.load(Ordering::Relaxed) >= 1
+    });
     assert!(chain.current().on_probation(), "B is on probation");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(chain.stats.rollbacks.load(Ordering::Relaxed), 0, "B is tolerated");
+    assert_eq!(
+        chain.stats.rollbacks.load(Ordering::Relaxed),
+        0,
+        "B is tolerated"
+    );
 
     std::fs::write(&live, std::fs::read(plugin("drop_all")).unwrap()).unwrap();
     wait_until("C rolled back", || {
@@ -242,7 +253,8 @@ fn a_passed_version_is_kept_for_rollbacks_and_the_operator_can_roll_back() {
     let (label_a, label_b) = (label_of(&a), label_of(&b));
     let (host, load) = start_under_load(&kafka, &config, &label_a);
     let chain = host.chains[0].clone();
-    let rollback = |token: Option<&str>| request(port, "POST", "/api/pipelines/hot/rollback", token);
+    let rollback =
+        |token: Option<&str>| request(port, "POST", "/api/pipelines/hot/rollback", token);
 
     // Nothing before the version loaded at start.
     let (status, body) = rollback(Some(OPERATOR));
@@ -250,7 +262,9 @@ fn a_passed_version_is_kept_for_rollbacks_and_the_operator_can_roll_back() {
     assert!(body.contains("nothing to roll back to"), "{body}");
 
     std::fs::write(&live, std::fs::read(&b).unwrap()).unwrap();
-    wait_until("B published", || chain.stats.swaps.load(Ordering::Relaxed) >= 1);
+    wait_until("B published", || {
+        chain.stats.swaps.load(Ordering::Relaxed) >= 1
+    });
     wait_until("B passed probation", || !chain.current().on_probation());
     assert_eq!(chain.current().label.as_ref(), label_b);
 
@@ -352,7 +366,10 @@ fn a_version_that_sends_records_to_another_output_is_rolled_back() {
 fn state_failure_metric() -> f64 {
     let text = sluice::admin::metrics_handle().unwrap().render();
     text.lines()
-        .filter(|l| l.starts_with("sluice_plugin_state_failures_total{") && l.contains("pipeline=\"stateful\""))
+        .filter(|l| {
+            l.starts_with("sluice_plugin_state_failures_total{")
+                && l.contains("pipeline=\"stateful\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -372,7 +389,11 @@ fn a_plugin_whose_state_goes_bad_is_reported_not_blamed_on_a_record() {
     );
     // A name of its own: the metric is process-wide, shared with the other tests.
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace(r#"name = "hot""#, r#"name = "stateful""#)).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(r#"name = "hot""#, r#"name = "stateful""#),
+    )
+    .unwrap();
     let (host, load) = start_under_load(&kafka, &config, &label_of(&bad));
     let chain = host.chains[0].clone();
     wait_until("state failures reported", || {

@@ -56,7 +56,10 @@ impl Transform for HostileReload {
             }
             "reject-share" if self.seen % 10 < 3 => Err("hostile-reload: rejects 30%".into()),
             "trap-after" if self.seen > self.after => {
-                panic!("hostile-reload: state gone bad after {} records", self.after)
+                panic!(
+                    "hostile-reload: state gone bad after {} records",
+                    self.after
+                )
             }
             _ => {
                 out.forward(record);
