@@ -6,6 +6,18 @@
 //! bisects the call's records on fresh instances until it has isolated the record(s) responsible,
 //! keeping the outputs of every call that succeeded.
 //!
+//! A record is blamed only for a failure it reproduces on a *fresh* instance (one that has run
+//! nothing else): a single-record call that fails on an instance that ran other records before is
+//! run once more on a fresh one. A failed call of which no record fails on a fresh instance is a
+//! *state failure*: the plugin's own in-memory state went bad (a counter, a leak, corrupted
+//! memory), not a record. Its records keep the outputs the fresh instances made (none is
+//! dead-lettered for something it did not cause), but the failure is not masked: it is logged as a
+//! warning naming the plugin and version, reported in [`ChainOutput::state_failures`] (counted in
+//! `sluice_plugin_state_failures_total` by the pipeline), and while the version is on probation its
+//! inputs count as failures of the new version, so a version that keeps doing it is rolled back.
+//! Every state failure costs a bisection on fresh instances, so a plugin that keeps failing this
+//! way slows only its own pipeline.
+//!
 //! Routing is sticky: an output name set by an earlier plugin stays with the records made from it
 //! unless a later plugin names another.
 
@@ -30,6 +42,18 @@ pub struct Failure {
     pub plugin: Option<Arc<Plugin>>,
 }
 
+/// A plugin call that failed on the plugin's live instance although none of its records fails
+/// on a fresh instance: the instance's own state went bad.
+#[derive(Clone, Debug)]
+pub struct StateFailure {
+    /// The plugin whose call failed.
+    pub plugin: Arc<Plugin>,
+    /// The batch inputs whose records were in the failed call.
+    pub inputs: Vec<u32>,
+    /// How the call failed.
+    pub failure: CallFailure,
+}
+
 /// The plugins of a pipeline, with one lazily (re)built instance each, owned by one worker.
 pub struct Chain {
     plugins: Vec<Arc<Plugin>>,
@@ -46,6 +70,10 @@ struct Piece {
 struct Stage {
     pieces: Vec<Piece>,
     failures: Vec<(u32, CallFailure)>,
+    /// Records isolated as failing on a fresh instance.
+    isolated: usize,
+    /// Failed calls (their ranges) that no record reproduces on a fresh instance.
+    state_failures: Vec<(Range<usize>, CallFailure)>,
 }
 
 /// The result of running a batch through the chain.
@@ -59,6 +87,9 @@ pub struct ChainOutput {
     failed: Vec<bool>,
     /// Rejected inputs, in input order, one per input.
     pub failures: Vec<Failure>,
+    /// Calls that failed through the plugin's own state, not a record (their records were
+    /// processed by fresh instances).
+    pub state_failures: Vec<StateFailure>,
 }
 
 /// One output record of the chain, ready to route.
@@ -145,6 +176,7 @@ impl Chain {
         let mut origin: Option<Vec<u32>> = None;
         let mut routes: Option<Vec<u32>> = None;
         let mut route_names = Vec::new();
+        let mut state_failures = Vec::new();
         let mut next_batch: Option<InputBatch> = None;
         let last = self.plugins.len() - 1;
         for k in 0..=last {
@@ -153,6 +185,28 @@ impl Chain {
                 None => &mut *batch,
             };
             let stage = self.run_stage(k, stage_input)?;
+            for (range, failure) in stage.state_failures {
+                let plugin = &self.plugins[k];
+                let records = range.len();
+                let mut inputs: Vec<u32> = range
+                    .map(|local| origin.as_ref().map_or(local as u32, |o| o[local]))
+                    .collect();
+                inputs.sort_unstable();
+                inputs.dedup();
+                tracing::warn!(
+                    plugin = %plugin.name, version = %plugin.version, records,
+                    "a call of plugin `{}` failed on its live instance ({failure}), but none of \
+                     its records fails on a fresh instance: the plugin's own state went bad, not \
+                     a record. The records were processed by fresh instances; on probation this \
+                     counts as a failure of the version",
+                    plugin.name
+                );
+                state_failures.push(StateFailure {
+                    plugin: plugin.clone(),
+                    inputs,
+                    failure,
+                });
+            }
             for (local, failure) in stage.failures {
                 let input = origin.as_ref().map_or(local, |o| o[local as usize]);
                 if !failed[input as usize] {
@@ -174,6 +228,7 @@ impl Chain {
                     route_names,
                     failed,
                     failures,
+                    state_failures,
                 });
             }
             let (next, next_origin, next_routes) = feed_forward(
@@ -195,6 +250,8 @@ impl Chain {
         let mut stage = Stage {
             pieces: Vec::new(),
             failures: Vec::new(),
+            isolated: 0,
+            state_failures: Vec::new(),
         };
         if !batch.is_empty() {
             self.call_range(k, batch, 0..batch.len(), &mut stage)?;
@@ -210,6 +267,7 @@ impl Chain {
         range: Range<usize>,
         stage: &mut Stage,
     ) -> Result<(), LoadError> {
+        let fresh = self.instances[k].is_none();
         let instance = match &mut self.instances[k] {
             Some(instance) => instance,
             slot => slot.insert(self.plugins[k].instantiate()?),
@@ -247,20 +305,31 @@ impl Chain {
             Err(failure) => {
                 // A trapped instance may be poisoned: never reuse it.
                 self.instances[k] = None;
-                if range.len() == 1 {
+                if range.len() == 1 && fresh {
                     tracing::debug!(plugin = %self.plugins[k].name, record = range.start, "isolated a failing record: {failure}");
+                    stage.isolated += 1;
                     stage.failures.push((range.start as u32, failure));
+                    return Ok(());
+                }
+                let explained = (stage.isolated, stage.state_failures.len());
+                if range.len() == 1 {
+                    // The instance had run other records: blame the record only if a fresh
+                    // instance fails on it too.
+                    self.call_range(k, batch, range.clone(), stage)?;
                 } else if failure.reason == Reason::Deadline {
                     // Halving would re-run a slow record once per level, each time until the
                     // deadline: run each record alone instead, so that a record that cannot
                     // finish in time costs one more deadline, not log2(batch) of them.
-                    for i in range {
+                    for i in range.clone() {
                         self.call_range(k, batch, i..i + 1, stage)?;
                     }
                 } else {
                     let mid = range.start + range.len() / 2;
                     self.call_range(k, batch, range.start..mid, stage)?;
                     self.call_range(k, batch, mid..range.end, stage)?;
+                }
+                if (stage.isolated, stage.state_failures.len()) == explained {
+                    stage.state_failures.push((range, failure));
                 }
             }
         }

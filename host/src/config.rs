@@ -212,13 +212,19 @@ pub struct PipelineConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ReloadPolicy {
-    /// The new version's first records checked against the previous version (0 = no probation).
+    /// The new version's first input records (counted over all workers; records, not batches)
+    /// run alongside the last version that passed probation (0 = no probation).
     #[serde(default = "default_probation_records")]
     pub probation_records: u64,
     /// Roll back when the new version fails more than this share of the probation window on
     /// records the previous version handles.
     #[serde(default = "default_max_failure_ratio")]
     pub max_failure_ratio: f64,
+    /// Roll back when more than this share of the probation window diverges from the previous
+    /// version: an input with outputs before has none, fewer, or goes to other outputs (values
+    /// are not compared). Default 0.1; 1.0 = never roll back for divergence.
+    #[serde(default = "default_max_divergence_ratio")]
+    pub max_divergence_ratio: f64,
 }
 
 impl Default for ReloadPolicy {
@@ -226,6 +232,7 @@ impl Default for ReloadPolicy {
         ReloadPolicy {
             probation_records: default_probation_records(),
             max_failure_ratio: default_max_failure_ratio(),
+            max_divergence_ratio: default_max_divergence_ratio(),
         }
     }
 }
@@ -459,6 +466,9 @@ fn default_probation_records() -> u64 {
     1000
 }
 fn default_max_failure_ratio() -> f64 {
+    0.1
+}
+fn default_max_divergence_ratio() -> f64 {
     0.1
 }
 fn default_workers() -> usize {
@@ -1098,6 +1108,14 @@ impl PipelineConfig {
             return Err((
                 "reload.max_failure_ratio".into(),
                 "expected a share from 0.0 (no failure tolerated) to below 1.0".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.reload.max_divergence_ratio) {
+            return Err((
+                "reload.max_divergence_ratio".into(),
+                "expected a share from 0.0 (no divergence tolerated) to 1.0 (divergence never \
+                 rolls back)"
+                    .into(),
             ));
         }
         for (i, plugin) in self.plugins.iter().enumerate() {

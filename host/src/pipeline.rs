@@ -925,9 +925,10 @@ impl Worker {
         self.version = version;
     }
 
-    /// Runs the batch through the chain and fails unroutable inputs. On probation, a batch on
-    /// which the new version fails inputs that the previous version handles is served by the
-    /// previous version. Returns the result and the label of the version that produced it.
+    /// Runs the batch through the chain and fails unroutable inputs. On probation the last
+    /// version that passed runs on the batch too (a shadow), and a batch on which the new version
+    /// fails or diverges on inputs that the previous version handles is served by the previous
+    /// version. Returns the result and the label of the version that produced it.
     fn process(
         &mut self,
         router: &Router,
@@ -938,33 +939,28 @@ impl Worker {
             &mut out,
             self.chain.plugins().last().expect("a chain has plugins"),
         );
+        self.live.state_failures(&out.state_failures);
         let (Some(previous), true) = (&self.version.previous, self.version.on_probation()) else {
             return Ok((out, self.version.label.clone()));
         };
-        let mut regressions = 0;
+        let fallback = self
+            .fallback
+            .get_or_insert_with(|| Chain::new(previous.plugins.clone()));
+        let mut old = fallback.process(input)?;
+        router.fail_unroutable(
+            &mut old,
+            fallback.plugins().last().expect("a chain has plugins"),
+        );
+        self.live.state_failures(&old.state_failures);
+        let comparison = reload::Comparison::of(router, &out, &old, input.len());
         let mut label = self.version.label.clone();
-        if !out.failures.is_empty() {
-            let fallback = self
-                .fallback
-                .get_or_insert_with(|| Chain::new(previous.plugins.clone()));
-            let mut old = fallback.process(input)?;
-            router.fail_unroutable(
-                &mut old,
-                fallback.plugins().last().expect("a chain has plugins"),
-            );
-            regressions = out
-                .failures
-                .iter()
-                .filter(|f| !old.is_failed(f.input))
-                .count();
-            if regressions > 0 {
-                out = old;
-                label = previous.label.clone();
-            }
+        if comparison.regressions() > 0 {
+            out = old;
+            label = previous.label.clone();
         }
         if self
             .live
-            .report(&self.version, input.len() as u64, regressions as u64)
+            .report(&self.version, input.len() as u64, &comparison)
             == Verdict::Passed
         {
             self.fallback = None;

@@ -6,12 +6,32 @@
 //!   path; only a valid version is published. Workers pick it up at their next batch boundary, so
 //!   on each partition every record after the switch is processed by the new version and none
 //!   before it. Offsets are untouched.
-//! - A new version is on *probation* for its first `probation_records` records: a batch on which it
-//!   fails an input that the previous version handles is served by the previous version instead,
-//!   and once such regressions exceed `max_failure_ratio` of the window the host rolls back by
-//!   itself. A rolled-back file is not loaded again until its content changes.
+//! - A new version is on *probation* for its first `probation_records` input records, counted
+//!   over all workers (records, not batches: a window of 1000 is 1000 inputs whatever the batch
+//!   size). During probation the *last version that passed probation* (the version loaded at start
+//!   counts as passed) runs on every batch too, as a shadow, and the two are compared per input
+//!   (see [`Comparison`]): a *failure* is an input the new version rejects, or fails through its
+//!   own state (see [`crate::chain`]), that the previous version handles; a *divergence* is an
+//!   input that had outputs under the previous version and has none (dropped), fewer (missing) or
+//!   goes to other outputs (rerouted). Values are not compared: a new version is expected to
+//!   change them. A batch with any failure or divergence is served wholly by the previous version,
+//!   so a bad deploy loses, dead-letters and misroutes nothing. Once failures exceed
+//!   `max_failure_ratio` or divergences exceed `max_divergence_ratio` of the window, the host rolls
+//!   back by itself.
+//! - A rollback always returns to the last version that passed probation, never to a version that
+//!   was itself on probation: a version published while its predecessor is still on probation
+//!   supersedes it and is compared with (and rolled back to) the version before. The last
+//!   [`PASSED_KEPT`] passed versions are kept, so the operator can also roll back a version that
+//!   passed ([`LiveChain::roll_back_to_passed`], `POST /api/pipelines/NAME/rollback`): a version
+//!   that behaves for its first records and fails after its window is outside probation by
+//!   definition, and this is the way back. Rolled-back content (every plugin file of the
+//!   rolled-back version that differs from the restored one) is not loaded again until the file
+//!   changes.
 //! - [`watch`] follows the plugin files (notify), waits until a file has stopped changing and
-//!   offers it; a recheck request (SIGHUP) offers every file at once.
+//!   offers it; a recheck request (SIGHUP) offers every file at once. Each file is validated in a
+//!   task of its own, each of its pipelines on a thread of its own, with at most one validation
+//!   per file in flight (a newer change waits for it and is offered next): one tenant's slow
+//!   compile or `init` (bounded by its own limits) delays no other tenant's reload.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -23,8 +43,14 @@ use anyhow::{Context, Result};
 use notify::Watcher as _;
 use tokio::sync::{mpsc, watch as tokio_watch};
 
+use crate::chain::{ChainOutput, StateFailure};
 use crate::config::ReloadPolicy;
+use crate::router::Router;
 use crate::runtime::{LoadError, Plugin, PluginSpec, Runtime, content_version};
+
+/// How many versions that passed probation a pipeline keeps (the live one included): the ones an
+/// operator's rollbacks can return to, one after the other.
+pub const PASSED_KEPT: usize = 3;
 
 /// One version of a pipeline's chain.
 pub struct ChainVersion {
@@ -34,17 +60,20 @@ pub struct ChainVersion {
     pub plugins: Vec<Arc<Plugin>>,
     /// `name@version` of every plugin, comma-separated: the `sluice.version` output header.
     pub label: Arc<str>,
-    /// The version this one replaced, while this one is on probation.
+    /// While this version is on probation: the last version that passed probation, which runs
+    /// alongside it and which a rollback returns to.
     pub previous: Option<Arc<ChainVersion>>,
     probation: Option<Probation>,
 }
 
 struct Probation {
     window: u64,
-    budget: u64,
-    swapped: usize,
+    failure_budget: u64,
+    divergence_budget: u64,
     records: AtomicU64,
-    regressions: AtomicU64,
+    failures: AtomicU64,
+    divergences: AtomicU64,
+    /// Set under the versions lock, together with the passed history.
     passed: AtomicBool,
 }
 
@@ -64,11 +93,32 @@ impl ChainVersion {
         }
     }
 
+    /// The same plugins as a new generation, without probation or history.
+    fn again(&self, generation: u64) -> Self {
+        ChainVersion {
+            generation,
+            plugins: self.plugins.clone(),
+            label: self.label.clone(),
+            previous: None,
+            probation: None,
+        }
+    }
+
     /// True while the version's first records are checked against the previous version.
     pub fn on_probation(&self) -> bool {
         self.probation
             .as_ref()
             .is_some_and(|p| !p.passed.load(Ordering::Acquire))
+    }
+
+    /// The plugins of this version whose content differs from `other`'s.
+    fn differing<'a>(&'a self, other: &ChainVersion) -> Vec<&'a Arc<Plugin>> {
+        self.plugins
+            .iter()
+            .zip(&other.plugins)
+            .filter(|(a, b)| a.version != b.version)
+            .map(|(a, _)| a)
+            .collect()
     }
 }
 
@@ -99,6 +149,89 @@ pub enum Verdict {
     RolledBack,
 }
 
+/// How a version on probation did on one batch, compared per input with the previous version
+/// run on the same batch. Inputs the previous version rejects count in none of these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Comparison {
+    /// Inputs the new version rejects, or fails through its own state, that the previous handles.
+    pub failures: u64,
+    /// Inputs with outputs under the previous version and none under the new one.
+    pub dropped: u64,
+    /// Inputs with fewer outputs than under the previous version (but some).
+    pub missing: u64,
+    /// Inputs whose outputs go to other declared outputs than under the previous version.
+    pub rerouted: u64,
+}
+
+impl Comparison {
+    /// Compares `new` with `old`, both results of the same batch of `inputs` records, routed by
+    /// `router` (after [`Router::fail_unroutable`]).
+    pub fn of(router: &Router, new: &ChainOutput, old: &ChainOutput, inputs: usize) -> Self {
+        // Per input: the number of outputs and the set of outputs they go to.
+        let tally = |out: &ChainOutput| {
+            let mut counts = vec![0u32; inputs];
+            let mut routes: Vec<(u32, usize)> = router
+                .routes(out)
+                .map(|(e, output)| {
+                    counts[e.input as usize] += 1;
+                    (e.input, output)
+                })
+                .collect();
+            routes.sort_unstable();
+            routes.dedup();
+            (counts, routes)
+        };
+        let (new_counts, new_routes) = tally(new);
+        let (old_counts, old_routes) = tally(old);
+        let mut state_failed = vec![false; inputs];
+        for f in &new.state_failures {
+            for &i in &f.inputs {
+                state_failed[i as usize] = true;
+            }
+        }
+        let outputs_of = |routes: &[(u32, usize)], i: u32| -> Vec<usize> {
+            let from = routes.partition_point(|(input, _)| *input < i);
+            routes[from..]
+                .iter()
+                .take_while(|(input, _)| *input == i)
+                .map(|(_, o)| *o)
+                .collect()
+        };
+        let mut c = Comparison::default();
+        for i in 0..inputs as u32 {
+            if old.is_failed(i) {
+                continue;
+            }
+            if new.is_failed(i) || state_failed[i as usize] {
+                c.failures += 1;
+                continue;
+            }
+            let (n, o) = (new_counts[i as usize], old_counts[i as usize]);
+            if o == 0 {
+                continue;
+            }
+            if n == 0 {
+                c.dropped += 1;
+            } else if n < o {
+                c.missing += 1;
+            } else if outputs_of(&new_routes, i) != outputs_of(&old_routes, i) {
+                c.rerouted += 1;
+            }
+        }
+        c
+    }
+
+    /// Inputs that diverge: dropped, missing or rerouted.
+    pub fn divergences(&self) -> u64 {
+        self.dropped + self.missing + self.rerouted
+    }
+
+    /// Inputs that fail or diverge: a batch with any is served by the previous version.
+    pub fn regressions(&self) -> u64 {
+        self.failures + self.divergences()
+    }
+}
+
 /// Counters of reload activity.
 #[derive(Debug, Default)]
 pub struct ReloadStats {
@@ -106,8 +239,38 @@ pub struct ReloadStats {
     pub swaps: AtomicU64,
     /// Files rejected as invalid.
     pub failures: AtomicU64,
-    /// Versions rolled back after probation failures.
+    /// Versions rolled back (after failing probation, or by the operator).
     pub rollbacks: AtomicU64,
+    /// Plugin calls that failed on a live instance while no record of them fails on a fresh one
+    /// (the plugin's own state went bad; see [`crate::chain`]).
+    pub state_failures: AtomicU64,
+}
+
+/// The versions of a live chain, changed together under one lock.
+struct Versions {
+    /// The version workers run.
+    current: Arc<ChainVersion>,
+    /// Versions that passed probation (the first one loaded counts), oldest first, at most
+    /// [`PASSED_KEPT`]. The last is the one a rollback returns to; when `current` is not on
+    /// probation it is `current`'s content.
+    passed: Vec<Arc<ChainVersion>>,
+}
+
+impl Versions {
+    fn last_passed(&self) -> Arc<ChainVersion> {
+        self.passed
+            .last()
+            .expect("one version always passed")
+            .clone()
+    }
+
+    fn record_passed(&mut self, version: &ChainVersion) {
+        self.passed
+            .push(Arc::new(version.again(version.generation)));
+        if self.passed.len() > PASSED_KEPT {
+            self.passed.remove(0);
+        }
+    }
 }
 
 /// The live chain of one pipeline.
@@ -115,10 +278,11 @@ pub struct LiveChain {
     pipeline: String,
     specs: Vec<PluginSpec>,
     policy: ReloadPolicy,
-    current: Mutex<Arc<ChainVersion>>,
+    versions: Mutex<Versions>,
     generation: AtomicU64,
     rejected: Mutex<HashSet<Arc<str>>>,
-    offer_lock: Mutex<()>,
+    /// One offer at a time per plugin of the chain.
+    offer_locks: Vec<Mutex<()>>,
     /// Reload counters.
     pub stats: ReloadStats,
 }
@@ -134,14 +298,18 @@ impl LiveChain {
         for p in &plugins {
             version_info(pipeline, p, true);
         }
+        let first = Arc::new(ChainVersion::new(1, plugins));
         Arc::new(LiveChain {
             pipeline: pipeline.to_string(),
+            offer_locks: specs.iter().map(|_| Mutex::new(())).collect(),
             specs,
             policy,
-            current: Mutex::new(Arc::new(ChainVersion::new(1, plugins))),
+            versions: Mutex::new(Versions {
+                current: first.clone(),
+                passed: vec![first],
+            }),
             generation: AtomicU64::new(1),
             rejected: Mutex::new(HashSet::new()),
-            offer_lock: Mutex::new(()),
             stats: ReloadStats::default(),
         })
     }
@@ -153,7 +321,7 @@ impl LiveChain {
 
     /// The live version.
     pub fn current(&self) -> Arc<ChainVersion> {
-        self.current.lock().expect("chain lock").clone()
+        self.versions.lock().expect("versions lock").current.clone()
     }
 
     /// The plugin specs, in chain order.
@@ -162,9 +330,10 @@ impl LiveChain {
     }
 
     /// Offers new content for plugin `index`: validated (compiled, instantiated, `init` run) on
-    /// the calling thread, which must not be a record-path thread, then published.
+    /// the calling thread, which must not be a record-path thread, then published. Offers for
+    /// different plugins (and different pipelines) run concurrently.
     pub fn offer(&self, runtime: &Arc<Runtime>, index: usize, bytes: &[u8]) -> Offer {
-        let _serial = self.offer_lock.lock().expect("offer lock");
+        let _serial = self.offer_locks[index].lock().expect("offer lock");
         let spec = &self.specs[index];
         let version = content_version(bytes);
         let current = self.current();
@@ -190,45 +359,52 @@ impl LiveChain {
             }
         };
         // Build on the version live *now*: a rollback may have landed during the compile.
-        let mut live = self.current.lock().expect("chain lock");
-        let current = live.clone();
+        let mut versions = self.versions.lock().expect("versions lock");
+        let current = versions.current.clone();
         if *current.plugins[index].version == *version {
             return Offer::Unchanged;
         }
         let mut plugins = current.plugins.clone();
         let old = std::mem::replace(&mut plugins[index], plugin);
         let mut next = ChainVersion::new(current.generation + 1, plugins);
-        // The previous version without its own history, so versions never form a chain.
-        let mut previous = ChainVersion::new(current.generation, current.plugins.clone());
-        previous.label = current.label.clone();
-        next.previous = Some(Arc::new(previous));
-        if self.policy.probation_records > 0 {
+        let passed = versions.last_passed();
+        if current.on_probation() {
+            tracing::info!(pipeline = %self.pipeline, superseded = %current.label, "a version on probation is superseded before passing; the new one is compared with (and rolls back to) the last version that passed, {}", passed.label);
+        }
+        let proven = next.differing(&passed).is_empty();
+        if !proven && self.policy.probation_records > 0 {
+            let window = self.policy.probation_records;
+            let budget = |ratio: f64| (window as f64 * ratio).floor() as u64;
+            next.previous = Some(passed);
             next.probation = Some(Probation {
-                window: self.policy.probation_records,
-                budget: (self.policy.probation_records as f64 * self.policy.max_failure_ratio)
-                    .floor() as u64,
-                swapped: index,
+                window,
+                failure_budget: budget(self.policy.max_failure_ratio),
+                divergence_budget: budget(self.policy.max_divergence_ratio),
                 records: AtomicU64::new(0),
-                regressions: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                divergences: AtomicU64::new(0),
                 passed: AtomicBool::new(false),
             });
+        } else if !proven {
+            // No probation: a published version counts as passed.
+            versions.record_passed(&next);
         }
         let label = next.label.clone();
         version_info(&self.pipeline, &old, false);
         version_info(&self.pipeline, &next.plugins[index], true);
         let next = Arc::new(next);
-        *live = next.clone();
+        versions.current = next.clone();
         self.generation.store(next.generation, Ordering::Release);
-        drop(live);
+        drop(versions);
         self.stats.swaps.fetch_add(1, Ordering::Relaxed);
         reload_outcome(&self.pipeline, &spec.name, "swapped");
         tracing::info!(pipeline = %self.pipeline, plugin = %spec.name, from = %old.version, to = %version, prepare_ms = started.elapsed().as_millis() as u64, "hot-swapped plugin; workers switch at their next batch");
         Offer::Swapped { label }
     }
 
-    /// Reports a probation batch of `records` inputs, of which `regressions` failed with
-    /// `version` but not with its previous version.
-    pub fn report(&self, version: &ChainVersion, records: u64, regressions: u64) -> Verdict {
+    /// Reports a probation batch of `records` inputs run by `version` and compared with its
+    /// previous version.
+    pub fn report(&self, version: &ChainVersion, records: u64, batch: &Comparison) -> Verdict {
         let Some(p) = &version.probation else {
             return Verdict::Continue;
         };
@@ -236,49 +412,116 @@ impl LiveChain {
             return Verdict::Passed;
         }
         let seen = p.records.fetch_add(records, Ordering::AcqRel) + records;
-        let failed = p.regressions.fetch_add(regressions, Ordering::AcqRel) + regressions;
-        if failed > p.budget {
-            return self.roll_back(version, p, failed, seen);
+        let failed = p.failures.fetch_add(batch.failures, Ordering::AcqRel) + batch.failures;
+        let diverged = p
+            .divergences
+            .fetch_add(batch.divergences(), Ordering::AcqRel)
+            + batch.divergences();
+        if failed > p.failure_budget || diverged > p.divergence_budget {
+            let why = format!(
+                "of the first {seen} records of its {}-record probation, the new version failed \
+                 {failed} that the previous version handles (at most {} tolerated: \
+                 reload.max_failure_ratio) and diverged from it on {diverged} (at most {} \
+                 tolerated: reload.max_divergence_ratio; in the last batch {} dropped, {} with \
+                 fewer outputs, {} sent to other outputs)",
+                p.window,
+                p.failure_budget,
+                p.divergence_budget,
+                batch.dropped,
+                batch.missing,
+                batch.rerouted,
+            );
+            return self.roll_back(version, &why);
         }
         if seen >= p.window {
-            p.passed.store(true, Ordering::Release);
-            tracing::info!(pipeline = %self.pipeline, version = %version.label, records = seen, regressions = failed, "new plugin version passed probation");
+            let mut versions = self.versions.lock().expect("versions lock");
+            if !p.passed.swap(true, Ordering::AcqRel) {
+                if versions.current.generation == version.generation {
+                    versions.record_passed(version);
+                }
+                tracing::info!(pipeline = %self.pipeline, version = %version.label, records = seen, failures = failed, divergences = diverged, "new plugin version passed probation");
+            }
             return Verdict::Passed;
         }
         Verdict::Continue
     }
 
-    fn roll_back(&self, version: &ChainVersion, p: &Probation, failed: u64, seen: u64) -> Verdict {
-        let mut current = self.current.lock().expect("chain lock");
-        if current.generation != version.generation {
+    /// Counts plugin calls that failed through the plugin's own state (see [`crate::chain`]).
+    pub fn state_failures(&self, failures: &[StateFailure]) {
+        for f in failures {
+            self.stats.state_failures.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(
+                "sluice_plugin_state_failures_total",
+                "pipeline" => self.pipeline.clone(),
+                "plugin" => f.plugin.name.to_string(),
+                "version" => f.plugin.version.to_string()
+            )
+            .increment(1);
+        }
+    }
+
+    /// Rolls `version` back to the last version that passed probation, unless it is no longer
+    /// live or passed meanwhile.
+    fn roll_back(&self, version: &ChainVersion, why: &str) -> Verdict {
+        let mut versions = self.versions.lock().expect("versions lock");
+        if versions.current.generation != version.generation {
             return Verdict::RolledBack; // another worker already did
         }
-        let previous = version
-            .previous
-            .as_ref()
-            .expect("a version on probation has a previous");
-        let bad = &version.plugins[p.swapped];
-        self.rejected
-            .lock()
-            .expect("rejected lock")
-            .insert(bad.version.clone());
-        let mut restored = ChainVersion::new(version.generation + 1, previous.plugins.clone());
-        restored.label = previous.label.clone();
-        let restored = Arc::new(restored);
-        *current = restored.clone();
+        if !version.on_probation() {
+            return Verdict::Passed;
+        }
+        let target = versions.last_passed();
+        self.restore(&mut versions, &target, why);
+        Verdict::RolledBack
+    }
+
+    /// The operator's rollback: returns to the last version that passed probation before the
+    /// live one (the live one itself is that version unless it is on probation). Returns the
+    /// restored version's label, or why there is none.
+    pub fn roll_back_to_passed(&self) -> Result<Arc<str>, String> {
+        let mut versions = self.versions.lock().expect("versions lock");
+        let current = versions.current.clone();
+        if !current.on_probation() {
+            if versions.passed.len() < 2 {
+                return Err(format!(
+                    "pipeline `{}` runs {}, and no earlier version that passed probation is kept                      (the version loaded at start counts as passed; the last {PASSED_KEPT} are                      kept): there is nothing to roll back to. Deploy the version you want instead",
+                    self.pipeline, current.label
+                ));
+            }
+            versions.passed.pop();
+        }
+        let target = versions.last_passed();
+        self.restore(&mut versions, &target, "requested by the operator");
+        Ok(target.label.clone())
+    }
+
+    /// Makes `target` live again in place of the current version.
+    fn restore(&self, versions: &mut Versions, target: &ChainVersion, why: &str) {
+        let bad = versions.current.clone();
+        let differing = bad.differing(target);
+        {
+            let mut rejected = self.rejected.lock().expect("rejected lock");
+            for p in &differing {
+                rejected.insert(p.version.clone());
+            }
+        }
+        let restored = Arc::new(target.again(bad.generation + 1));
+        versions.current = restored.clone();
         self.generation
             .store(restored.generation, Ordering::Release);
         self.stats.rollbacks.fetch_add(1, Ordering::Relaxed);
-        reload_outcome(&self.pipeline, &bad.name, "rolled_back");
-        version_info(&self.pipeline, bad, false);
-        version_info(&self.pipeline, &restored.plugins[p.swapped], true);
+        for p in &differing {
+            reload_outcome(&self.pipeline, &p.name, "rolled_back");
+            version_info(&self.pipeline, p, false);
+        }
+        for p in target.differing(&bad) {
+            version_info(&self.pipeline, p, true);
+        }
         tracing::warn!(
-            pipeline = %self.pipeline, plugin = %bad.name, bad = %bad.version, restored = %restored.label,
-            "rolled back: the new version failed {failed} of the first {seen} records that the previous version handles \
-             (more than {:.0}% of the {}-record probation); it is not loaded again until the file changes",
-            self.policy.max_failure_ratio * 100.0, p.window
+            pipeline = %self.pipeline, bad = %bad.label, restored = %restored.label,
+            "rolled back to the last version that passed probation ({why}); the rolled-back \
+             content is not loaded again until its file changes"
         );
-        Verdict::RolledBack
     }
 }
 
@@ -312,7 +555,8 @@ struct Watched {
 }
 
 /// Follows every plugin file of `chains` until `stop`; a message on `recheck` offers every file.
-/// Runs on the async runtime; compilation happens on blocking threads.
+/// Runs on the async runtime; each file is read and validated on a blocking thread of its own,
+/// at most one per file at a time, so files (and tenants) never wait for each other.
 pub async fn watch(
     runtime: Arc<Runtime>,
     chains: Vec<Arc<LiveChain>>,
@@ -368,6 +612,9 @@ pub async fn watch(
     let mut dirty: HashMap<PathBuf, Instant> =
         files.keys().map(|p| (p.clone(), Instant::now())).collect();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    // Files being read and validated, each in a task of its own; a file's next change waits.
+    let mut in_flight: HashSet<PathBuf> = HashSet::new();
+    let (done_tx, mut done) = mpsc::unbounded_channel::<(PathBuf, bool)>();
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
@@ -388,24 +635,37 @@ pub async fn watch(
                     dirty.insert(path.clone(), past);
                 }
             }
+            Some((path, stable)) = done.recv() => {
+                in_flight.remove(&path);
+                if !stable {
+                    // Still being written: look again after another quiet period.
+                    dirty.insert(path, Instant::now());
+                }
+            }
             _ = tick.tick() => {
                 let due: Vec<PathBuf> = dirty
                     .iter()
-                    .filter(|(_, at)| at.elapsed() >= debounce)
+                    .filter(|(p, at)| at.elapsed() >= debounce && !in_flight.contains(*p))
                     .map(|(p, _)| p.clone())
                     .collect();
                 for path in due {
                     dirty.remove(&path);
+                    in_flight.insert(path.clone());
                     let targets = files[&path].targets.clone();
                     let seen = files[&path].seen.clone();
                     let runtime = runtime.clone();
                     let settle = debounce / 2;
-                    let file = path.clone();
-                    let stable = tokio::task::spawn_blocking(move || offer_file(&runtime, &file, &targets, &seen, settle)).await?;
-                    if !stable {
-                        // Still being written: look again after another quiet period.
-                        dirty.insert(path, Instant::now());
-                    }
+                    let done = done_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let offered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            offer_file(&runtime, &path, &targets, &seen, settle)
+                        }));
+                        let stable = offered.unwrap_or_else(|_| {
+                            tracing::error!(path = %path.display(), "validating a new plugin version panicked; the running version stays");
+                            true
+                        });
+                        let _ = done.send((path, stable));
+                    });
                 }
             }
         }
@@ -444,13 +704,19 @@ fn offer_file(
     if seen.lock().expect("seen lock").replace(version.clone()) == Some(version) {
         return true;
     }
-    for (chain, index) in targets {
-        match chain.offer(runtime, *index, &bytes) {
-            Offer::Rejected => {
-                tracing::info!(path = %path.display(), "this content was rolled back before; not loading it again")
-            }
-            Offer::Unchanged | Offer::Invalid(_) | Offer::Swapped { .. } => {}
+    let offer = |(chain, index): &(Arc<LiveChain>, usize)| {
+        if let Offer::Rejected = chain.offer(runtime, *index, &bytes) {
+            tracing::info!(path = %path.display(), "this content was rolled back before; not loading it again")
         }
+    };
+    match targets {
+        [one] => offer(one),
+        // A file shared by pipelines: each validates it with its own config, side by side.
+        many => std::thread::scope(|scope| {
+            for target in many {
+                scope.spawn(move || offer(target));
+            }
+        }),
     }
     true
 }

@@ -199,6 +199,7 @@ pub fn routes() -> axum::Router<AdminState> {
         .route("/api/pipelines/{name}/resume", post(resume))
         .route("/api/pipelines/{name}/reload", post(reload))
         .route("/api/pipelines/{name}/replay", post(replay))
+        .route("/api/pipelines/{name}/rollback", post(rollback))
         .route("/api/pipelines/{name}/plugins/{plugin}", put(upload))
 }
 
@@ -415,6 +416,19 @@ async fn upload(
             Ok(Json(result))
         }
     }
+}
+
+/// Returns to the last version that passed probation before the live one (`409` if none is
+/// kept); the rolled-back content is not loaded again until its file changes.
+async fn rollback(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let pipeline = find(&state, &headers, &name)?;
+    let restored = pipeline.live.roll_back_to_passed().map_err(conflict)?;
+    tracing::info!(pipeline = %name, restored = %restored, "rolled back through the admin API");
+    Ok(Json(pipeline.describe()))
 }
 
 /// Body of a replay request: exactly one of the two.

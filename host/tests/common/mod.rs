@@ -27,6 +27,7 @@ const PLUGINS: &[&str] = &[
     "wrong-world",
     "hostile",
     "hostile-runtime",
+    "hostile-reload",
 ];
 
 /// The path of a plugin component (crate name with `_`), building every test plugin on first
