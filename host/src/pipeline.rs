@@ -45,8 +45,9 @@ pub struct PipelineStatus {
     pub name: String,
     /// Tenant name (empty without tenants).
     pub tenant: String,
-    /// The live plugin chain (versions, reloads, uploads).
-    pub live: Arc<LiveChain>,
+    /// The live plugin chain (versions, reloads, uploads); `None` when the pipeline's plugins
+    /// could not be loaded at start.
+    pub live: Option<Arc<LiveChain>>,
     delivery: Delivery,
     /// Exactly-once into Postgres: the positions are the offsets stored with the rows.
     offsets_in_postgres: bool,
@@ -131,7 +132,11 @@ impl PipelineStatus {
     /// The pipeline as the admin API shows it: state, assignment, lag, live plugin versions.
     pub fn describe(&self) -> serde_json::Value {
         let mut v = self.snapshot();
-        let current = self.live.current();
+        let Some(live) = &self.live else {
+            v["plugins"] = serde_json::Value::Array(Vec::new());
+            return v;
+        };
+        let current = live.current();
         v["paused"] = self.is_paused().into();
         v["delivery"] = match self.delivery {
             Delivery::ExactlyOnce => "exactly-once",
@@ -283,7 +288,8 @@ pub fn plugin_specs(config: &Config, pipeline: &PipelineConfig) -> Vec<PluginSpe
 /// One pipeline of a host, prepared.
 struct Prepared {
     config: PipelineConfig,
-    live: Arc<LiveChain>,
+    /// `None` when its plugins could not be loaded at start (the error is in its status).
+    live: Option<Arc<LiveChain>>,
     stats: Arc<PipelineStats>,
     status: Arc<PipelineStatus>,
     rate: Option<Arc<RateLimit>>,
@@ -308,15 +314,33 @@ impl Host {
             .filter_map(|t| Some((t.name.as_str(), RateLimit::new(t.max_records_per_second?))))
             .collect();
         let mut pipelines = Vec::new();
+        let mut load_errors = Vec::new();
         for pipeline in &config.pipelines {
             let specs = plugin_specs(&config, pipeline);
-            let plugins = specs
+            let loaded = specs
                 .iter()
                 .map(|spec| runtime.load(spec))
                 .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("pipeline `{}`", pipeline.name))?;
+                .with_context(|| format!("pipeline `{}`", pipeline.name));
             let tenant = pipeline.tenant.clone().unwrap_or_default();
-            let live = LiveChain::new(&pipeline.name, specs, plugins, pipeline.reload.clone());
+            // A pipeline whose plugins cannot load does not keep the others from starting: it
+            // is reported as failed (and `/readyz` fails) while they run.
+            let (live, state) = match loaded {
+                Ok(plugins) => (
+                    Some(LiveChain::new(
+                        &pipeline.name,
+                        specs,
+                        plugins,
+                        pipeline.reload.clone(),
+                    )),
+                    "starting".to_string(),
+                ),
+                Err(e) => {
+                    let state = format!("failed: its plugins cannot load: {e:#}");
+                    load_errors.push(e);
+                    (None, state)
+                }
+            };
             pipelines.push(Prepared {
                 live: live.clone(),
                 stats: Arc::new(PipelineStats::default()),
@@ -328,7 +352,7 @@ impl Host {
                     offsets_in_postgres: pipeline.delivery == Delivery::ExactlyOnce
                         && !pipeline.kafka_transactions(),
                     tracker: Arc::new(OffsetTracker::default()),
-                    state: Mutex::new("starting".into()),
+                    state: Mutex::new(state),
                     paused: Arc::new(AtomicBool::new(false)),
                     control: Mutex::new(None),
                     progress: Arc::default(),
@@ -337,6 +361,15 @@ impl Host {
                 rate: tenant_rates.get(tenant.as_str()).cloned(),
                 config: pipeline.clone(),
             });
+        }
+        if load_errors.len() == pipelines.len()
+            && let Some(first) = load_errors.into_iter().next()
+        {
+            // Nothing could run: refuse to start, with the reason.
+            return Err(first);
+        }
+        for p in pipelines.iter().filter(|p| p.live.is_none()) {
+            tracing::error!(pipeline = %p.config.name, "pipeline not started ({}); the host's other pipelines start without it: fix its plugin, then restart the host", p.status.state.lock().expect("state lock"));
         }
         let sink = Arc::new(KafkaSink::new(&config.kafka)?);
         Ok(Host {
@@ -357,7 +390,10 @@ impl Host {
 
     /// The live plugin chain of every pipeline, in config order.
     pub fn chains(&self) -> Vec<Arc<LiveChain>> {
-        self.pipelines.iter().map(|p| p.live.clone()).collect()
+        self.pipelines
+            .iter()
+            .filter_map(|p| p.live.clone())
+            .collect()
     }
 
     /// The status of every pipeline, in config order.
@@ -416,6 +452,11 @@ impl Host {
             tasks.spawn(async move {
                 let name = prepared.config.name.clone();
                 let status = prepared.status.clone();
+                if prepared.live.is_none() {
+                    // Not started: its status says why; the host reports it when it stops.
+                    let state = status.state.lock().expect("state lock").clone();
+                    return Err(anyhow::anyhow!("pipeline `{name}` {state}"));
+                }
                 let timeouts = (drain_timeout, stall_timeout);
                 let result = run_pipeline(kafka, prepared, sink, timeouts, instance_id, stop).await;
                 match &result {
@@ -616,6 +657,7 @@ async fn run_pipeline(
         status,
         rate,
     } = prepared;
+    let live = live.context("the pipeline's plugins were not loaded")?;
     let tracker = status.tracker.clone();
     let router = Router::new(&pipeline);
     // Tables are checked before joining the group, so a wrong mapping never holds partitions.
@@ -793,6 +835,7 @@ async fn watch_stalls(
 ) {
     let mut reported: Vec<String> = Vec::new();
     let every = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let gauge = metrics::gauge!("sluice_stalled_partitions", "pipeline" => status.name.clone(), "tenant" => status.tenant.clone());
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -836,6 +879,7 @@ async fn watch_stalls(
         for key in before.iter().filter(|k| !now.contains(k)) {
             tracing::info!(pipeline = %status.name, "partition {key} moves again");
         }
+        gauge.set(stalls.len() as f64);
         *status.stalls.lock().expect("stalls lock") = stalls.clone();
         reported = stalls;
     }

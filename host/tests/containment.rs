@@ -481,3 +481,57 @@ fn a_record_the_broker_refuses_is_dead_lettered_and_the_pipeline_goes_on() {
         assert_eq!(committed, 10, "{delivery}: everything is committed");
     }
 }
+
+/// One pipeline's plugin that cannot load at start does not keep the host's other pipelines
+/// from starting: it is reported as failed and `/readyz` fails, while the others run.
+#[test]
+fn a_pipeline_whose_plugin_cannot_load_at_start_does_not_keep_the_others_from_starting() {
+    let kafka = Kafka::with_topics(&[("in-a", 1), ("out-a", 1), ("in-b", 1), ("out-b", 1)]);
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+            [kafka]
+            bootstrap_servers = "{{bootstrap}}"
+            [admin]
+            listen = "127.0.0.1:{port}"
+            [[pipeline]]
+            name = "broken"
+            inputs = ["in-a"]
+            plugins = [{{ path = "{{plugin:hostile}}", config = {{ mode = "init-panic" }} }}]
+            [pipeline.outputs.main]
+            kafka_topic = "out-a"
+            [[pipeline]]
+            name = "healthy"
+            inputs = ["in-b"]
+            plugins = [{{ path = "{{plugin:passthrough}}" }}]
+            batch = {{ max_records = 10, linger_ms = 50 }}
+            [pipeline.outputs.main]
+            kafka_topic = "out-b"
+            "#
+        ),
+        &kafka.bootstrap(),
+    );
+    let host = RunningHost::start(&config);
+    let records: Vec<TestRecord> = (0..10)
+        .map(|n| (None, Some(format!("r-{n}").into_bytes()), vec![]))
+        .collect();
+    kafka.produce("in-b", Some(0), &records);
+    let out = kafka.read_count(&["out-b"], 10, Duration::from_secs(60));
+    assert_eq!(out.len(), 10, "the healthy pipeline runs");
+    assert_eq!(
+        get(port, "/readyz"),
+        Some(503),
+        "the broken one is not ready"
+    );
+    let error = format!(
+        "{:#}",
+        host.stop().expect_err("the broken pipeline is reported")
+    );
+    assert!(
+        error.contains("broken") && error.contains("panic in init"),
+        "{error}"
+    );
+}

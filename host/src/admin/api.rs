@@ -336,8 +336,8 @@ async fn reload(
 ) -> ApiResult {
     let pipeline = find(&state, &headers, &name)?.clone();
     let runtime = state.runtime.clone();
+    let live = live_chain(&pipeline)?;
     let outcomes = tokio::task::spawn_blocking(move || {
-        let live = &pipeline.live;
         live.specs()
             .iter()
             .enumerate()
@@ -361,19 +361,13 @@ async fn upload(
 ) -> ApiResult {
     // Who is calling, and may they, before reading a byte of the body.
     let (caller, pipeline) = find_as(&state, &headers, &name)?;
-    let pipeline = pipeline.clone();
-    let index = pipeline
-        .live
+    let live = live_chain(pipeline)?;
+    let index = live
         .specs()
         .iter()
         .position(|s| s.name == plugin)
         .ok_or_else(|| {
-            let names: Vec<&str> = pipeline
-                .live
-                .specs()
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect();
+            let names: Vec<&str> = live.specs().iter().map(|s| s.name.as_str()).collect();
             ApiError(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -398,7 +392,7 @@ async fn upload(
     // free the slot for another upload while it runs.
     let offer = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        pipeline.live.offer(&runtime, index, &body)
+        live.offer(&runtime, index, &body)
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -418,6 +412,17 @@ async fn upload(
     }
 }
 
+/// The pipeline's live chain; `409` when its plugins could not be loaded at start.
+fn live_chain(pipeline: &PipelineStatus) -> Result<Arc<crate::reload::LiveChain>, ApiError> {
+    pipeline.live.clone().ok_or_else(|| {
+        conflict(format!(
+            "pipeline `{}` did not start: its plugins could not be loaded (see /readyz); fix \
+             them and restart the host",
+            pipeline.name
+        ))
+    })
+}
+
 /// Returns to the last version that passed probation before the live one (`409` if none is
 /// kept); the rolled-back content is not loaded again until its file changes.
 async fn rollback(
@@ -426,7 +431,9 @@ async fn rollback(
     Path(name): Path<String>,
 ) -> ApiResult {
     let pipeline = find(&state, &headers, &name)?;
-    let restored = pipeline.live.roll_back_to_passed().map_err(conflict)?;
+    let restored = live_chain(pipeline)?
+        .roll_back_to_passed()
+        .map_err(conflict)?;
     tracing::info!(pipeline = %name, restored = %restored, "rolled back through the admin API");
     Ok(Json(pipeline.describe()))
 }

@@ -106,6 +106,18 @@ fn describe() {
         "1 for the live version of each plugin, 0 for versions replaced."
     );
     describe_counter!(
+        "sluice_plugin_state_failures_total",
+        "Plugin calls that failed on a live instance while none of their records fails on a fresh one (the plugin's own state went bad)."
+    );
+    describe_counter!(
+        "sluice_guest_log_dropped_bytes_total",
+        "Guest log bytes dropped over the plugin's limits.log_bytes_per_second budget."
+    );
+    describe_gauge!(
+        "sluice_stalled_partitions",
+        "Partitions whose oldest batch has not moved for runtime.stall_timeout_ms, by pipeline."
+    );
+    describe_counter!(
         "sluice_postgres_rows_written_total",
         "Rows committed to Postgres tables, by pipeline and output."
     );
