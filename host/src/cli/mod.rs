@@ -1,5 +1,7 @@
 //! The `sluice` command line.
 
+mod progress;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -151,7 +153,7 @@ pub fn main() -> Result<ExitCode> {
             tokio_runtime()?.block_on(async {
                 let (stop, recheck) = stop_on_signals(shutdown_timeout)?;
                 if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                    tokio::spawn(crate::pipeline::progress_line(
+                    tokio::spawn(progress::progress_line(
                         host.stats(),
                         host.status(),
                         stop.clone(),

@@ -1,0 +1,450 @@
+//! Pipelines: source → batch → plugin chain → router → sinks → offset commit, wired together.
+//!
+//! Each pipeline has its own consumer, worker threads (each with its own plugin instances) and
+//! offset tracker, so one pipeline's slow or failing plugin never holds up another's records.
+//! The runtime (engine, compiled plugins) and the Kafka producer are shared by the host.
+
+mod batch;
+mod delivery;
+mod meters;
+mod stalls;
+mod status;
+mod worker;
+
+pub use status::{HostStats, PipelineStats, PipelineStatus};
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rdkafka::consumer::CommitMode;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, Delivery, PipelineConfig};
+use crate::offsets::OffsetTracker;
+use crate::reload::{self, LiveChain};
+use crate::router::Router;
+use crate::runtime::{PluginSpec, Runtime};
+use crate::sinks::KafkaSink;
+use crate::sinks::postgres::PostgresSink;
+use crate::source::{self, Batch, RateLimit};
+
+use self::delivery::at_least_once::commit;
+use self::delivery::kafka_transactions::Transactions;
+use self::meters::PipelineMetrics;
+use self::stalls::watch_stalls;
+use self::worker::{Worker, WorkerContext, worker_loop};
+
+/// The specs of one pipeline's plugins, in chain order.
+pub fn plugin_specs(config: &Config, pipeline: &PipelineConfig) -> Vec<PluginSpec> {
+    pipeline
+        .plugins
+        .iter()
+        .map(|p| PluginSpec {
+            name: p.name(),
+            path: config.plugin_path(p),
+            config: p.config.clone(),
+            limits: pipeline.limits.clone(),
+            scope: pipeline.name.clone(),
+            tenant: pipeline.tenant.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// One pipeline of a host, prepared.
+pub(crate) struct Prepared {
+    pub(crate) config: PipelineConfig,
+    /// `None` when its plugins could not be loaded at start (the error is in its status).
+    pub(crate) live: Option<Arc<LiveChain>>,
+    pub(crate) stats: Arc<PipelineStats>,
+    pub(crate) status: Arc<PipelineStatus>,
+    pub(crate) rate: Option<Arc<RateLimit>>,
+}
+
+/// Loads every plugin and creates the producer: everything that can fail before a record is read.
+pub struct Host {
+    pub(crate) config: Config,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) pipelines: Vec<Prepared>,
+    pub(crate) sink: Arc<KafkaSink>,
+}
+
+impl Host {
+    /// Prepares every pipeline of `config`.
+    pub fn prepare(config: Config, runtime: &Arc<Runtime>) -> Result<Host> {
+        // Metric handles made before the recorder exists would be no-ops.
+        crate::admin::metrics_handle()?;
+        let tenant_rates: std::collections::HashMap<&str, Arc<RateLimit>> = config
+            .tenants
+            .iter()
+            .filter_map(|t| Some((t.name.as_str(), RateLimit::new(t.max_records_per_second?))))
+            .collect();
+        let mut pipelines = Vec::new();
+        let mut load_errors = Vec::new();
+        for pipeline in &config.pipelines {
+            let specs = plugin_specs(&config, pipeline);
+            let loaded = specs
+                .iter()
+                .map(|spec| runtime.load(spec))
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("pipeline `{}`", pipeline.name));
+            let tenant = pipeline.tenant.clone().unwrap_or_default();
+            // A pipeline whose plugins cannot load does not keep the others from starting: it
+            // is reported as failed (and `/readyz` fails) while they run.
+            let (live, state) = match loaded {
+                Ok(plugins) => (
+                    Some(LiveChain::new(
+                        &pipeline.name,
+                        specs,
+                        plugins,
+                        pipeline.reload.clone(),
+                    )),
+                    "starting".to_string(),
+                ),
+                Err(e) => {
+                    let state = format!("failed: its plugins cannot load: {e:#}");
+                    load_errors.push(e);
+                    (None, state)
+                }
+            };
+            pipelines.push(Prepared {
+                live: live.clone(),
+                stats: Arc::new(PipelineStats::default()),
+                status: Arc::new(PipelineStatus {
+                    name: pipeline.name.clone(),
+                    tenant: tenant.clone(),
+                    live,
+                    delivery: pipeline.delivery,
+                    offsets_in_postgres: pipeline.delivery == Delivery::ExactlyOnce
+                        && !pipeline.kafka_transactions(),
+                    tracker: Arc::new(OffsetTracker::default()),
+                    state: Mutex::new(state),
+                    paused: Arc::new(AtomicBool::new(false)),
+                    control: Mutex::new(None),
+                    progress: Arc::default(),
+                    stalls: Mutex::new(Vec::new()),
+                }),
+                rate: tenant_rates.get(tenant.as_str()).cloned(),
+                config: pipeline.clone(),
+            });
+        }
+        if load_errors.len() == pipelines.len()
+            && let Some(first) = load_errors.into_iter().next()
+        {
+            // Nothing could run: refuse to start, with the reason.
+            return Err(first);
+        }
+        for p in pipelines.iter().filter(|p| p.live.is_none()) {
+            tracing::error!(pipeline = %p.config.name, "pipeline not started ({}); the host's other pipelines start without it: fix its plugin, then restart the host", p.status.state.lock().expect("state lock"));
+        }
+        let sink = Arc::new(KafkaSink::new(&config.kafka)?);
+        Ok(Host {
+            config,
+            runtime: runtime.clone(),
+            pipelines,
+            sink,
+        })
+    }
+
+    /// Live counters, by pipeline.
+    pub fn stats(&self) -> HostStats {
+        self.pipelines
+            .iter()
+            .map(|p| (p.config.name.clone(), p.stats.clone()))
+            .collect()
+    }
+
+    /// The live plugin chain of every pipeline, in config order.
+    pub fn chains(&self) -> Vec<Arc<LiveChain>> {
+        self.pipelines
+            .iter()
+            .filter_map(|p| p.live.clone())
+            .collect()
+    }
+
+    /// The status of every pipeline, in config order.
+    pub fn status(&self) -> Vec<Arc<PipelineStatus>> {
+        self.pipelines.iter().map(|p| p.status.clone()).collect()
+    }
+
+    /// Runs every pipeline until `stop` turns true or every pipeline has ended; returns the first
+    /// failure. A pipeline that fails stops alone.
+    /// Plugin files are followed for hot reload (if enabled), a message on `recheck` re-checks
+    /// every plugin file (SIGHUP), and the admin endpoints are served if configured.
+    pub async fn run(
+        self,
+        stop: watch::Receiver<bool>,
+        recheck: mpsc::UnboundedReceiver<()>,
+    ) -> Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let watcher = {
+            let watch = reload::watch(
+                self.runtime.clone(),
+                self.chains(),
+                self.config.runtime.watch_plugins,
+                Duration::from_millis(self.config.runtime.reload_debounce_ms),
+                recheck,
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let result = watch.await;
+                if let Err(e) = &result {
+                    tracing::error!("hot reload is off: {e:#}");
+                }
+                result
+            })
+        };
+        let admin = match self.config.admin.listen {
+            Some(listen) => {
+                let listener = crate::admin::bind(listen).await?;
+                Some(tokio::spawn(crate::admin::serve(
+                    listener,
+                    self.status(),
+                    self.runtime.clone(),
+                    crate::admin::Tokens::from_config(&self.config),
+                    stop.clone(),
+                )))
+            }
+            None => None,
+        };
+        let drain_timeout = Duration::from_millis(self.config.runtime.shutdown_timeout_ms);
+        let stall_timeout = Duration::from_millis(self.config.runtime.stall_timeout_ms);
+        let instance_id = self.config.runtime.instance_id();
+        for prepared in self.pipelines {
+            let instance_id = instance_id.clone();
+            let kafka = self.config.kafka.clone();
+            let sink = self.sink.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                let name = prepared.config.name.clone();
+                let status = prepared.status.clone();
+                if prepared.live.is_none() {
+                    // Not started: its status says why; the host reports it when it stops.
+                    let state = status.state.lock().expect("state lock").clone();
+                    return Err(anyhow::anyhow!("pipeline `{name}` {state}"));
+                }
+                let timeouts = (drain_timeout, stall_timeout);
+                let result = run_pipeline(kafka, prepared, sink, timeouts, instance_id, stop).await;
+                match &result {
+                    Ok(()) => status.set("stopped"),
+                    Err(e) => status.set(format!("failed: {e:#}")),
+                }
+                result.with_context(|| format!("pipeline `{name}` stopped"))
+            });
+        }
+        // A pipeline that fails stops alone: the others (other tenants') keep running, and
+        // `/readyz` names the failed one. The host ends when every pipeline has ended.
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined.context("pipeline task panicked").and_then(|r| r) {
+                if !tasks.is_empty() && !*stop.borrow() {
+                    tracing::error!(
+                        "{e:#}; the host's other pipelines keep running (fix the cause, then \
+                         restart the host to start this pipeline again)"
+                    );
+                } else {
+                    tracing::error!("{e:#}");
+                }
+                first_error.get_or_insert(e);
+            }
+        }
+        watcher.abort();
+        if let Ok(Err(e)) = watcher.await {
+            first_error.get_or_insert(e);
+        }
+        if let Some(admin) = admin {
+            admin.abort();
+            if let Ok(Err(e)) = admin.await {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+pub(crate) async fn run_pipeline(
+    kafka: crate::config::KafkaConfig,
+    prepared: Prepared,
+    sink: Arc<KafkaSink>,
+    (drain_timeout, stall_timeout): (Duration, Duration),
+    instance_id: String,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let Prepared {
+        config: pipeline,
+        live,
+        stats,
+        status,
+        rate,
+    } = prepared;
+    let live = live.context("the pipeline's plugins were not loaded")?;
+    let tracker = status.tracker.clone();
+    let router = Router::new(&pipeline);
+    // Tables are checked before joining the group, so a wrong mapping never holds partitions.
+    let postgres = PostgresSink::connect(&pipeline, &router).await?;
+    let stored_offsets = postgres
+        .as_ref()
+        .filter(|pg| pg.exactly_once())
+        .map(|pg| pg.offset_store());
+    let transactional = pipeline.kafka_transactions();
+    let gate = transactional.then(Arc::default);
+    // Exactly-once: one transactional producer per worker, initialised before the group is
+    // joined, which aborts whatever a previous run of this instance left open.
+    let transactional_id =
+        |worker: usize| format!("{}-{}-{worker}", pipeline.group_id(), instance_id);
+    let worker_sinks: Vec<Arc<KafkaSink>> = if transactional {
+        let kafka = kafka.clone();
+        let ids: Vec<String> = (0..pipeline.workers).map(transactional_id).collect();
+        let stopping = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            ids.iter()
+                .map(|id| {
+                    KafkaSink::transactional(&kafka, id, &|| *stopping.borrow()).map(Arc::new)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await??
+    } else {
+        vec![sink.clone(); pipeline.workers]
+    };
+    let consumer = source::connect(
+        &kafka,
+        &pipeline,
+        tracker.clone(),
+        status.paused.clone(),
+        gate.clone(),
+    )?;
+    let (control, control_rx) = mpsc::unbounded_channel();
+    *status.control.lock().expect("control lock") = Some(control.clone());
+    let (local_stop, source_stop) = watch::channel(false);
+    let ctx = Arc::new(WorkerContext {
+        pipeline: pipeline.name.clone(),
+        metrics: PipelineMetrics::new(&pipeline.name, &status.tenant, &router),
+        router,
+        dead_letter_topic: pipeline.dead_letter_topic.clone(),
+        sink: sink.clone(),
+        postgres,
+        handle: tokio::runtime::Handle::current(),
+        stats,
+        failure: Mutex::new(None),
+        stop: local_stop,
+        progress: status.progress.clone(),
+        refused: Mutex::default(),
+        control: control.clone(),
+        transactions: gate.map(|gate| Transactions {
+            gate,
+            consumer: consumer.clone(),
+            tracker: tracker.clone(),
+            control,
+            kafka: kafka.clone(),
+            aborted: metrics::counter!("sluice_transactions_aborted_total", "pipeline" => pipeline.name.clone(), "tenant" => status.tenant.clone()),
+        }),
+    });
+    status.set("running");
+    {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            let _ = ctx.stop.send(true);
+        });
+    }
+
+    let mut senders = Vec::new();
+    let mut workers = Vec::new();
+    for (i, sink) in worker_sinks.into_iter().enumerate() {
+        let (tx, rx) = mpsc::channel::<Batch>(2);
+        senders.push(tx);
+        let ctx = ctx.clone();
+        let worker = Worker::new(live.clone());
+        let id = transactional_id(i);
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("{}-{i}", pipeline.name))
+                .spawn(move || worker_loop(&ctx, worker, sink, &id, rx))
+                .context("starting a worker thread")?,
+        );
+    }
+
+    let committer = {
+        let tracker = tracker.clone();
+        let consumer = consumer.clone();
+        let ctx = ctx.clone();
+        let mut stop = source_stop.clone();
+        let interval = Duration::from_millis(pipeline.commit_interval_ms);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                commit(&tracker, &consumer, &ctx, CommitMode::Async);
+            }
+        })
+    };
+
+    let stall_watch = tokio::spawn(watch_stalls(
+        status.clone(),
+        stall_timeout,
+        source_stop.clone(),
+    ));
+
+    tracing::info!(pipeline = %pipeline.name, inputs = ?pipeline.inputs, workers = pipeline.workers, "pipeline started");
+    let source_result = source::run(
+        source::Source {
+            consumer: consumer.clone(),
+            tracker: tracker.clone(),
+            batch: pipeline.batch.clone(),
+            rate,
+            stored: stored_offsets,
+        },
+        senders,
+        control_rx,
+        source_stop,
+    )
+    .await;
+    // The whole drain fits in runtime.shutdown_timeout_ms: past it the process exits anyway.
+    let drain_started = std::time::Instant::now();
+    *status.control.lock().expect("control lock") = None;
+    if let Err(e) = &source_result {
+        ctx.fail(format!("the Kafka source stopped: {e:#}"));
+    }
+    let _ = committer.await;
+    stall_watch.abort();
+
+    // Drain: workers finish what was dispatched, the producer delivers it, then a last commit.
+    let drain_ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || {
+        for w in workers {
+            if w.join().is_err() {
+                drain_ctx.fail("a worker thread panicked; its batches are not committed".into());
+            }
+        }
+    })
+    .await?;
+    // (Transactional producers have nothing left to flush: every batch ended its transaction.)
+    let flush_sink = sink.clone();
+    let flush_timeout = drain_timeout
+        .saturating_sub(drain_started.elapsed())
+        .saturating_sub(Duration::from_millis(500));
+    let flushed = tokio::task::spawn_blocking(move || flush_sink.flush(flush_timeout)).await?;
+    // Commit what was acknowledged even if the flush timed out.
+    commit(&tracker, &consumer, &ctx, CommitMode::Sync);
+    flushed.with_context(|| {
+        format!(
+            "records were still unacknowledged after runtime.shutdown_timeout_ms ({} ms); they \
+             are not committed and will be processed again after a restart",
+            drain_timeout.as_millis()
+        )
+    })?;
+    source_result?;
+    if let Some(failure) = ctx.failure.lock().expect("failure lock").take() {
+        bail!(failure);
+    }
+    tracing::info!(pipeline = %pipeline.name, "pipeline stopped; acknowledged offsets committed");
+    Ok(())
+}
