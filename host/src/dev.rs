@@ -123,7 +123,9 @@ pub async fn run(
         options.samples_per_second,
         stop_rx.clone(),
     ));
+    let admin = crate::admin::AdminServer::start(&host, stop_rx.clone()).await?;
     let result = host.run(stop_rx, recheck).await;
+    let result = result.and(admin.finish().await);
     let _ = stop_tx.send(true);
     let generated = generator.await??;
     viewer.await??;

@@ -21,4 +21,5 @@ pub mod runtime;
 pub mod scaffold;
 pub mod sinks;
 pub mod source;
+pub mod telemetry;
 pub mod wire;

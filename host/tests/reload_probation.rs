@@ -364,7 +364,7 @@ fn a_version_that_sends_records_to_another_output_is_rolled_back() {
 }
 
 fn state_failure_metric() -> f64 {
-    let text = sluice::admin::metrics_handle().unwrap().render();
+    let text = sluice::telemetry::metrics_handle().unwrap().render();
     text.lines()
         .filter(|l| {
             l.starts_with("sluice_plugin_state_failures_total{")

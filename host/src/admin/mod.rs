@@ -12,14 +12,16 @@
 //! answer in full without a token.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::telemetry::metrics_handle;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -29,107 +31,6 @@ use crate::runtime::Runtime;
 mod api;
 
 pub use api::Tokens;
-
-/// Buckets for durations in seconds, from 100 µs to a minute.
-const SECONDS_BUCKETS: &[f64] = &[
-    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0,
-];
-/// Buckets for batch sizes.
-const SIZE_BUCKETS: &[f64] = &[
-    1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-];
-
-/// Installs the process-wide Prometheus recorder (once) and returns its handle.
-pub fn metrics_handle() -> Result<PrometheusHandle> {
-    // A lock, not a OnceLock check-then-set: two hosts starting at once must not both install.
-    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
-    let mut slot = HANDLE.lock().expect("metrics handle lock");
-    if let Some(h) = slot.as_ref() {
-        return Ok(h.clone());
-    }
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full("sluice_batch_size".into()), SIZE_BUCKETS)?
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    describe();
-    Ok(slot.insert(handle).clone())
-}
-
-fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        "sluice_records_in_total",
-        "Input records processed, by pipeline."
-    );
-    describe_counter!(
-        "sluice_records_out_total",
-        "Output records sent, by pipeline and output."
-    );
-    describe_counter!(
-        "sluice_records_dead_lettered_total",
-        "Input records sent to the dead-letter topic, by pipeline and reason (limit:* are limit hits)."
-    );
-    describe_counter!("sluice_batches_total", "Batches processed, by pipeline.");
-    describe_histogram!("sluice_batch_size", "Records per batch, by pipeline.");
-    describe_histogram!(
-        "sluice_plugin_call_seconds",
-        "Time of one plugin call (a batch), by pipeline and plugin."
-    );
-    describe_histogram!(
-        "sluice_end_to_end_latency_seconds",
-        "From an output record's timestamp (its input's, unless the plugin set one) to its acknowledgement."
-    );
-    describe_gauge!(
-        "sluice_consumer_lag",
-        "Records between the consumer's position and the partition's end."
-    );
-    describe_counter!(
-        "sluice_commits_total",
-        "Offset commits (exactly-once into Kafka: committed transactions), by pipeline."
-    );
-    describe_counter!(
-        "sluice_transactions_aborted_total",
-        "Exactly-once transactions aborted, by pipeline; the partition is read again from its last commit."
-    );
-    describe_gauge!(
-        "sluice_producer_queue_depth",
-        "Records queued in the producer, not yet acknowledged."
-    );
-    describe_counter!(
-        "sluice_plugin_reloads_total",
-        "Hot-reload outcomes by pipeline, plugin and result (swapped, rejected, rolled_back)."
-    );
-    describe_gauge!(
-        "sluice_plugin_info",
-        "1 for the live version of each plugin, 0 for versions replaced."
-    );
-    describe_counter!(
-        "sluice_plugin_state_failures_total",
-        "Plugin calls that failed on a live instance while none of their records fails on a fresh one (the plugin's own state went bad)."
-    );
-    describe_counter!(
-        "sluice_guest_log_dropped_bytes_total",
-        "Guest log bytes dropped over the plugin's limits.log_bytes_per_second budget."
-    );
-    describe_gauge!(
-        "sluice_stalled_partitions",
-        "Partitions whose oldest batch has not moved for runtime.stall_timeout_ms, by pipeline."
-    );
-    describe_counter!(
-        "sluice_postgres_rows_written_total",
-        "Rows committed to Postgres tables, by pipeline and output."
-    );
-    describe_histogram!(
-        "sluice_postgres_write_seconds",
-        "Time of one batch's Postgres transaction (rows, offsets, commit), by pipeline."
-    );
-    describe_counter!(
-        "sluice_postgres_retries_total",
-        "Postgres batch writes retried because the database was unreachable, by pipeline."
-    );
-}
 
 #[derive(Clone)]
 struct AdminState {
@@ -148,6 +49,48 @@ pub async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(listen).await.with_context(|| {
         format!("binding the admin listener to {listen} (admin.listen): is another process using it?")
     })
+}
+
+/// The admin endpoints of a running host, when `admin.listen` is set: started by the CLI (or an
+/// embedding program) beside [`crate::pipeline::Host::run`], so the pipelines do not depend on
+/// the HTTP side.
+pub struct AdminServer {
+    task: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl AdminServer {
+    /// Binds `admin.listen` (and `admin.metrics_listen`) and serves until `stop`; does nothing
+    /// when `admin.listen` is unset.
+    pub async fn start(
+        host: &crate::pipeline::Host,
+        stop: watch::Receiver<bool>,
+    ) -> Result<AdminServer> {
+        let config = host.config();
+        let Some(listen) = config.admin.listen else {
+            return Ok(AdminServer { task: None });
+        };
+        let listener = bind(listen).await?;
+        let task = tokio::spawn(serve(
+            listener,
+            host.status(),
+            host.runtime().clone(),
+            Tokens::from_config(config),
+            stop,
+        ));
+        Ok(AdminServer { task: Some(task) })
+    }
+
+    /// Stops serving; returns how serving ended.
+    pub async fn finish(self) -> Result<()> {
+        let Some(task) = self.task else {
+            return Ok(());
+        };
+        task.abort();
+        match task.await {
+            Ok(result) => result,
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 /// Serves the admin endpoints on `listener` (and the open metrics listener, if

@@ -152,6 +152,7 @@ pub fn main() -> Result<ExitCode> {
             let host = Host::prepare(config, &runtime)?;
             tokio_runtime()?.block_on(async {
                 let (stop, recheck) = stop_on_signals(shutdown_timeout)?;
+                let admin = crate::admin::AdminServer::start(&host, stop.clone()).await?;
                 if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                     tokio::spawn(progress::progress_line(
                         host.stats(),
@@ -159,7 +160,9 @@ pub fn main() -> Result<ExitCode> {
                         stop.clone(),
                     ));
                 }
-                host.run(stop, recheck).await
+                let ran = host.run(stop, recheck).await;
+                let served = admin.finish().await;
+                ran.and(served)
             })?;
             Ok(ExitCode::SUCCESS)
         }

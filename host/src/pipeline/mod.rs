@@ -75,7 +75,7 @@ impl Host {
     /// Prepares every pipeline of `config`.
     pub fn prepare(config: Config, runtime: &Arc<Runtime>) -> Result<Host> {
         // Metric handles made before the recorder exists would be no-ops.
-        crate::admin::metrics_handle()?;
+        crate::telemetry::metrics_handle()?;
         let tenant_rates: std::collections::HashMap<&str, Arc<RateLimit>> = config
             .tenants
             .iter()
@@ -148,6 +148,16 @@ impl Host {
         })
     }
 
+    /// The configuration the host was prepared from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The runtime the host's plugins run on.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     /// Live counters, by pipeline.
     pub fn stats(&self) -> HostStats {
         self.pipelines
@@ -172,7 +182,8 @@ impl Host {
     /// Runs every pipeline until `stop` turns true or every pipeline has ended; returns the first
     /// failure. A pipeline that fails stops alone.
     /// Plugin files are followed for hot reload (if enabled), a message on `recheck` re-checks
-    /// every plugin file (SIGHUP), and the admin endpoints are served if configured.
+    /// every plugin file (SIGHUP). The admin endpoints are the caller's to serve beside it
+    /// ([`crate::admin::AdminServer`]).
     pub async fn run(
         self,
         stop: watch::Receiver<bool>,
@@ -195,19 +206,6 @@ impl Host {
                 }
                 result
             })
-        };
-        let admin = match self.config.admin.listen {
-            Some(listen) => {
-                let listener = crate::admin::bind(listen).await?;
-                Some(tokio::spawn(crate::admin::serve(
-                    listener,
-                    self.status(),
-                    self.runtime.clone(),
-                    crate::admin::Tokens::from_config(&self.config),
-                    stop.clone(),
-                )))
-            }
-            None => None,
         };
         let drain_timeout = Duration::from_millis(self.config.runtime.shutdown_timeout_ms);
         let stall_timeout = Duration::from_millis(self.config.runtime.stall_timeout_ms);
@@ -253,12 +251,6 @@ impl Host {
         watcher.abort();
         if let Ok(Err(e)) = watcher.await {
             first_error.get_or_insert(e);
-        }
-        if let Some(admin) = admin {
-            admin.abort();
-            if let Ok(Err(e)) = admin.await {
-                first_error.get_or_insert(e);
-            }
         }
         match first_error {
             Some(e) => Err(e),

@@ -393,9 +393,13 @@ impl RunningHost {
         let stats = host.stats()[0].1.clone();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let thread = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(host.run(stop_rx, tokio::sync::mpsc::unbounded_channel().1))
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let admin = sluice::admin::AdminServer::start(&host, stop_rx.clone()).await?;
+                let ran = host
+                    .run(stop_rx, tokio::sync::mpsc::unbounded_channel().1)
+                    .await;
+                ran.and(admin.finish().await)
+            })
         });
         RunningHost {
             stop,
