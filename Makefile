@@ -5,7 +5,7 @@ PLUGIN_CRATES := passthrough mask-pii route-events
 PLUGIN_DIR := build/plugins
 SLUICE := $(CARGO_TARGET_DIR)/release/sluice
 
-.PHONY: all setup plugins plugins-languages build dev test bench bench-languages lint
+.PHONY: all setup plugins plugins-languages build dev check test bench bench-languages lint
 
 all: build
 
@@ -34,6 +34,13 @@ build: plugins
 ## `make dev WATCH=1` rebuilds and hot-swaps an example plugin when you edit its source.
 dev: build
 	$(SLUICE) dev $(if $(DURATION),--duration $(DURATION)) $(if $(WATCH),--watch)
+
+## The fast tier for your own loop: formatting, lints and the unit tests (no Kafka, no plugin
+## builds); `make test` runs everything.
+check: setup
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+	cargo test --release -p sluice --lib
 
 ## Every test, in release mode (one build of wasmtime serves the tests and the binary).
 test: plugins

@@ -6,6 +6,8 @@
 //! producer) → [`offsets`] (commit what is acknowledged). [`pipeline`] wires the steps together;
 //! [`config`] is the TOML file; [`cli`] is the `sluice` command.
 
+#![deny(missing_docs)]
+
 pub mod admin;
 pub mod chain;
 pub mod cli;

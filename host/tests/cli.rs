@@ -56,6 +56,27 @@ fn check_accepts_a_valid_config_without_kafka() {
 }
 
 #[test]
+fn a_missing_plugin_file_is_reported_once_by_check_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("gone.wasm");
+    let cfg = config_with_plugin(dir.path(), &missing.display().to_string(), "");
+    for command in ["check", "run"] {
+        let o = sluice(&[command, &cfg]);
+        assert!(!o.status.success());
+        let t = text(&o);
+        assert!(
+            t.contains("cannot read plugin file") && t.contains("gone.wasm"),
+            "{t}"
+        );
+        assert_eq!(
+            t.matches("No such file or directory").count(),
+            1,
+            "`sluice {command}` says it once: {t}"
+        );
+    }
+}
+
+#[test]
 fn check_names_a_file_that_is_not_webassembly() {
     let dir = tempfile::tempdir().unwrap();
     let bogus = dir.path().join("notes.wasm");

@@ -107,12 +107,13 @@ pub struct PluginSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file cannot be read.
-    #[error("cannot read plugin file {path}: {source}")]
+    // Not a `source`: the message already says it, and `{:#}` would say it twice.
+    #[error("cannot read plugin file {path}: {error} (check the plugin's `path` in the config)")]
     Read {
         /// The plugin file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not WebAssembly at all.
     #[error(
@@ -288,9 +289,9 @@ impl Runtime {
     /// Loads, compiles (or fetches from the cache), links and validates a plugin: it is
     /// instantiated once and its `init` must accept `spec.config`.
     pub fn load(self: &Arc<Self>, spec: &PluginSpec) -> Result<Arc<Plugin>, LoadError> {
-        let bytes = std::fs::read(&spec.path).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(&spec.path).map_err(|error| LoadError::Read {
             path: spec.path.clone(),
-            source,
+            error,
         })?;
         self.load_bytes(spec, &bytes)
     }
