@@ -15,7 +15,8 @@ use sluice::chain::Chain;
 use sluice::config::Config;
 use sluice::router::Router;
 use sluice::runtime::{ComponentCache, PluginSpec, Runtime};
-use sluice::sinks::postgres::{PostgresSink, Session, Stamp};
+use sluice::sinks::Stamp;
+use sluice::sinks::postgres::{PostgresSink, Session};
 use sluice_abi::InputBatch;
 
 const BATCH: usize = 1000;

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::sinks::OutputConfig;
+
 /// A whole config file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,97 +252,6 @@ pub struct PluginConfig {
     pub config: Vec<(String, String)>,
 }
 
-/// Where a named output goes: a Kafka topic or a PostgreSQL table (exactly one of the two).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutputConfig {
-    /// Kafka topic to produce to.
-    pub kafka_topic: Option<String>,
-    /// PostgreSQL table to write to.
-    pub postgres: Option<PostgresOutput>,
-}
-
-/// How output records become rows of a PostgreSQL table.
-///
-/// The top-level fields of a record's JSON value fill the columns of the same name (`rename`
-/// maps the others); the record's metadata can fill more columns. Column types are read from the
-/// table at start-up.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresOutput {
-    /// Connection URL, e.g. `postgres://user:${PGPASSWORD}@host:5432/db`.
-    pub url: String,
-    /// Table, optionally schema-qualified (`schema.table`).
-    pub table: String,
-    /// `insert` appends rows; `upsert` inserts or updates rows by `key`.
-    #[serde(default)]
-    pub mode: WriteMode,
-    /// Conflict key columns (required for `upsert`): a unique index must cover exactly these.
-    #[serde(default)]
-    pub key: Vec<String>,
-    /// JSON field → column, for fields whose name is not their column's.
-    #[serde(default)]
-    pub rename: BTreeMap<String, String>,
-    /// Columns filled from the record's metadata rather than its value.
-    #[serde(default)]
-    pub metadata: MetadataColumns,
-    /// Column → SQL type: the columns `create_table` creates (and the `CREATE TABLE` printed when
-    /// the table is missing).
-    #[serde(default)]
-    pub columns: BTreeMap<String, String>,
-    /// Create the table at start-up if it does not exist.
-    #[serde(default)]
-    pub create_table: bool,
-}
-
-/// How rows are written.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum WriteMode {
-    /// Plain inserts.
-    #[default]
-    Insert,
-    /// `INSERT … ON CONFLICT (key) DO UPDATE`: the last record of a key wins.
-    Upsert,
-}
-
-/// Columns filled from a record's metadata (each optional).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetadataColumns {
-    /// The Kafka key (text, bytea, or any type the key's text converts to).
-    pub key: Option<String>,
-    /// The headers, as a JSON object name → value (json, jsonb).
-    pub headers: Option<String>,
-    /// The source topic of the input record (text).
-    pub topic: Option<String>,
-    /// The source partition (an integer type).
-    pub partition: Option<String>,
-    /// The source offset (bigint).
-    pub offset: Option<String>,
-    /// The record's timestamp (timestamptz, timestamp, or bigint milliseconds).
-    pub timestamp: Option<String>,
-    /// The whole value (jsonb, json, text or bytea).
-    pub value: Option<String>,
-}
-
-impl MetadataColumns {
-    /// `(what, column)` for every configured metadata column.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        [
-            ("key", &self.key),
-            ("headers", &self.headers),
-            ("topic", &self.topic),
-            ("partition", &self.partition),
-            ("offset", &self.offset),
-            ("timestamp", &self.timestamp),
-            ("value", &self.value),
-        ]
-        .into_iter()
-        .filter_map(|(what, column)| Some((what, column.as_deref()?)))
-    }
-}
-
 /// Delivery guarantee of a pipeline.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -349,16 +260,9 @@ pub enum Delivery {
     #[default]
     AtLeastOnce,
     /// Each input is reflected once: outputs and offsets are committed in one transaction (a
-    /// Kafka transaction when every output is a topic, a PostgreSQL one when every output is a
-    /// table).
+    /// Kafka transaction when every output is a topic, the sink's own when every output is in
+    /// one sink that stores offsets).
     ExactlyOnce,
-}
-
-impl OutputConfig {
-    /// The Kafka topic of a Kafka output.
-    pub fn topic(&self) -> Option<&str> {
-        self.kafka_topic.as_deref()
-    }
 }
 
 /// Batching of input records per partition.
@@ -768,7 +672,7 @@ impl Config {
                 .enumerate()
                 .map(|(k, t)| (format!("inputs[{k}]"), t))
                 .chain(p.outputs.iter().filter_map(|(o, c)| {
-                    Some((format!("outputs.{o}.kafka_topic"), c.kafka_topic.as_ref()?))
+                    Some((format!("outputs.{o}.kafka_topic"), c.kafka_topic()?))
                 }))
                 .chain(
                     p.dead_letter_topic
@@ -914,7 +818,7 @@ impl PipelineConfig {
     /// letters and consumed offsets commit in one Kafka transaction per batch.
     pub fn kafka_transactions(&self) -> bool {
         self.delivery == Delivery::ExactlyOnce
-            && self.outputs.values().all(|o| o.kafka_topic.is_some())
+            && self.outputs.values().all(|o| o.kafka_topic().is_some())
     }
 
     /// The consumer group of the pipeline: `group_id`, else `sluice-<name>` (a tenant's
@@ -970,63 +874,12 @@ impl PipelineConfig {
             ));
         }
         for (name, out) in &self.outputs {
-            match (&out.kafka_topic, &out.postgres) {
-                (Some(topic), None) => {
-                    if topic.trim().is_empty() {
-                        return Err((
-                            format!("outputs.{name}.kafka_topic"),
-                            "must not be empty".into(),
-                        ));
-                    }
-                    if self.inputs.contains(topic) {
-                        return Err((
-                            format!("outputs.{name}.kafka_topic"),
-                            format!(
-                                "`{topic}` is also an input: the pipeline would consume its own output"
-                            ),
-                        ));
-                    }
-                }
-                (None, Some(pg)) => pg
-                    .validate()
-                    .map_err(|(key, e)| (format!("outputs.{name}.postgres.{key}"), e))?,
-                _ => {
-                    return Err((
-                        format!("outputs.{name}"),
-                        "expected exactly one of `kafka_topic = \"…\"` or `postgres = { url = …, table = … }`"
-                            .into(),
-                    ));
-                }
-            }
+            out.validate(&self.inputs)
+                .map_err(|(key, e)| (format!("outputs.{name}{key}"), e))?;
         }
-        if self.delivery == Delivery::ExactlyOnce && !self.kafka_transactions() {
-            let urls: std::collections::BTreeSet<&str> = self
-                .outputs
-                .values()
-                .filter_map(|o| Some(o.postgres.as_ref()?.url.as_str()))
-                .collect();
-            let topic = self.outputs.iter().find(|(_, o)| o.postgres.is_none());
-            let table = self.outputs.iter().find(|(_, o)| o.postgres.is_some());
-            if let (Some((topic, _)), Some((table, _))) = (topic, table) {
-                return Err((
-                    "delivery".into(),
-                    format!(
-                        "exactly-once commits outputs and offsets in one transaction, either a Kafka \
-                         transaction (every output a topic) or a PostgreSQL one (every output a table \
-                         in one database); output `{topic}` is a Kafka topic and output `{table}` a \
-                         Postgres table, and no transaction spans both. Use delivery = \
-                         \"at-least-once\" or split the pipeline in two"
-                    ),
-                ));
-            }
-            if urls.len() > 1 {
-                return Err((
-                    "delivery".into(),
-                    "exactly-once needs every Postgres output on the same `url` (one database, one \
-                     transaction); these outputs name different databases"
-                        .into(),
-                ));
-            }
+        if self.delivery == Delivery::ExactlyOnce {
+            crate::sinks::check_one_transaction(&self.outputs)
+                .map_err(|e| ("delivery".to_string(), e))?;
         }
         if let Some(d) = &self.default_output
             && !self.outputs.contains_key(d)
@@ -1122,66 +975,6 @@ impl PipelineConfig {
             if plugin.path.as_os_str().is_empty() {
                 return Err((format!("plugins[{i}].path"), "must not be empty".into()));
             }
-        }
-        Ok(())
-    }
-}
-
-impl PostgresOutput {
-    fn validate(&self) -> Result<(), (String, String)> {
-        if self.url.trim().is_empty() {
-            return Err((
-                "url".into(),
-                "expected a connection URL, e.g. postgres://user:${PGPASSWORD}@localhost:5432/db"
-                    .into(),
-            ));
-        }
-        if self.table.trim().is_empty() {
-            return Err(("table".into(), "must not be empty".into()));
-        }
-        match self.mode {
-            WriteMode::Upsert if self.key.is_empty() => {
-                return Err((
-                    "key".into(),
-                    "mode = \"upsert\" needs the conflict key columns, e.g. key = [\"id\"]".into(),
-                ));
-            }
-            WriteMode::Insert if !self.key.is_empty() => {
-                return Err((
-                    "key".into(),
-                    "only used with mode = \"upsert\"; remove it or set the mode".into(),
-                ));
-            }
-            _ => {}
-        }
-        let mut seen = std::collections::BTreeMap::new();
-        let targets = self
-            .rename
-            .iter()
-            .map(|(field, column)| (format!("rename.{field}"), column.as_str()))
-            .chain(
-                self.metadata
-                    .iter()
-                    .map(|(what, column)| (format!("metadata.{what}"), column)),
-            );
-        for (key, column) in targets {
-            if column.trim().is_empty() {
-                return Err((key, "expected a column name".into()));
-            }
-            if let Some(other) = seen.insert(column.to_string(), key.clone()) {
-                return Err((
-                    key,
-                    format!("column `{column}` is already filled by {other}"),
-                ));
-            }
-        }
-        if self.create_table && self.columns.is_empty() && self.metadata.iter().next().is_none() {
-            return Err((
-                "columns".into(),
-                "create_table needs the columns to create, e.g. columns = { id = \"text\", \
-                 email = \"text\" }"
-                    .into(),
-            ));
         }
         Ok(())
     }

@@ -56,7 +56,7 @@ pub async fn run(
     let mut topics: Vec<String> = vec![SIGNUPS_TOPIC.into(), EVENTS_TOPIC.into()];
     for p in &config.pipelines {
         topics.extend(p.inputs.iter().cloned());
-        topics.extend(p.outputs.values().filter_map(|o| o.kafka_topic.clone()));
+        topics.extend(p.outputs.values().filter_map(|o| o.kafka_topic().cloned()));
         topics.extend(p.dead_letter_topic.iter().cloned());
     }
     topics.sort();
@@ -292,7 +292,7 @@ async fn view(
                 let reason = m.headers().and_then(|h| {
                     use rdkafka::message::Headers;
                     h.iter()
-                        .find(|h| h.key == crate::sinks::HEADER_MESSAGE)
+                        .find(|h| h.key == crate::sinks::dead_letter::HEADER_MESSAGE)
                         .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
                 });
                 // Dead letters have their own budget so that they show even when the outputs

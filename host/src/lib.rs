@@ -13,6 +13,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod failure;
 pub mod offsets;
 pub mod pipeline;
 pub mod plugin_test;

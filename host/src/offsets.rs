@@ -48,7 +48,7 @@ pub struct Refusal {
     /// The input record's offset in its partition.
     pub offset: i64,
     /// `sink:too-large`, `sink:invalid-record`.
-    pub reason: crate::runtime::Reason,
+    pub reason: crate::failure::Reason,
     /// What the sink said.
     pub message: String,
 }

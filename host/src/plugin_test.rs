@@ -14,7 +14,9 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
-use sluice_abi::{Header, Headers, InputBatch};
+
+use crate::sinks::file::{put_bytes, put_headers};
+use sluice_abi::{Header, InputBatch};
 
 use crate::chain::Chain;
 use crate::runtime::Plugin;
@@ -191,48 +193,5 @@ fn bytes_field(fields: &Map<String, Value>, name: &str) -> Result<Option<Vec<u8>
         )),
         (None | Some(Value::Null), None | Some(Value::Null)) => Ok(None),
         _ => bail!("`{name}` must be a string or null"),
-    }
-}
-
-fn put_bytes(line: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
-    match bytes.map(std::str::from_utf8) {
-        None => {
-            line.insert(name.into(), Value::Null);
-        }
-        Some(Ok(s)) => {
-            line.insert(name.into(), json!(s));
-        }
-        Some(Err(_)) => {
-            line.insert(name.into(), Value::Null);
-            line.insert(
-                format!("{name}_base64"),
-                json!(BASE64.encode(bytes.unwrap_or_default())),
-            );
-        }
-    }
-}
-
-fn put_headers(line: &mut Map<String, Value>, headers: &Headers<'_>) {
-    let mut text = Map::new();
-    let mut binary = Map::new();
-    for h in headers.iter() {
-        match h.value.map(std::str::from_utf8) {
-            None => {
-                text.insert(h.name.into(), Value::Null);
-            }
-            Some(Ok(s)) => {
-                text.insert(h.name.into(), json!(s));
-            }
-            Some(Err(_)) => {
-                binary.insert(
-                    h.name.into(),
-                    json!(BASE64.encode(h.value.unwrap_or_default())),
-                );
-            }
-        }
-    }
-    line.insert("headers".into(), Value::Object(text));
-    if !binary.is_empty() {
-        line.insert("headers_base64".into(), Value::Object(binary));
     }
 }

@@ -14,7 +14,6 @@ use crate::runtime::{Plugin, Reason};
 #[derive(Clone, Debug)]
 pub struct Router {
     names: Vec<String>,
-    topics: Vec<Option<String>>,
     default: Option<usize>,
 }
 
@@ -22,29 +21,15 @@ impl Router {
     /// The router of a validated pipeline config.
     pub fn new(pipeline: &PipelineConfig) -> Self {
         let names: Vec<String> = pipeline.outputs.keys().cloned().collect();
-        let topics = pipeline
-            .outputs
-            .values()
-            .map(|o| o.kafka_topic.clone())
-            .collect();
         let default = pipeline
             .default_output()
             .and_then(|d| names.iter().position(|n| n == d));
-        Router {
-            names,
-            topics,
-            default,
-        }
+        Router { names, default }
     }
 
     /// The declared output names; output indexes refer to this order.
     pub fn names(&self) -> &[String] {
         &self.names
-    }
-
-    /// The Kafka topic of output `index`; `None` for a Postgres output.
-    pub fn topic(&self, index: usize) -> Option<&str> {
-        self.topics[index].as_deref()
     }
 
     fn resolve(&self, name: Option<&str>) -> Result<usize, String> {

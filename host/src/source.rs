@@ -256,7 +256,7 @@ pub struct Source {
     pub batch: BatchConfig,
     /// The tenant's records/s budget, if it has one.
     pub rate: Option<Arc<RateLimit>>,
-    /// Exactly-once into Postgres: the offsets stored with the rows.
+    /// Exactly-once into a sink that stores offsets: the offsets stored with its writes.
     pub stored: Option<Arc<dyn OffsetStore>>,
 }
 

@@ -94,16 +94,5 @@ fn describe() {
         "sluice_stalled_partitions",
         "Partitions whose oldest batch has not moved for runtime.stall_timeout_ms, by pipeline."
     );
-    describe_counter!(
-        "sluice_postgres_rows_written_total",
-        "Rows committed to Postgres tables, by pipeline and output."
-    );
-    describe_histogram!(
-        "sluice_postgres_write_seconds",
-        "Time of one batch's Postgres transaction (rows, offsets, commit), by pipeline."
-    );
-    describe_counter!(
-        "sluice_postgres_retries_total",
-        "Postgres batch writes retried because the database was unreachable, by pipeline."
-    );
+    crate::sinks::describe_metrics();
 }

@@ -297,10 +297,7 @@ fn check(path: &Path) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     for pipeline in &config.pipelines {
-        match tokio.block_on(crate::sinks::postgres::PostgresSink::check(
-            pipeline,
-            Duration::from_secs(10),
-        )) {
+        match tokio.block_on(crate::sinks::check(pipeline, Duration::from_secs(10))) {
             Ok(lines) => {
                 for line in lines {
                     println!("ok     pipeline `{}`: {line}", pipeline.name);

@@ -10,8 +10,8 @@ pub(crate) struct PipelineMetrics {
     pub(crate) batch_size: metrics::Histogram,
     /// By output index of the router.
     pub(crate) records_out: Vec<metrics::Counter>,
-    /// By position in [`Reason::ALL`].
-    pub(crate) dead_lettered: Vec<metrics::Counter>,
+    /// By reason: every reason of the sandbox, the router and the sinks.
+    pub(crate) dead_lettered: Vec<(Reason, metrics::Counter)>,
     pub(crate) commits: metrics::Counter,
     pub(crate) producer_queue: metrics::Gauge,
 }
@@ -40,11 +40,14 @@ impl PipelineMetrics {
                 .collect(),
             dead_lettered: Reason::ALL
                 .iter()
+                .copied()
+                .chain(crate::sinks::reasons())
                 .map(|r| {
-                    metrics::counter!(
+                    let counter = metrics::counter!(
                         "sluice_records_dead_lettered_total",
                         &with(("reason", r.as_str().to_string()))
-                    )
+                    );
+                    (r, counter)
                 })
                 .collect(),
             commits: metrics::counter!("sluice_commits_total", &labels),

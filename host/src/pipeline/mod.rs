@@ -28,7 +28,6 @@ use crate::reload::{self, LiveChain};
 use crate::router::Router;
 use crate::runtime::{PluginSpec, Runtime};
 use crate::sinks::KafkaSink;
-use crate::sinks::postgres::PostgresSink;
 use crate::source::{self, Batch, RateLimit};
 
 use self::delivery::at_least_once::commit;
@@ -117,7 +116,7 @@ impl Host {
                     tenant: tenant.clone(),
                     live,
                     delivery: pipeline.delivery,
-                    offsets_in_postgres: pipeline.delivery == Delivery::ExactlyOnce
+                    offsets_in_sink: pipeline.delivery == Delivery::ExactlyOnce
                         && !pipeline.kafka_transactions(),
                     tracker: Arc::new(OffsetTracker::default()),
                     state: Mutex::new(state),
@@ -277,13 +276,15 @@ pub(crate) async fn run_pipeline(
     let live = live.context("the pipeline's plugins were not loaded")?;
     let tracker = status.tracker.clone();
     let router = Router::new(&pipeline);
-    // Tables are checked before joining the group, so a wrong mapping never holds partitions.
-    let postgres = PostgresSink::connect(&pipeline, &router).await?;
-    let stored_offsets = postgres
-        .as_ref()
-        .filter(|pg| pg.exactly_once())
-        .map(|pg| pg.offset_store());
+    // Sinks connect (tables are checked, files opened) before the group is joined, so a wrong
+    // output never holds partitions.
+    let sinks = crate::sinks::connect(&pipeline, &router).await?;
     let transactional = pipeline.kafka_transactions();
+    // Exactly-once into a sink that stores offsets: the source starts where it says.
+    let offsets_sink = (pipeline.delivery == Delivery::ExactlyOnce && !transactional)
+        .then(|| sinks.iter().position(|s| s.offset_store().is_some()))
+        .flatten();
+    let stored_offsets = offsets_sink.and_then(|i| sinks[i].offset_store());
     let gate = transactional.then(Arc::default);
     // Exactly-once: one transactional producer per worker, initialised before the group is
     // joined, which aborts whatever a previous run of this instance left open.
@@ -320,8 +321,8 @@ pub(crate) async fn run_pipeline(
         router,
         dead_letter_topic: pipeline.dead_letter_topic.clone(),
         sink: sink.clone(),
-        postgres,
-        handle: tokio::runtime::Handle::current(),
+        sinks,
+        offsets_sink,
         stats,
         failure: Mutex::new(None),
         stop: local_stop,

@@ -35,8 +35,8 @@ pub struct PipelineStatus {
     /// could not be loaded at start.
     pub live: Option<Arc<LiveChain>>,
     pub(crate) delivery: Delivery,
-    /// Exactly-once into Postgres: the positions are the offsets stored with the rows.
-    pub(crate) offsets_in_postgres: bool,
+    /// Exactly-once into a sink that stores offsets: the positions are the ones stored there.
+    pub(crate) offsets_in_sink: bool,
     pub(crate) tracker: Arc<OffsetTracker>,
     pub(crate) state: Mutex<String>,
     /// Paused through the admin API.
@@ -99,10 +99,11 @@ impl PipelineStatus {
 
     /// Seeks every partition assigned in this process; returns where each one restarts.
     pub async fn replay(&self, from: ReplayFrom) -> Result<Vec<(TopicPartition, i64)>, String> {
-        if self.offsets_in_postgres {
+        if self.offsets_in_sink {
             return Err(format!(
-                "pipeline `{}` is exactly-once: its positions are the offsets stored with its rows \
-                 (table sluice_offsets), which a replay would skip; change them there instead",
+                "pipeline `{}` is exactly-once: its positions are the offsets its sink stores with \
+                 its rows (table sluice_offsets), which a replay would skip; change them there \
+                 instead",
                 self.name
             ));
         }

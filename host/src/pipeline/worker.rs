@@ -15,7 +15,7 @@ use crate::progress::Progress;
 use crate::reload::{self, ChainVersion, LiveChain, Verdict};
 use crate::router::Router;
 use crate::sinks::KafkaSink;
-use crate::sinks::postgres::{self, PostgresSink};
+use crate::sinks::{Sink, SinkWriter};
 use crate::source::{self, Batch};
 
 use super::batch::process_batch;
@@ -29,10 +29,10 @@ pub(crate) struct WorkerContext {
     pub(crate) router: Router,
     pub(crate) dead_letter_topic: Option<String>,
     pub(crate) sink: Arc<KafkaSink>,
-    /// The pipeline's Postgres outputs, if it has any.
-    pub(crate) postgres: Option<Arc<PostgresSink>>,
-    /// Runs the Postgres writes of the worker threads.
-    pub(crate) handle: tokio::runtime::Handle,
+    /// The pipeline's sinks; each worker has a writer of each.
+    pub(crate) sinks: Vec<Arc<dyn Sink>>,
+    /// Exactly-once into a sink that stores offsets: that sink's index in `sinks`.
+    pub(crate) offsets_sink: Option<usize>,
     pub(crate) stats: Arc<PipelineStats>,
     pub(crate) failure: Mutex<Option<String>>,
     pub(crate) stop: watch::Sender<bool>,
@@ -117,7 +117,7 @@ impl WorkerContext {
         for failure in failures {
             let record = input.record(failure.input as usize);
             tracing::debug!(pipeline = %self.pipeline, topic = record.topic, partition = record.partition, offset = record.offset, reason = failure.reason.as_str(), "dead-lettering record: {}", failure.message);
-            sink.dead_letter(dlq, &self.pipeline, &record, failure, ticket);
+            crate::sinks::dead_letter::write(sink, dlq, &self.pipeline, &record, failure, ticket);
         }
     }
 }
@@ -233,7 +233,7 @@ pub(crate) fn worker_loop(
     transactional_id: &str,
     mut rx: mpsc::Receiver<Batch>,
 ) {
-    let mut session = postgres::Session::default();
+    let mut writers: Vec<Box<dyn SinkWriter>> = ctx.sinks.iter().map(|s| s.writer()).collect();
     let mut aborts = 0u32;
     let mut fences: Vec<std::time::Instant> = Vec::new();
     let me = ctx.progress.enter();
@@ -247,7 +247,7 @@ pub(crate) fn worker_loop(
         worker.refresh();
         let Some(txn) = &ctx.transactions else {
             let outcome = retry_plugin_start(ctx, || {
-                process_batch(ctx, &mut worker, &mut session, &sink, &mut batch)
+                process_batch(ctx, &mut worker, &mut writers, &sink, &mut batch)
             });
             match outcome {
                 Ok(Some(())) => batch.ticket.done(),
@@ -259,7 +259,7 @@ pub(crate) fn worker_loop(
             continue;
         };
         let outcome = retry_plugin_start(ctx, || {
-            process_in_transaction(ctx, txn, &mut worker, &mut session, &sink, &mut batch)
+            process_in_transaction(ctx, txn, &mut worker, &mut writers, &sink, &mut batch)
         });
         batch.ticket.done();
         ctx.progress.finish(me);

@@ -32,6 +32,7 @@ pub use compile::{Compiler, MAX_CONCURRENT_COMPILES, child_main as compile_child
 pub use guest_log::{GuestLog, Level, LogBudget};
 
 use crate::config::Limits;
+pub use crate::failure::Reason;
 
 /// Host bindings generated from `wit/sluice.wit`.
 mod bindings {
@@ -167,68 +168,6 @@ pub enum LoadError {
         /// What happened.
         failure: CallFailure,
     },
-}
-
-/// Why one input record failed: the value of the `sluice.error.reason` dead-letter header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// The plugin returned an error for the record.
-    PluginError,
-    /// The plugin trapped (panic, unreachable, stack overflow, malformed output…).
-    Trap,
-    /// The call ran past its wall-clock deadline.
-    Deadline,
-    /// The plugin tried to grow its memory past the cap.
-    Memory,
-    /// The call used up its fuel.
-    Fuel,
-    /// One input produced more output records or bytes than allowed.
-    Output,
-    /// The record was routed to an output the pipeline does not declare.
-    UndeclaredOutput,
-    /// An output record could not be converted to a row of its Postgres table.
-    RowConversion,
-    /// The database refused the record's row (constraint violation, value out of range…).
-    RowRejected,
-    /// An output record is larger than the Kafka producer or broker accepts (`message.max.bytes`).
-    SinkTooLarge,
-    /// The broker refused an output record as invalid (for example a null key on a compacted
-    /// topic).
-    SinkInvalidRecord,
-}
-
-impl Reason {
-    /// Every reason.
-    pub const ALL: [Reason; 11] = [
-        Reason::PluginError,
-        Reason::Trap,
-        Reason::Deadline,
-        Reason::Memory,
-        Reason::Fuel,
-        Reason::Output,
-        Reason::UndeclaredOutput,
-        Reason::RowConversion,
-        Reason::RowRejected,
-        Reason::SinkTooLarge,
-        Reason::SinkInvalidRecord,
-    ];
-
-    /// The reason as written in dead-letter headers and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::PluginError => "plugin-error",
-            Reason::Trap => "trap",
-            Reason::Deadline => "limit:deadline",
-            Reason::Memory => "limit:memory",
-            Reason::Fuel => "limit:fuel",
-            Reason::Output => "limit:output",
-            Reason::UndeclaredOutput => "undeclared-output",
-            Reason::RowConversion => "row:conversion",
-            Reason::RowRejected => "row:rejected",
-            Reason::SinkTooLarge => "sink:too-large",
-            Reason::SinkInvalidRecord => "sink:invalid-record",
-        }
-    }
 }
 
 /// A failed plugin call: its reason and a message for people.

@@ -10,7 +10,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::offsets::{OffsetTracker, TopicPartition};
-use crate::sinks::postgres::{self};
+use crate::sinks::SinkWriter;
 use crate::sinks::{KafkaSink, TxnError};
 use crate::source::{self, Batch, SourceConsumer};
 
@@ -51,7 +51,7 @@ pub(crate) fn process_in_transaction(
     ctx: &WorkerContext,
     txn: &Transactions,
     worker: &mut Worker,
-    session: &mut postgres::Session,
+    writers: &mut [Box<dyn SinkWriter>],
     sink: &Arc<KafkaSink>,
     batch: &mut Batch,
 ) -> Result<TxnOutcome> {
@@ -78,7 +78,7 @@ pub(crate) fn process_in_transaction(
             }
         };
     }
-    if let Err(e) = process_batch(ctx, worker, session, sink, batch) {
+    if let Err(e) = process_batch(ctx, worker, writers, sink, batch) {
         let _ = sink.abort();
         return Err(e);
     }

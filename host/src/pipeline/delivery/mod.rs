@@ -4,7 +4,7 @@
 //!   group's offsets are committed up to the last batch whose every record is acknowledged;
 //! - exactly-once into Kafka ([`kafka_transactions`]): the batch's outputs, dead letters and next
 //!   offset commit in one Kafka transaction;
-//! - exactly-once into a sink that stores offsets (the Postgres sink): rows and offsets commit in
+//! - exactly-once into a sink that stores offsets (a database sink): rows and offsets commit in
 //!   the sink's own transaction, written by the batch step.
 
 pub(super) mod at_least_once;

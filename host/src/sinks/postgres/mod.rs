@@ -12,6 +12,7 @@
 //! - The database down or restarting: the batch is retried with backoff on a new connection; the
 //!   worker waits meanwhile, which stops the source from fetching (back-pressure).
 
+mod config;
 pub mod encode;
 pub mod schema;
 
@@ -24,13 +25,23 @@ use serde_json::Value;
 use sluice_abi::{InputBatch, InputRecord, OutputRecord};
 use tokio_postgres::{Client, NoTls, Statement};
 
+pub use self::config::{MetadataColumns, PostgresOutput, WriteMode};
 use self::encode::{CopyBuffer, Input, field};
 use self::schema::{Source, Table};
-use crate::chain::{ChainOutput, Failure};
-use crate::config::{Delivery, PipelineConfig, WriteMode};
+use crate::chain::ChainOutput;
+use crate::config::{Delivery, PipelineConfig};
+use crate::failure::Failure;
+use crate::failure::{Reason, SinkReason};
 use crate::offsets::{OffsetStore, TopicPartition};
 use crate::router::Router;
-use crate::runtime::Reason;
+use crate::sinks::{BeforeCommit, OutputConfig, RoutedBatch, Sink, SinkWriter, Stamp, Written};
+
+/// A record's value could not be converted to a row of its table.
+pub const ROW_CONVERSION: Reason = Reason::Sink(SinkReason("row:conversion"));
+/// The database refused the record's row (constraint violation, value out of range…).
+pub const ROW_REJECTED: Reason = Reason::Sink(SinkReason("row:rejected"));
+/// The reasons this sink dead-letters with.
+pub const REASONS: &[Reason] = &[ROW_CONVERSION, ROW_REJECTED];
 
 /// The table holding exactly-once pipelines' offsets.
 pub const OFFSETS_TABLE: &str = "sluice_offsets";
@@ -64,6 +75,8 @@ pub struct PostgresSink {
     /// Table index of each router output (`None` for Kafka outputs).
     by_output: Vec<Option<usize>>,
     exactly_once: bool,
+    /// Runs the writes of the (synchronous) worker threads.
+    handle: tokio::runtime::Handle,
     rows_written: Vec<metrics::Counter>,
     write_time: metrics::Histogram,
     retries: metrics::Counter,
@@ -108,27 +121,6 @@ impl Rows {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// Where an exactly-once batch came from: its offsets are stored with its rows.
-#[derive(Clone, Debug)]
-pub struct Stamp {
-    /// Source topic and partition.
-    pub tp: TopicPartition,
-    /// Offset of the batch's first record.
-    pub first_offset: i64,
-    /// Offset after its last record.
-    pub next_offset: i64,
-}
-
-/// The outcome of a batch write.
-#[derive(Debug, Default)]
-pub struct Written {
-    /// Inputs whose rows the database refused.
-    pub failures: Vec<Failure>,
-    /// Exactly-once: the stored offset was already past this batch (written before, or by the
-    /// partition's new owner), so nothing was written.
-    pub skipped: bool,
 }
 
 /// One worker's connections (one per database), with their prepared statements.
@@ -305,13 +297,14 @@ impl PostgresSink {
             table_db: Vec::new(),
             by_output: vec![None; router.names().len()],
             exactly_once: pipeline.delivery == Delivery::ExactlyOnce,
+            handle: tokio::runtime::Handle::current(),
             rows_written: Vec::new(),
             write_time: metrics::histogram!("sluice_postgres_write_seconds", "pipeline" => pipeline.name.clone(), "tenant" => tenant.clone()),
             retries: metrics::counter!("sluice_postgres_retries_total", "pipeline" => pipeline.name.clone(), "tenant" => tenant.clone()),
         };
         let mut clients: Vec<Client> = Vec::new();
         for (output, index) in router.names().iter().zip(0..) {
-            let Some(pg) = &pipeline.outputs[output].postgres else {
+            let OutputConfig::Postgres(pg) = &pipeline.outputs[output] else {
                 continue;
             };
             let db = match sink.databases.iter().position(|d| d.url == pg.url) {
@@ -366,7 +359,7 @@ impl PostgresSink {
     pub async fn check(pipeline: &PipelineConfig, timeout: Duration) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         for (output, config) in &pipeline.outputs {
-            let Some(pg) = &config.postgres else {
+            let OutputConfig::Postgres(pg) = config else {
                 continue;
             };
             let display = display_url(&pg.url);
@@ -458,7 +451,7 @@ impl PostgresSink {
                     if !failures.iter().any(|f| f.input == emitted.input) {
                         failures.push(Failure {
                             input: emitted.input,
-                            reason: Reason::RowConversion,
+                            reason: ROW_CONVERSION,
                             message: format!(
                                 "output `{}` (table {}): {message}",
                                 table.output, table.name
@@ -481,7 +474,7 @@ impl PostgresSink {
         session: &mut Session,
         rows: &Rows,
         stamp: Option<&Stamp>,
-        before_commit: &mut (dyn FnMut(&[Failure]) -> Result<()> + Send),
+        before_commit: &mut BeforeCommit<'_>,
         stopping: &(dyn Fn() -> bool + Sync),
     ) -> Result<Written> {
         let mut written = Written::default();
@@ -544,7 +537,7 @@ impl PostgresSink {
         tables: &[usize],
         rows: &Rows,
         stamp: Option<&Stamp>,
-        before_commit: &mut (dyn FnMut(&[Failure]) -> Result<()> + Send),
+        before_commit: &mut BeforeCommit<'_>,
     ) -> Result<Written, AttemptError> {
         let started = Instant::now();
         for &t in tables {
@@ -582,7 +575,7 @@ impl PostgresSink {
                             let table = &self.tables[t];
                             written.failures.push(Failure {
                                 input: table_rows.rows[lo].input,
-                                reason: Reason::RowRejected,
+                                reason: ROW_REJECTED,
                                 message: format!(
                                     "output `{}` (table {}): {}",
                                     table.output,
@@ -643,6 +636,91 @@ impl PostgresSink {
             self.rows_written[t].increment(counts[i]);
         }
         self.write_time.record(started.elapsed().as_secs_f64());
+        Ok(written)
+    }
+}
+
+/// Describes the metrics this sink exports.
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_histogram};
+    describe_counter!(
+        "sluice_postgres_rows_written_total",
+        "Rows committed to Postgres tables, by pipeline and output."
+    );
+    describe_histogram!(
+        "sluice_postgres_write_seconds",
+        "Time of one batch's Postgres transaction (rows, offsets, commit), by pipeline."
+    );
+    describe_counter!(
+        "sluice_postgres_retries_total",
+        "Postgres batch writes retried because the database was unreachable, by pipeline."
+    );
+}
+
+/// The transaction a Postgres output writes in: its database's.
+pub fn transaction_scope(pg: &PostgresOutput) -> String {
+    format!("the PostgreSQL database {}", display_url(&pg.url))
+}
+
+impl Sink for Arc<PostgresSink> {
+    fn writer(&self) -> Box<dyn SinkWriter> {
+        Box::new(PostgresWriter {
+            sink: self.clone(),
+            session: Session::default(),
+            rows: Rows::default(),
+        })
+    }
+
+    fn offset_store(&self) -> Option<Arc<dyn OffsetStore>> {
+        self.exactly_once.then(|| PostgresSink::offset_store(self))
+    }
+}
+
+/// One worker's writer: its connections, and the rows of the batch being written.
+struct PostgresWriter {
+    sink: Arc<PostgresSink>,
+    session: Session,
+    rows: Rows,
+}
+
+impl SinkWriter for PostgresWriter {
+    /// Converts every record routed to a table into a row: the inputs whose record cannot be
+    /// converted (`row:conversion`) fail before anything is written.
+    fn screen(&mut self, batch: &RoutedBatch<'_>) -> Vec<Failure> {
+        let (rows, failures) = self.sink.encode(batch.router, batch.out, batch.input);
+        self.rows = rows;
+        failures
+    }
+
+    /// Writes the rows of the inputs that did not fail in one transaction per database (with
+    /// the offsets, exactly-once); rows the database refuses come back as `row:rejected`.
+    fn write(
+        &mut self,
+        batch: &RoutedBatch<'_>,
+        stamp: Option<&Stamp>,
+        before_commit: &mut BeforeCommit<'_>,
+        sent: &mut [u64],
+    ) -> Result<Written> {
+        self.rows.retain_inputs(|i| !batch.out.is_failed(i));
+        if self.rows.is_empty() && stamp.is_none() {
+            return Ok(Written::default());
+        }
+        let written = self.sink.handle.block_on(self.sink.write(
+            &mut self.session,
+            &self.rows,
+            stamp,
+            before_commit,
+            batch.stopping,
+        ))?;
+        if !written.skipped {
+            for (emitted, output) in batch.router.routes(batch.out) {
+                if self.sink.is_table(output)
+                    && !written.failures.iter().any(|f| f.input == emitted.input)
+                {
+                    sent[output] += 1;
+                }
+            }
+        }
         Ok(written)
     }
 }
@@ -737,7 +815,7 @@ async fn prepare_checked(
     conn: &mut Connection,
     table: &Table,
     t: usize,
-    config: &crate::config::PostgresOutput,
+    config: &PostgresOutput,
 ) -> Result<()> {
     prepare(conn, table, t, 0)
         .await

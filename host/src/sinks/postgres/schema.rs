@@ -4,8 +4,8 @@
 use anyhow::{Context, Result, bail};
 use tokio_postgres::Client;
 
+use super::config::{PostgresOutput, WriteMode};
 use super::encode::PgType;
-use crate::config::{PostgresOutput, WriteMode};
 
 /// Where a column's value comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]

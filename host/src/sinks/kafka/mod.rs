@@ -7,6 +7,8 @@
 //! ([`KafkaSink::transactional`]): a batch's outputs, dead letters and consumed offsets then
 //! commit or abort together.
 
+mod outputs;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,64 +19,32 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, TopicPartitionList};
-use sluice_abi::{Header, InputRecord};
+use sluice_abi::Header;
 
-use crate::chain::Failure;
+pub use outputs::{KafkaOutputs, output_headers, validate_topic};
+
 use crate::config::KafkaConfig;
+use crate::failure::{Reason, SinkReason};
 use crate::offsets::{Refusal, Ticket};
-use crate::runtime::Reason;
+
+/// An output larger than the producer or the broker accepts (`message.max.bytes`).
+pub const TOO_LARGE: Reason = Reason::Sink(SinkReason("sink:too-large"));
+/// An output the broker refuses as invalid (for example a null key on a compacted topic).
+pub const INVALID_RECORD: Reason = Reason::Sink(SinkReason("sink:invalid-record"));
+/// The reasons this sink dead-letters with.
+pub const REASONS: &[Reason] = &[TOO_LARGE, INVALID_RECORD];
 
 /// Output header: `name@version` of every plugin of the chain that produced the record.
 pub const HEADER_VERSION: &str = "sluice.version";
-/// Dead-letter header: the failure class (`plugin-error`, `trap`, `limit:deadline`…).
-pub const HEADER_REASON: &str = "sluice.error.reason";
-/// Dead-letter header: the failure message.
-pub const HEADER_MESSAGE: &str = "sluice.error.message";
-/// Dead-letter header: the plugin that failed the record.
-pub const HEADER_PLUGIN: &str = "sluice.plugin";
-/// Dead-letter header: that plugin's version (content hash).
-pub const HEADER_PLUGIN_VERSION: &str = "sluice.plugin.version";
-/// Dead-letter header: the pipeline.
-pub const HEADER_PIPELINE: &str = "sluice.pipeline";
-/// Dead-letter header: source topic.
-pub const HEADER_SOURCE_TOPIC: &str = "sluice.source.topic";
-/// Dead-letter header: source partition.
-pub const HEADER_SOURCE_PARTITION: &str = "sluice.source.partition";
-/// Dead-letter header: source offset.
-pub const HEADER_SOURCE_OFFSET: &str = "sluice.source.offset";
-
-/// Dead-letter header, present when the dead letter had to be cut to fit `message.max.bytes`:
-/// what was left out (`value`, or `value,key,headers`). The source topic/partition/offset headers
-/// still identify the record.
-pub const HEADER_DROPPED: &str = "sluice.error.dropped";
 /// Header names in this namespace are Sluice's own: a plugin's or an input's header with such a
 /// name is never passed on as if Sluice had written it.
 pub const RESERVED_PREFIX: &str = "sluice.";
-/// An input header in the reserved namespace is kept in a dead letter under this prefix
-/// (`original.sluice.version`), so the dead letter's own `sluice.*` headers are the only ones.
-pub const RENAMED_PREFIX: &str = "original.";
-
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1_000_000;
 
 /// True for a header name in Sluice's reserved namespace.
 pub fn is_reserved(name: &str) -> bool {
     name.starts_with(RESERVED_PREFIX)
-}
-
-/// Longest `sluice.error.message` header, in bytes.
-const MAX_MESSAGE_HEADER: usize = 4096;
-
-/// `text` cut to at most `max` bytes, at a character boundary.
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// How long one transactional call may take before it is retried or reported.
@@ -113,10 +83,8 @@ impl From<KafkaError> for TxnError {
 fn record_refusal(e: &KafkaError) -> Option<Reason> {
     use RDKafkaErrorCode::*;
     match e.rdkafka_error_code()? {
-        MessageSizeTooLarge | MessageBatchTooLarge | InvalidMessageSize => {
-            Some(Reason::SinkTooLarge)
-        }
-        InvalidRecord | InvalidMessage => Some(Reason::SinkInvalidRecord),
+        MessageSizeTooLarge | MessageBatchTooLarge | InvalidMessageSize => Some(TOO_LARGE),
+        InvalidRecord | InvalidMessage => Some(INVALID_RECORD),
         _ => None,
     }
 }
@@ -416,115 +384,6 @@ impl KafkaSink {
                 }
             }
         }
-    }
-
-    /// Sends `input` to the dead-letter topic with headers saying why: unchanged, except that
-    /// its own headers in the `sluice.` namespace are renamed (`original.sluice.…`) and that a
-    /// record too large to send with those headers goes without its value (then without its key
-    /// and headers), flagged by `sluice.error.dropped`. A dead letter is never refused for size.
-    pub fn dead_letter(
-        &self,
-        topic: &str,
-        pipeline: &str,
-        input: &InputRecord<'_>,
-        failure: &Failure,
-        ticket: &Arc<Ticket>,
-    ) {
-        let (plugin, version) = failure
-            .plugin
-            .as_ref()
-            .map_or(("", ""), |p| (&*p.name, &*p.version));
-        let partition = input.partition.to_string();
-        let offset = input.offset.to_string();
-        // A plugin's message can be any length; keep the dead letter producible.
-        let message = truncate(&failure.message, MAX_MESSAGE_HEADER);
-        let extra = [
-            (HEADER_REASON, failure.reason.as_str()),
-            (HEADER_MESSAGE, message),
-            (HEADER_PIPELINE, pipeline),
-            (HEADER_PLUGIN, plugin),
-            (HEADER_PLUGIN_VERSION, version),
-            (HEADER_SOURCE_TOPIC, input.topic),
-            (HEADER_SOURCE_PARTITION, &partition),
-            (HEADER_SOURCE_OFFSET, &offset),
-        ];
-        let renamed: Vec<String> = input
-            .headers
-            .iter()
-            .filter(|h| is_reserved(h.name))
-            .map(|h| format!("{RENAMED_PREFIX}{}", h.name))
-            .collect();
-        let input_headers = || {
-            let mut renamed = renamed.iter();
-            input.headers.iter().map(move |h| {
-                if is_reserved(h.name) {
-                    let name = renamed
-                        .next()
-                        .expect("one renamed name per reserved header");
-                    Header {
-                        name,
-                        value: h.value,
-                    }
-                } else {
-                    h
-                }
-            })
-        };
-        let extra_headers = |dropped: Option<&'static str>| {
-            extra
-                .iter()
-                .map(|(name, value)| (*name, *value))
-                .chain(dropped.map(|d| (HEADER_DROPPED, d)))
-                .map(|(name, value)| Header {
-                    name,
-                    value: Some(value.as_bytes()),
-                })
-                .collect::<Vec<_>>()
-        };
-        let fits = |key, value, with_input_headers: bool, dropped| {
-            let own = extra_headers(dropped);
-            let size = if with_input_headers {
-                crate::wire::record_size(key, value, input_headers().chain(own))
-            } else {
-                crate::wire::record_size(key, value, own)
-            };
-            size <= self.max_message_bytes
-        };
-        // The whole record if it fits; else without its value; else only the identifying headers.
-        let (key, value, with_input_headers, dropped) = if fits(input.key, input.value, true, None)
-        {
-            (input.key, input.value, true, None)
-        } else if fits(input.key, None, true, Some("value")) {
-            (input.key, None, true, Some("value"))
-        } else {
-            (None, None, false, Some("value,key,headers"))
-        };
-        if dropped.is_some() {
-            tracing::warn!(
-                pipeline,
-                topic = input.topic,
-                partition = input.partition,
-                offset = input.offset,
-                "the dead letter is too large for message.max.bytes ({} bytes): it is written without its {}",
-                self.max_message_bytes,
-                dropped.unwrap_or_default()
-            );
-        }
-        let own = extra_headers(dropped);
-        let headers = input_headers()
-            .take(if with_input_headers { usize::MAX } else { 0 })
-            .chain(own);
-        self.send(
-            topic,
-            OutgoingRecord {
-                key,
-                value,
-                headers,
-                timestamp: input.timestamp,
-            },
-            ticket,
-            None,
-        );
     }
 
     /// Waits until every queued record is acknowledged, up to `timeout`.

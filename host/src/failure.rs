@@ -1,0 +1,73 @@
+//! Why an input record fails: one home for every reason a record is dead-lettered with, and the
+//! rejection of one input.
+//!
+//! The sandbox's and the router's reasons are listed once, below, and [`Reason::ALL`] is made
+//! from that list. A sink defines the reasons of the records it refuses itself
+//! ([`SinkReason`], listed with the sink), so adding a sink adds no arm here.
+
+use std::sync::Arc;
+
+use crate::runtime::Plugin;
+
+/// Defines [`Reason`], its text and [`Reason::ALL`] from one list.
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $name:ident => $text:literal,)*) => {
+        /// Why one input record failed: the value of the `sluice.error.reason` dead-letter
+        /// header and of the `reason` label of `sluice_records_dead_lettered_total`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[$doc])* $name,)*
+            /// A reason defined by a sink for the records it refuses.
+            Sink(SinkReason),
+        }
+
+        impl Reason {
+            /// Every reason of the sandbox and the router (sinks list theirs:
+            /// [`crate::sinks::reasons`]).
+            pub const ALL: &'static [Reason] = &[$(Reason::$name,)*];
+
+            /// The reason as written in dead-letter headers and metrics.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$name => $text,)*
+                    Reason::Sink(reason) => reason.0,
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// The plugin returned an error for the record.
+    PluginError => "plugin-error",
+    /// The plugin trapped (panic, unreachable, stack overflow, `exit()`, malformed output…).
+    Trap => "trap",
+    /// The call ran past its wall-clock deadline (host calls included).
+    Deadline => "limit:deadline",
+    /// The plugin tried to grow its memory or tables past the cap, or to hold too many
+    /// instances or host resources.
+    Memory => "limit:memory",
+    /// The call used up its fuel.
+    Fuel => "limit:fuel",
+    /// One input produced more output records or bytes than allowed.
+    Output => "limit:output",
+    /// The record was routed to an output the pipeline does not declare.
+    UndeclaredOutput => "undeclared-output",
+}
+
+/// A failure reason a sink defines, e.g. `row:rejected` or `sink:too-large`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SinkReason(pub &'static str);
+
+/// The rejection of one input record of a batch.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// Index of the input record in the batch.
+    pub input: u32,
+    /// The class of failure.
+    pub reason: Reason,
+    /// Details for people.
+    pub message: String,
+    /// The plugin that failed it (`None` for failures after the chain).
+    pub plugin: Option<Arc<Plugin>>,
+}
