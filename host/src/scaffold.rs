@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 /// The languages `sluice new` can scaffold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
-    /// Rust, with plugins/sdk (cargo, wasm32-wasip2).
+    /// Rust, with plugins/sdk-rust (cargo, wasm32-wasip2).
     Rust,
     /// Python, with plugins/sdk-python (componentize-py).
     Python,
@@ -125,7 +125,7 @@ edition = "2024"
 crate-type = ["cdylib"]
 
 [dependencies]
-sluice-plugin = {{ path = "{root}/plugins/sdk" }}
+sluice-plugin = {{ path = "{root}/plugins/sdk-rust" }}
 
 [profile.release]
 lto = true
