@@ -487,7 +487,9 @@ mod tests {
 
     #[test]
     fn watch_finds_the_example_plugin_crates_of_the_demo_config() {
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
         let config = Config::load(&repo.join("examples/dev.toml")).unwrap();
         let targets = source_watch_targets(&config).unwrap();
         let mut found: Vec<(String, PathBuf)> = targets
@@ -501,8 +503,14 @@ mod tests {
         assert_eq!(
             found,
             [
-                ("mask-pii".into(), "examples/plugins/rust-mask-pii/src".into()),
-                ("route-events".into(), "examples/plugins/rust-route-events/src".into()),
+                (
+                    "mask-pii".into(),
+                    "examples/plugins/rust-mask-pii/src".into()
+                ),
+                (
+                    "route-events".into(),
+                    "examples/plugins/rust-route-events/src".into()
+                ),
             ]
         );
     }

@@ -739,7 +739,10 @@ fn sluice_new_scaffolds_a_project_that_builds_and_passes_sluice_test_in_every_la
 #[test]
 fn python_leaks_per_call() {
     let plugin = load(
-        &build(Lang::Python, Path::new("plugins/testing/python-raw-identity")),
+        &build(
+            Lang::Python,
+            Path::new("plugins/testing/python-raw-identity"),
+        ),
         &[],
     )
     .unwrap();
