@@ -64,14 +64,6 @@ impl Lang {
             Lang::Cpp => "plugins/sdk-cpp",
         }
     }
-
-    /// What `build.sh` takes: the plugin directory, or the entry module for JavaScript.
-    fn entry(self, dir: &Path) -> PathBuf {
-        match self {
-            Lang::Js => dir.join("app.js"),
-            _ => dir.to_path_buf(),
-        }
-    }
 }
 
 pub fn repo() -> PathBuf {
@@ -136,7 +128,7 @@ pub fn build(lang: Lang, dir: &Path) -> PathBuf {
     let started = std::time::Instant::now();
     let output = Command::new("bash")
         .arg(&script)
-        .arg(lang.entry(&dir))
+        .arg(&dir)
         .arg(&out)
         .output()
         .expect("running a plugin build script");
@@ -734,6 +726,57 @@ fn sluice_new_scaffolds_a_project_that_builds_and_passes_sluice_test_in_every_la
     for lang in &LANGS[1..] {
         assert_eq!(scaffolded(*lang), want, "{}", lang.name());
     }
+}
+
+/// `plugins/sdk-rust/build.sh DIR OUT.wasm` builds a crate of this workspace into the same
+/// component the test setup builds, and a standalone crate made by `sluice new --lang rust` (no
+/// `plugin` profile of its own) into one that passes `sluice test` on its sample.
+#[test]
+fn rust_sdk_build_script_builds_workspace_and_standalone_crates() {
+    let script = repo().join(Lang::Rust.sdk()).join("build.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out/passthrough.wasm");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(repo().join("examples/plugins/rust-passthrough"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(common::plugin("passthrough")).unwrap(),
+        "build.sh and the test setup built different passthrough components"
+    );
+
+    let dir = tmp.path().join("standalone-tag");
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let status = Command::new(sluice)
+        .args(["new", "standalone-tag", "--lang", "rust", "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "sluice new --lang rust");
+    let wasm = build(Lang::Rust, &dir);
+    let output = Command::new(sluice)
+        .arg("test")
+        .arg(&wasm)
+        .arg("--input")
+        .arg(dir.join("sample.jsonl"))
+        .args(["--config", "tag=demo"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(r#""headers":{"source":"sample","tag":"demo"}"#),
+        "{stdout}"
+    );
 }
 
 #[test]
