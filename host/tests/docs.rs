@@ -137,14 +137,17 @@ fn doc(attrs: &[Attribute]) -> String {
 }
 
 fn derives_deserialize(attrs: &[Attribute]) -> bool {
-    attrs.iter().filter(|a| a.path().is_ident("derive")).any(|a| {
-        let paths = a
-            .parse_args_with(Punctuated::<syn::Path, syn::Token![,]>::parse_terminated)
-            .unwrap_or_default();
-        paths
-            .iter()
-            .any(|p| p.segments.last().is_some_and(|s| s.ident == "Deserialize"))
-    })
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("derive"))
+        .any(|a| {
+            let paths = a
+                .parse_args_with(Punctuated::<syn::Path, syn::Token![,]>::parse_terminated)
+                .unwrap_or_default();
+            paths
+                .iter()
+                .any(|p| p.segments.last().is_some_and(|s| s.ident == "Deserialize"))
+        })
 }
 
 /// Every deserializable type, default function and constant under `host/src`.
@@ -251,7 +254,10 @@ impl Sources {
                         panic!(
                             "`{name}` (used in {from_file}) is declared in {}: this test matches \
                              types by name; give them distinct names",
-                            many.iter().map(|d| d.file.as_str()).collect::<Vec<_>>().join(", ")
+                            many.iter()
+                                .map(|d| d.file.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )
                     }),
             ),
@@ -274,9 +280,10 @@ impl Sources {
             Expr::Group(g) => self.eval(&g.expr, depth + 1),
             Expr::Cast(c) => self.eval(&c.expr, depth + 1),
             Expr::Binary(b) => {
-                let (Value::Int(l), Value::Int(r)) =
-                    (self.eval(&b.left, depth + 1)?, self.eval(&b.right, depth + 1)?)
-                else {
+                let (Value::Int(l), Value::Int(r)) = (
+                    self.eval(&b.left, depth + 1)?,
+                    self.eval(&b.right, depth + 1)?,
+                ) else {
                     return None;
                 };
                 match b.op {
@@ -526,9 +533,11 @@ impl<'a> Walker<'a> {
             }
             return;
         }
-        let name = m.serde.rename.clone().unwrap_or_else(|| {
-            rename(&m.ident, d.serde.rename_all.as_deref(), false)
-        });
+        let name = m
+            .serde
+            .rename
+            .clone()
+            .unwrap_or_else(|| rename(&m.ident, d.serde.rename_all.as_deref(), false));
         let path = format!("{prefix}{name}");
         let defaulted = m.serde.default.is_some() || d.serde.default.is_some();
         let (holds, optional) = if m.serde.custom {
@@ -539,15 +548,7 @@ impl<'a> Walker<'a> {
         let required = !optional && !defaulted;
         let default = self.default_of(m, &d.file);
         self.value(
-            &path,
-            holds,
-            &m.doc,
-            origin,
-            required,
-            default,
-            &m.ty,
-            &d.file,
-            depth,
+            &path, holds, &m.doc, origin, required, default, &m.ty, &d.file, depth,
         );
     }
 
@@ -675,9 +676,9 @@ impl<'a> Walker<'a> {
                     match holds {
                         // An untagged variant holding a struct: its keys sit at this level.
                         Holds::Decl(inner) if merged => self.decl(inner, prefix, depth),
-                        holds => self.value(
-                            &at, holds, &v.doc, origin, false, None, ty, &d.file, depth,
-                        ),
+                        holds => {
+                            self.value(&at, holds, &v.doc, origin, false, None, ty, &d.file, depth)
+                        }
                     }
                 }
                 Fields::Named(f) => {
@@ -757,9 +758,7 @@ impl<'a> Walker<'a> {
                         let Shape::Enum(vs) = &d.shape else {
                             return None;
                         };
-                        vs.iter()
-                            .find(|v| v.is_default)
-                            .map(|v| variant_name(d, v))
+                        vs.iter().find(|v| v.is_default).map(|v| variant_name(d, v))
                     }
                 }
             }
@@ -892,11 +891,10 @@ fn normalise(text: &str) -> String {
     while let Some(open) = rest.find('[') {
         let (before, after) = rest.split_at(open);
         out.push_str(before);
-        match after.find("](").and_then(|mid| {
-            after[mid..]
-                .find(')')
-                .map(|close| (mid, mid + close))
-        }) {
+        match after
+            .find("](")
+            .and_then(|mid| after[mid..].find(')').map(|close| (mid, mid + close)))
+        {
             Some((mid, close)) => {
                 out.push_str(&after[1..mid]);
                 rest = &after[close + 1..];
@@ -916,9 +914,14 @@ fn normalise(text: &str) -> String {
         .to_string()
 }
 
-/// The doc comment's first sentence, without "(default …)" asides: defaults have their own
-/// column.
+/// The doc comment's first sentence, normalised, without "(default …)" asides: defaults have
+/// their own column.
 fn summary(doc: &str) -> String {
+    normalise(&first_sentence(doc))
+}
+
+/// The doc comment's first sentence as written, without "(default …)" asides.
+fn first_sentence(doc: &str) -> String {
     let paragraph = doc.split("\n\n").next().unwrap_or("");
     let text = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut end = text.len();
@@ -944,7 +947,14 @@ fn summary(doc: &str) -> String {
         let trimmed_start = sentence[..open].trim_end().len();
         sentence.replace_range(trimmed_start..close + 1, "");
     }
-    normalise(&sentence)
+    sentence.trim_end_matches('.').to_string()
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn contains_value(cell: &str, value: &str) -> bool {
@@ -988,9 +998,9 @@ fn config_reference_matches_the_config_structs() {
                     if key.required {
                         "required".to_string()
                     } else {
-                        key.default.clone().map_or("DEFAULT".into(), |d| format!("`{d}`"))
+                        key.default.clone().map_or("none".into(), |d| format!("`{d}`"))
                     },
-                    summary(&key.doc),
+                    lower_first(&first_sentence(&key.doc)),
                 ));
             }
             continue;
@@ -1006,18 +1016,19 @@ fn config_reference_matches_the_config_structs() {
         } else if !normalise(&row.meaning).contains(&sentence) {
             problems.push(format!(
                 "{here}: the meaning column does not contain the first sentence of the doc comment \
-                 of {}:\n    doc comment: {sentence}\n    row:         {}\n  Make them agree: edit \
+                 of {}:\n    doc comment: {}\n    row:         {}\n  Make them agree: edit \
                  the row, or the `///` comment (compared without backticks, `*`, links and case; \
                  \"(default …)\" asides are left out)",
                 key.origin,
-                normalise(&row.meaning)
+                first_sentence(&key.doc),
+                row.meaning
             ));
         }
         if let Some(word) = key.type_word
             && !row.ty.contains(word)
         {
             problems.push(format!(
-                "{here}: the type column says `{}`, but {} is {} {word}; write `{word}` there",
+                "{here}: the type column says \"{}\", but {} is {} {word}; write `{word}` there",
                 row.ty,
                 key.origin,
                 if word.starts_with(['a', 'i']) {
@@ -1030,7 +1041,7 @@ fn config_reference_matches_the_config_structs() {
         if key.required && !row.default.contains("required") {
             problems.push(format!(
                 "{here}: {} has no default (a file without the key is refused), but the default \
-                 column says `{}`; write `required`",
+                 column says \"{}\"; write `required`",
                 key.origin, row.default
             ));
         }
@@ -1038,7 +1049,7 @@ fn config_reference_matches_the_config_structs() {
             && !contains_value(&row.default, default)
         {
             problems.push(format!(
-                "{here}: the default in the code ({}) is `{default}`, the default column says `{}`",
+                "{here}: the default in the code ({}) is `{default}`, the default column says \"{}\"",
                 key.origin, row.default
             ));
         }
@@ -1130,7 +1141,11 @@ fn anchors(text: &str) -> BTreeSet<String> {
         if (1..=6).contains(&hashes) && line[hashes..].starts_with(' ') {
             let s = slug(&line[hashes..]);
             let n = seen.entry(s.clone()).or_default();
-            out.insert(if *n == 0 { s.clone() } else { format!("{s}-{n}") });
+            out.insert(if *n == 0 {
+                s.clone()
+            } else {
+                format!("{s}-{n}")
+            });
             *n += 1;
         }
     }
@@ -1201,7 +1216,11 @@ fn markdown_links_resolve() {
             }
         }
     }
-    assert!(problems.is_empty(), "broken links:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "broken links:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -1227,4 +1246,172 @@ fn readme_is_short_and_reaches_every_page() {
             );
         }
     }
+}
+
+/// The walk on sources shaped like the refactor to come: outputs as an enum with one arm per
+/// sink (a newtype value, a struct from another folder, a struct variant), an untagged and an
+/// internally tagged enum, a flattened struct, limits in a module of their own with constants as
+/// defaults.
+#[test]
+fn key_walk_follows_sink_enums_and_structs_in_other_files() {
+    let files = [
+        (
+            "host/src/config.rs",
+            r#"
+            #[derive(Deserialize)]
+            pub struct Config {
+                /// The pipelines.
+                #[serde(rename = "pipeline", default)]
+                pub pipelines: Vec<PipelineConfig>,
+            }
+            #[derive(Deserialize)]
+            pub struct PipelineConfig {
+                /// Named outputs.
+                pub outputs: BTreeMap<String, Output>,
+                /// Limits.
+                #[serde(default)]
+                pub limits: crate::runtime::limits::Limits,
+                /// Plugins.
+                pub plugins: Vec<PluginConfig>,
+                /// Where the source is.
+                pub source: Source,
+                /// Retries.
+                #[serde(flatten)]
+                pub retry: Retry,
+            }
+            #[derive(Deserialize)]
+            pub struct PluginConfig {
+                /// Path.
+                pub path: PathBuf,
+            }
+            #[derive(Deserialize)]
+            #[serde(rename_all = "snake_case")]
+            pub enum Output {
+                /// A Kafka topic.
+                KafkaTopic(String),
+                /// A table.
+                Postgres(PostgresOutput),
+                /// A file.
+                File(FileOutput),
+                /// Nowhere.
+                Discard { #[serde(default)] count: bool },
+            }
+            #[derive(Deserialize)]
+            #[serde(tag = "kind", rename_all = "kebab-case")]
+            pub enum Source {
+                /// Kafka.
+                KafkaSource(KafkaSource),
+            }
+            #[derive(Deserialize)]
+            pub struct KafkaSource {
+                /// Topics.
+                pub inputs: Vec<String>,
+            }
+            #[derive(Deserialize)]
+            #[serde(untagged)]
+            pub enum Retry {
+                /// Fixed.
+                Fixed { retry_ms: u64 },
+            }
+            "#,
+        ),
+        (
+            "host/src/sinks/postgres/config.rs",
+            r#"
+            #[derive(Deserialize)]
+            pub struct PostgresOutput {
+                /// URL.
+                pub url: String,
+                /// Mode.
+                #[serde(default)]
+                pub mode: WriteMode,
+            }
+            #[derive(Deserialize, Default)]
+            #[serde(rename_all = "lowercase")]
+            pub enum WriteMode { #[default] Insert, Upsert }
+            "#,
+        ),
+        (
+            "host/src/sinks/file/mod.rs",
+            r#"
+            #[derive(Deserialize)]
+            pub struct FileOutput {
+                /// Path of the JSON-lines file.
+                pub path: PathBuf,
+            }
+            "#,
+        ),
+        (
+            "host/src/runtime/limits.rs",
+            r#"
+            pub const DEFAULT_MEMORY_MB: u64 = 64 * 2;
+            #[derive(Deserialize)]
+            pub struct Limits {
+                /// Memory.
+                #[serde(default = "default_memory_mb")]
+                pub memory_mb: u64,
+            }
+            fn default_memory_mb() -> u64 { DEFAULT_MEMORY_MB }
+            "#,
+        ),
+    ];
+    let mut src = Sources::default();
+    for (file, text) in files {
+        src.add(file, syn::parse_file(text).unwrap().items);
+    }
+    let keys = config_keys(&src);
+    let got: BTreeMap<&str, (Kind, bool, Option<&str>)> = keys
+        .iter()
+        .map(|k| (k.path.as_str(), (k.kind, k.required, k.default.as_deref())))
+        .collect();
+    let expected: BTreeMap<&str, (Kind, bool, Option<&str>)> = [
+        ("pipeline", (Kind::Array, false, None)),
+        ("pipeline.outputs", (Kind::Table, false, None)),
+        ("pipeline.outputs.NAME", (Kind::Table, false, None)),
+        (
+            "pipeline.outputs.NAME.kafka_topic",
+            (Kind::Leaf, false, None),
+        ),
+        ("pipeline.outputs.NAME.postgres", (Kind::Table, false, None)),
+        (
+            "pipeline.outputs.NAME.postgres.url",
+            (Kind::Leaf, true, None),
+        ),
+        (
+            "pipeline.outputs.NAME.postgres.mode",
+            (Kind::Leaf, false, Some("insert")),
+        ),
+        ("pipeline.outputs.NAME.file", (Kind::Table, false, None)),
+        ("pipeline.outputs.NAME.file.path", (Kind::Leaf, true, None)),
+        ("pipeline.outputs.NAME.discard", (Kind::Table, false, None)),
+        (
+            "pipeline.outputs.NAME.discard.count",
+            (Kind::Leaf, false, Some("false")),
+        ),
+        ("pipeline.limits", (Kind::Table, false, None)),
+        (
+            "pipeline.limits.memory_mb",
+            (Kind::Leaf, false, Some("128")),
+        ),
+        ("pipeline.plugins", (Kind::Array, true, None)),
+        ("pipeline.plugins[].path", (Kind::Leaf, true, None)),
+        ("pipeline.source", (Kind::Table, true, None)),
+        ("pipeline.source.kind", (Kind::Leaf, true, None)),
+        ("pipeline.source.inputs", (Kind::Leaf, true, None)),
+        ("pipeline.retry_ms", (Kind::Leaf, true, None)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, expected);
+    let kind = keys
+        .iter()
+        .find(|k| k.path == "pipeline.source.kind")
+        .unwrap();
+    assert_eq!(kind.variants, ["kafka-source"]);
+    let file = keys
+        .iter()
+        .find(|k| k.path == "pipeline.outputs.NAME.file.path")
+        .unwrap();
+    assert_eq!(file.origin, "host/src/sinks/file/mod.rs, FileOutput::path");
+    assert_eq!(summary(&file.doc), "path of the json-lines file");
 }
