@@ -22,7 +22,7 @@ plugins: setup
 plugins-languages:
 	@mkdir -p $(PLUGIN_DIR)
 	plugins/sdk-python/build.sh examples/plugins/python-mask-pii $(PLUGIN_DIR)/python_mask_pii.wasm
-	plugins/sdk-js/build.sh examples/plugins/js-mask-pii/app.js $(PLUGIN_DIR)/js_mask_pii.wasm
+	plugins/sdk-js/build.sh examples/plugins/js-mask-pii $(PLUGIN_DIR)/js_mask_pii.wasm
 	plugins/sdk-go/build.sh examples/plugins/go-mask-pii $(PLUGIN_DIR)/go_mask_pii.wasm
 	plugins/sdk-c/build.sh examples/plugins/c-mask-pii $(PLUGIN_DIR)/c_mask_pii.wasm
 	plugins/sdk-cpp/build.sh examples/plugins/cpp-mask-pii $(PLUGIN_DIR)/cpp_mask_pii.wasm

@@ -80,15 +80,15 @@ fn load_times(path: &Path) -> (Duration, Duration) {
 fn floor(lang: Lang) -> (PathBuf, &'static str) {
     match lang {
         Lang::Rust | Lang::C | Lang::Cpp => (
-            build(Lang::Rust, Path::new("plugins/passthrough")),
+            build(Lang::Rust, Path::new("examples/plugins/rust-passthrough")),
             "boundary (Rust passthrough)",
         ),
         Lang::Python => (
-            build(lang, Path::new("examples/plugins/python-identity")),
+            build(lang, Path::new("plugins/testing/python-raw-identity")),
             "raw-layout Python identity",
         ),
         Lang::Js => (
-            build(lang, Path::new("examples/plugins/js-raw-identity")),
+            build(lang, Path::new("plugins/testing/js-raw-identity")),
             "raw-layout JS identity",
         ),
         Lang::Go => (identity(lang), "Go SDK identity (no raw twin)"),

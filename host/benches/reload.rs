@@ -189,11 +189,11 @@ fn throughput_around_swap(name: &str, a: &Path) {
     );
 }
 
-/// Builds the Python identity plugin of examples/plugins/python-identity with componentize-py
+/// Builds the Python identity plugin of plugins/testing/python-raw-identity with componentize-py
 /// (installed from PyPI when missing).
 fn python_identity() -> std::path::PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let src = repo.join("examples/plugins/python-identity");
+    let src = repo.join("plugins/testing/python-raw-identity");
     let out = std::env::temp_dir().join("sluice-bench-py_identity.wasm");
     let have = std::process::Command::new("componentize-py")
         .arg("--version")

@@ -22,10 +22,11 @@ pub struct Config {
     /// The HTTP endpoints for operators.
     #[serde(default)]
     pub admin: AdminConfig,
-    /// Tenants: owners of topics and pipelines (none = one implicit tenant owning everything).
+    /// Tenants: owners of topics and pipelines, with quotas. None = one implicit tenant that owns
+    /// every topic.
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,
-    /// The pipelines this host runs.
+    /// The pipelines this process runs.
     #[serde(rename = "pipeline", default)]
     pub pipelines: Vec<PipelineConfig>,
     /// The directory plugin paths are relative to (the config file's).
@@ -39,13 +40,13 @@ pub struct Config {
 pub struct KafkaConfig {
     /// `host:port[,host:port…]`.
     pub bootstrap_servers: String,
-    /// librdkafka properties for consumers and producers (SASL, SSL, timeouts…).
+    /// librdkafka properties for the consumers and the producer (SASL, SSL, timeouts…).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// librdkafka properties for consumers only.
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
-    /// librdkafka properties for producers only.
+    /// librdkafka properties for the producer only.
     #[serde(default)]
     pub producer: BTreeMap<String, String>,
 }
@@ -54,17 +55,17 @@ pub struct KafkaConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address for `/metrics`, `/healthz`, `/readyz` and the admin API, e.g. `0.0.0.0:9464`
-    /// (unset = off). Per-pipeline detail in `/metrics` and `/readyz` needs a token there.
+    /// Address for `/metrics`, `/healthz`, `/readyz` and the admin API. Unset = off; e.g.
+    /// `0.0.0.0:9464`. Per-pipeline detail in `/metrics` and `/readyz` needs a token there.
     pub listen: Option<std::net::SocketAddr>,
-    /// Bearer token of the operator, who may use the admin API on every pipeline.
+    /// The operator's bearer token for the admin API on every pipeline.
     pub operator_token: Option<String>,
-    /// Largest plugin upload through the admin API, in bytes (default 64 MiB); larger ones
-    /// answer `413` before being read.
+    /// Largest plugin upload through the admin API, in bytes (default 64 MiB); a larger one
+    /// answers `413` before it is read.
     #[serde(default = "default_max_upload_bytes")]
     pub max_upload_bytes: u64,
     /// A second address serving `/metrics`, `/healthz` and `/readyz` in full *without* a token,
-    /// for a Prometheus on a private network (unset = off). Requires `listen`.
+    /// for a Prometheus on a private network. Unset = off; requires `listen`.
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
@@ -87,25 +88,26 @@ fn default_max_upload_bytes() -> u64 {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// Where precompiled components are cached (default: `$SLUICE_CACHE_DIR`, else
-    /// `$XDG_CACHE_HOME/sluice`, else `~/.cache/sluice`). Only the host may write there.
+    /// Where compiled plugins are cached, relative to the config file (default:
+    /// `$SLUICE_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice`, else `~/.cache/sluice`). Only the host
+    /// may write there.
     pub cache_dir: Option<PathBuf>,
-    /// Hot-reload plugins when their files change.
+    /// Watch the plugin files and hot-swap a changed one.
     #[serde(default = "default_true")]
     pub watch_plugins: bool,
     /// A changed plugin file is loaded once it has not changed for this long.
     #[serde(default = "default_reload_debounce_ms")]
     pub reload_debounce_ms: u64,
-    /// On SIGTERM/SIGINT, how long to wait for in-flight records to be acknowledged before
-    /// giving up (what is not acknowledged then is not committed, and is processed again).
+    /// On SIGTERM/SIGINT, how long to wait for in-flight records to be acknowledged; what is
+    /// still unacknowledged then is not committed (and is processed again after a restart).
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
-    /// A partition whose batch has not been processed and acknowledged for this long is
+    /// A partition whose oldest batch has not been processed and acknowledged for this long is
     /// *stalled*: an error names the partition and the cause, and `/readyz` fails until it moves
     /// again (default 60 s).
     #[serde(default = "default_stall_timeout_ms")]
     pub stall_timeout_ms: u64,
-    /// Names this process among the members of its consumer groups (default: `$SLUICE_INSTANCE_ID`,
+    /// This process's name among the members of its groups (default: `$SLUICE_INSTANCE_ID`,
     /// else the host name). Exactly-once pipelines derive their transactional ids from it, so every
     /// process needs its own, and a restarted process should keep its own: it then aborts what its
     /// previous run left open at once instead of after `transaction.timeout.ms`.
@@ -152,17 +154,19 @@ fn host_name() -> String {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
-    /// Unique name.
+    /// Unique, not empty.
     pub name: String,
-    /// The tenant owns every topic starting with one of these; its pipelines may read and write
-    /// only those.
+    /// The tenant owns every topic that starts with one of these, and the consumer groups too;
+    /// its pipelines may read and write only those.
     pub topic_prefixes: Vec<String>,
-    /// Cap on the plugin memory all the tenant's pipelines may reserve (workers × plugins ×
-    /// limits.memory_mb, doubled while a hot-swapped version is on probation).
+    /// Cap on the plugin memory all the tenant's pipelines may reserve, checked when the config
+    /// is loaded. A pipeline reserves workers × plugins × `limits.memory_mb`, doubled while a
+    /// hot-swapped version is on probation.
     pub max_memory_mb: Option<u64>,
-    /// Cap on the records per second all the tenant's pipelines consume together.
+    /// Records per second all the tenant's pipelines consume together; excess records wait
+    /// (back-pressure).
     pub max_records_per_second: Option<u64>,
-    /// Bearer token with which the tenant may use the admin API on its own pipelines.
+    /// Bearer token for the admin API on this tenant's pipelines only.
     pub admin_token: Option<String>,
 }
 
@@ -170,9 +174,9 @@ pub struct TenantConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Unique name (letters, digits, `.`, `_`, `-`).
+    /// Unique; letters, digits, `.`, `_`, `-`.
     pub name: String,
-    /// The tenant owning the pipeline (required when tenants are declared).
+    /// The tenant owning the pipeline; must be declared. Required when tenants are declared.
     pub tenant: Option<String>,
     /// Topics consumed.
     pub inputs: Vec<String>,
@@ -180,14 +184,14 @@ pub struct PipelineConfig {
     /// `<tenant's first topic prefix>sluice-<name>`, and an explicit one must start with one of
     /// the tenant's prefixes).
     pub group_id: Option<String>,
-    /// The plugin chain: outputs of plugin i are the inputs of plugin i+1.
+    /// The plugin chain, in order: outputs of plugin i are the inputs of plugin i+1.
     pub plugins: Vec<PluginConfig>,
     /// Named outputs.
     #[serde(default)]
     pub outputs: BTreeMap<String, OutputConfig>,
     /// Output for records whose plugin names none (default: the only output, if there is one).
     pub default_output: Option<String>,
-    /// Topic for records a plugin rejects or traps on. Without it such a record stops the
+    /// Topic for rejected records; must not be an input. Without it, a rejected record stops the
     /// pipeline.
     pub dead_letter_topic: Option<String>,
     /// How records are grouped into plugin calls.
@@ -196,7 +200,7 @@ pub struct PipelineConfig {
     /// Sandbox limits for every plugin of the pipeline.
     #[serde(default)]
     pub limits: Limits,
-    /// Worker threads; partitions are spread over them (default 2).
+    /// Worker threads; each partition is pinned to one (default 2).
     #[serde(default = "default_workers")]
     pub workers: usize,
     /// How often acknowledged offsets are committed.
@@ -205,7 +209,7 @@ pub struct PipelineConfig {
     /// Probation and rollback of hot-swapped plugin versions.
     #[serde(default)]
     pub reload: ReloadPolicy,
-    /// `at-least-once` (default) or `exactly-once`.
+    /// The delivery guarantee, `at-least-once` (default) or `exactly-once`.
     #[serde(default)]
     pub delivery: Delivery,
 }
@@ -214,8 +218,9 @@ pub struct PipelineConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ReloadPolicy {
-    /// The new version's first input records (counted over all workers; records, not batches)
-    /// run alongside the last version that passed probation (0 = no probation).
+    /// A hot-swapped version's first this-many input records are checked against the last
+    /// version that passed probation; 0 = no probation. They are counted over all workers
+    /// (records, not batches).
     #[serde(default = "default_probation_records")]
     pub probation_records: u64,
     /// Roll back when the new version fails more than this share of the probation window on
@@ -223,8 +228,8 @@ pub struct ReloadPolicy {
     #[serde(default = "default_max_failure_ratio")]
     pub max_failure_ratio: f64,
     /// Roll back when more than this share of the probation window diverges from the previous
-    /// version: an input with outputs before has none, fewer, or goes to other outputs (values
-    /// are not compared). Default 0.1; 1.0 = never roll back for divergence.
+    /// version (an input with outputs before has none, fewer, or goes to other outputs). Values
+    /// are not compared. Default 0.1; 1.0 = never roll back for divergence.
     #[serde(default = "default_max_divergence_ratio")]
     pub max_divergence_ratio: f64,
 }
@@ -243,11 +248,12 @@ impl Default for ReloadPolicy {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// Path to the component, relative to the config file.
+    /// The component, relative to the config file's directory.
     pub path: PathBuf,
-    /// Name used in logs and dead-letter headers (default: the file name without `.wasm`).
+    /// Used in logs and dead-letter headers (default: the file name without `.wasm`).
     pub name: Option<String>,
-    /// Passed to the plugin's `init` as string pairs, in file order.
+    /// Passed to `init` as string pairs in file order; values may be strings, numbers or
+    /// booleans (converted to strings).
     #[serde(default, deserialize_with = "string_pairs")]
     pub config: Vec<(String, String)>,
 }
@@ -269,7 +275,7 @@ pub enum Delivery {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
-    /// A batch is sent to the plugins when it holds this many records…
+    /// A batch goes to the plugins when it holds this many records…
     #[serde(default = "default_max_records")]
     pub max_records: usize,
     /// …or when its first record has waited this long.
@@ -290,32 +296,34 @@ impl Default for BatchConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Cap on the plugin's linear memory.
+    /// Cap on each plugin instance's linear memory and tables (a table element counts 8 bytes).
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u64,
-    /// Wall-clock deadline for one plugin call (a whole batch).
+    /// Wall-clock deadline for one plugin call, i.e. one whole batch.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Fuel (roughly, WebAssembly instructions) for one plugin call; unset = not metered.
+    /// Fuel, roughly WebAssembly instructions, for one plugin call (one whole batch). Unset = not
+    /// metered.
     pub fuel: Option<u64>,
     /// Most output records one input may produce.
     #[serde(default = "default_max_output_records")]
     pub max_output_records: u64,
-    /// Most output bytes (keys, values, headers) one input may produce.
+    /// Most output bytes one input may produce, counted as Kafka encodes the records. Keys,
+    /// values, headers with their length fields and the record overhead all count.
     #[serde(default = "default_max_output_bytes")]
     pub max_output_bytes: u64,
-    /// Bytes per second the plugin may write to the host log (its `log` import, stdout and
-    /// stderr), shared by all its instances and not renewed by a trap; bursts of 8 seconds' worth
-    /// are allowed, lines are cut at 4096 bytes, and each line costs 200 bytes more. What is over
-    /// is dropped and counted in `sluice_guest_log_dropped_bytes_total` (default 32768).
+    /// Guest log budget per plugin (all its instances, surviving traps): this many bytes per
+    /// second with an 8-second burst. It covers the plugin's `log` import, stdout and stderr;
+    /// lines are cut at 4096 bytes, and each line costs 200 bytes more. What is over is dropped
+    /// and counted in `sluice_guest_log_dropped_bytes_total` (default 32768).
     #[serde(default = "default_log_bytes_per_second")]
     pub log_bytes_per_second: u64,
-    /// Address space the compiler of the plugin may use, in MB: compiling runs in a child
-    /// process under `RLIMIT_AS` (default 2048).
+    /// Address-space limit of the child process that compiles a plugin for `sluice run`/`check`,
+    /// in MB. The child runs under `RLIMIT_AS` (default 2048).
     #[serde(default = "default_compile_memory_mb")]
     pub compile_memory_mb: u64,
-    /// Wall-clock time compiling the plugin may take, in ms (default 60000; an 18 MB Python
-    /// component takes about 8 s).
+    /// Wall-clock limit of the compile, in ms (default 60000; an 18 MB Python component takes
+    /// about 8 s). A CPU-time limit backs it.
     #[serde(default = "default_compile_timeout_ms")]
     pub compile_timeout_ms: u64,
 }

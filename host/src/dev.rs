@@ -329,8 +329,8 @@ pub struct RebuildTarget {
 }
 
 /// Finds the crate of every plugin of `config` whose file is `<crate_name>.wasm` and whose crate
-/// lives in `<workspace>/plugins/<crate-name>/` (the workspace being the config directory's
-/// parent, as for `examples/dev.toml`).
+/// lives in `<workspace>/plugins/<crate-name>/` or `<workspace>/examples/plugins/rust-<crate-name>/`
+/// (the workspace being the config directory's parent, as for `examples/dev.toml`).
 pub fn source_watch_targets(config: &Config) -> Result<Vec<RebuildTarget>> {
     let base = config
         .base_dir
@@ -338,7 +338,7 @@ pub fn source_watch_targets(config: &Config) -> Result<Vec<RebuildTarget>> {
         .unwrap_or_else(|_| config.base_dir.clone());
     let workspace = base
         .parent()
-        .filter(|w| w.join("plugins").is_dir())
+        .filter(|w| w.join("plugins").is_dir() || w.join("examples/plugins").is_dir())
         .with_context(|| format!("--watch needs the plugin sources next to the config: no plugins/ directory beside {}", base.display()))?
         .to_path_buf();
     let mut targets = Vec::new();
@@ -350,8 +350,13 @@ pub fn source_watch_targets(config: &Config) -> Result<Vec<RebuildTarget>> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let package = stem.replace('_', "-");
-            let dir = workspace.join("plugins").join(&package);
-            if dir.join("Cargo.toml").is_file()
+            let dir = [
+                workspace.join("plugins").join(&package),
+                workspace.join(format!("examples/plugins/rust-{package}")),
+            ]
+            .into_iter()
+            .find(|dir| dir.join("Cargo.toml").is_file());
+            if let Some(dir) = dir
                 && !targets.iter().any(|t: &RebuildTarget| t.package == package)
             {
                 targets.push(RebuildTarget {
@@ -365,7 +370,7 @@ pub fn source_watch_targets(config: &Config) -> Result<Vec<RebuildTarget>> {
     }
     anyhow::ensure!(
         !targets.is_empty(),
-        "--watch found no plugin crate under {}/plugins for the configured plugins",
+        "--watch found no plugin crate under {0}/plugins or {0}/examples/plugins for the configured plugins",
         workspace.display()
     );
     Ok(targets)
@@ -475,5 +480,40 @@ fn rebuild(t: &RebuildTarget) {
             "sluice dev: cannot install {} ({e}); the running version stays",
             built.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_finds_the_example_plugin_crates_of_the_demo_config() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        let config = Config::load(&repo.join("examples/dev.toml")).unwrap();
+        let targets = source_watch_targets(&config).unwrap();
+        let mut found: Vec<(String, PathBuf)> = targets
+            .into_iter()
+            .map(|t| {
+                let sources = t.sources.strip_prefix(&t.workspace).unwrap().to_path_buf();
+                (t.package, sources)
+            })
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                (
+                    "mask-pii".into(),
+                    "examples/plugins/rust-mask-pii/src".into()
+                ),
+                (
+                    "route-events".into(),
+                    "examples/plugins/rust-route-events/src".into()
+                ),
+            ]
+        );
     }
 }

@@ -48,7 +48,7 @@ panic = "abort"
         &ws.join("plugins/tag/Cargo.toml"),
         &format!(
             "[package]\nname = \"tag\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[lib]\ncrate-type = [\"cdylib\"]\n[dependencies]\nsluice-plugin = {{ path = \"{}\" }}\n",
-            repo.join("plugins/sdk").display()
+            repo.join("plugins/sdk-rust").display()
         ),
     );
     let src = ws.join("plugins/tag/src/lib.rs");

@@ -1,4 +1,4 @@
-// mask-pii in C++: the behaviour of plugins/mask-pii, byte for byte.
+// mask-pii in C++: the behaviour of examples/plugins/rust-mask-pii, byte for byte.
 //
 // Masks the fields named in the `fields` config (default `email,phone`) of a JSON object value:
 // an `email` field becomes `a****@example.com`, any other field keeps only its last two letters

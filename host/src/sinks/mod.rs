@@ -46,11 +46,11 @@ pub enum OutputConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOutput {
-    /// Kafka topic to produce to.
+    /// Kafka topic of output `NAME`; must not be one of the pipeline's inputs.
     kafka_topic: Option<String>,
-    /// PostgreSQL table to write to.
+    /// A PostgreSQL table instead of a topic.
     postgres: Option<postgres::PostgresOutput>,
-    /// JSON-lines file to append to.
+    /// A file of JSON lines instead of a topic (records as `sluice test` prints them).
     file: Option<file::FileOutput>,
 }
 

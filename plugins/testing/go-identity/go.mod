@@ -4,4 +4,4 @@ go 1.24
 
 require sluice.dev/sdk v0.0.0
 
-replace sluice.dev/sdk => ../../../plugins/sdk-go
+replace sluice.dev/sdk => ../../sdk-go
