@@ -98,7 +98,7 @@ fn run_batch(
         line.insert("output".into(), json!(emitted.output));
         put_bytes(&mut line, "key", r.key);
         put_bytes(&mut line, "value", r.value);
-        put_headers(&mut line, &r.headers);
+        put_headers(&mut line, r.headers.iter());
         if let Some(ts) = r.timestamp {
             line.insert("timestamp".into(), json!(ts));
         }

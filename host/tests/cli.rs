@@ -239,19 +239,26 @@ fn dev_runs_the_demo_and_stops_by_itself() {
         .replace(
             "../build/plugins/route_events.wasm",
             "{plugin:route_events}",
-        );
+        )
+        .replace("../build/plugins/passthrough.wasm", "{plugin:passthrough}");
     assert_ne!(demo, shipped, "examples/dev.toml names the example plugins");
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &demo, "");
-    let o = sluice(&[
-        "dev",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--duration",
-        "8",
-        "--samples",
-        "50",
-    ]);
+    // The file output's path is relative to where `sluice dev` runs.
+    std::fs::create_dir_all(dir.path().join("build")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "dev",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--duration",
+            "8",
+            "--samples",
+            "50",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("running sluice dev");
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(
@@ -264,4 +271,24 @@ fn dev_runs_the_demo_and_stops_by_itself() {
         "dead-lettered records shown with their reason: {t}"
     );
     assert!(t.contains("records/s"), "throughput shown: {t}");
+    // Purchases archived as JSON lines by the file output.
+    let archive = std::fs::read_to_string(dir.path().join("build/dev-purchases.jsonl"))
+        .expect("the file output was written");
+    let lines: Vec<serde_json::Value> = archive
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert!(!lines.is_empty(), "purchases archived: {t}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["topic"] == "shop.purchases" && l["output"] == "archive"),
+        "{archive}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["value"].as_str().is_some_and(|v| v.contains("purchase"))),
+        "{archive}"
+    );
 }

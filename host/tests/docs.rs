@@ -69,6 +69,8 @@ struct Serde {
     custom: bool,
     untagged: bool,
     tag: Option<String>,
+    /// `try_from = "Raw"` / `from = "Raw"`: the type is read as `Raw`, whose keys count.
+    from: Option<String>,
 }
 
 fn serde_attrs(attrs: &[Attribute]) -> Serde {
@@ -104,6 +106,7 @@ fn serde_attrs(attrs: &[Attribute]) -> Serde {
                 "rename_all" => s.rename_all = string(&meta)?,
                 "default" => s.default = Some(string(&meta)?),
                 "tag" => s.tag = string(&meta)?,
+                "try_from" | "from" => s.from = string(&meta)?,
                 "skip" | "skip_deserializing" => s.skip = true,
                 "flatten" => s.flatten = true,
                 "untagged" => s.untagged = true,
@@ -243,6 +246,13 @@ impl Sources {
     /// files declare the same name, the one in the referring file wins, else the test says so.
     fn decl(&self, name: &str, from_file: &str) -> Option<&Decl> {
         let all: Vec<&Decl> = self.decls.iter().filter(|d| d.name == name).collect();
+        // A type read through another (`#[serde(try_from = "Raw")]`) has that one's keys.
+        if let [one] = all.as_slice()
+            && let Some(raw) = &one.serde.from
+        {
+            let file = one.file.clone();
+            return self.decl(raw, &file);
+        }
         match all.as_slice() {
             [] => None,
             [one] => Some(one),

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde::Deserialize;
-use sluice_abi::{Header, InputBatch};
+use sluice_abi::{Header, InputBatch, OutputRecord};
 
 use crate::chain::ChainOutput;
 use crate::config::PipelineConfig;
@@ -221,6 +221,19 @@ pub trait SinkWriter: Send {
         before_commit: &mut BeforeCommit<'_>,
         sent: &mut [u64],
     ) -> Result<Written>;
+}
+
+/// The headers an output record is sent with: the plugin's, less any in Sluice's reserved
+/// namespace (an input's forged `sluice.version` is not passed on), then `sluice.version`.
+pub fn output_headers<'a>(
+    record: &OutputRecord<'a>,
+    version: Header<'a>,
+) -> impl Iterator<Item = Header<'a>> {
+    record
+        .headers
+        .iter()
+        .filter(|h| !is_reserved(h.name))
+        .chain(std::iter::once(version))
 }
 
 /// Connects the sinks of `pipeline`'s outputs, in a fixed order: Kafka topics first (their

@@ -16,13 +16,15 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use sluice_abi::Headers;
+use sluice_abi::Header;
 
 pub use self::config::FileOutput;
 use crate::config::PipelineConfig;
 use crate::failure::Failure;
 use crate::router::Router;
-use crate::sinks::{BeforeCommit, OutputConfig, RoutedBatch, Sink, SinkWriter, Stamp, Written};
+use crate::sinks::{
+    BeforeCommit, OutputConfig, RoutedBatch, Sink, SinkWriter, Stamp, Written, output_headers,
+};
 
 /// An open output file, shared by the pipeline's workers.
 struct OutputFile {
@@ -133,7 +135,7 @@ impl SinkWriter for FileWriter {
             line.insert("output".into(), json!(batch.router.names()[output]));
             put_bytes(&mut line, "key", r.key);
             put_bytes(&mut line, "value", r.value);
-            put_headers(&mut line, &r.headers);
+            put_headers(&mut line, output_headers(r, batch.version));
             if let Some(ts) = r.timestamp.or(input.timestamp) {
                 line.insert("timestamp".into(), json!(ts));
             }
@@ -181,10 +183,13 @@ pub fn put_bytes(line: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>
 
 /// Puts `headers` into `line`: `headers` (name → text or `null`) and, for values that are not
 /// UTF-8, `headers_base64`.
-pub fn put_headers(line: &mut Map<String, Value>, headers: &Headers<'_>) {
+pub fn put_headers<'h>(
+    line: &mut Map<String, Value>,
+    headers: impl IntoIterator<Item = Header<'h>>,
+) {
     let mut text = Map::new();
     let mut binary = Map::new();
-    for h in headers.iter() {
+    for h in headers {
         match h.value.map(std::str::from_utf8) {
             None => {
                 text.insert(h.name.into(), Value::Null);

@@ -21,7 +21,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, TopicPartitionList};
 use sluice_abi::Header;
 
-pub use outputs::{KafkaOutputs, output_headers, validate_topic};
+pub use outputs::{KafkaOutputs, validate_topic};
 
 use crate::config::KafkaConfig;
 use crate::failure::{Reason, SinkReason};

@@ -4,13 +4,12 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use sluice_abi::{Header, OutputRecord};
 
-use super::{OutgoingRecord, is_reserved};
+use super::OutgoingRecord;
 use crate::config::PipelineConfig;
 use crate::failure::Failure;
 use crate::router::Router;
-use crate::sinks::{BeforeCommit, RoutedBatch, Sink, SinkWriter, Stamp, Written};
+use crate::sinks::{BeforeCommit, RoutedBatch, Sink, SinkWriter, Stamp, Written, output_headers};
 
 /// Checks a Kafka output's topic name.
 pub fn validate_topic(topic: &str, inputs: &[String]) -> Result<(), String> {
@@ -49,19 +48,6 @@ impl Sink for KafkaOutputs {
     fn writer(&self) -> Box<dyn SinkWriter> {
         Box::new(self.clone())
     }
-}
-
-/// The headers an output record is sent with: the plugin's, less any in Sluice's reserved
-/// namespace (an input's forged `sluice.version` is not passed on), then `sluice.version`.
-pub fn output_headers<'a>(
-    record: &OutputRecord<'a>,
-    version: Header<'a>,
-) -> impl Iterator<Item = Header<'a>> {
-    record
-        .headers
-        .iter()
-        .filter(|h| !is_reserved(h.name))
-        .chain(std::iter::once(version))
 }
 
 impl SinkWriter for KafkaOutputs {
