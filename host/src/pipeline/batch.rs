@@ -114,7 +114,6 @@ pub(crate) fn process_batch(
         }
         refused_while_writing.extend(written.failures);
     }
-    drop(routed);
     for failure in refused_while_writing {
         out.fail(failure);
     }

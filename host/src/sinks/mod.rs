@@ -37,7 +37,7 @@ pub enum OutputConfig {
     /// A Kafka topic to produce to.
     Kafka(String),
     /// A PostgreSQL table to write rows to.
-    Postgres(postgres::PostgresOutput),
+    Postgres(Box<postgres::PostgresOutput>),
     /// A file of JSON lines to append to.
     File(file::FileOutput),
 }
@@ -60,7 +60,7 @@ impl TryFrom<RawOutput> for OutputConfig {
     fn try_from(raw: RawOutput) -> Result<Self, String> {
         match (raw.kafka_topic, raw.postgres, raw.file) {
             (Some(topic), None, None) => Ok(OutputConfig::Kafka(topic)),
-            (None, Some(pg), None) => Ok(OutputConfig::Postgres(pg)),
+            (None, Some(pg), None) => Ok(OutputConfig::Postgres(Box::new(pg))),
             (None, None, Some(file)) => Ok(OutputConfig::File(file)),
             _ => Err(
                 "expected exactly one of `kafka_topic = \"…\"`, `postgres = { url = …, \
