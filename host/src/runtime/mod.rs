@@ -15,6 +15,7 @@ mod blocking;
 mod cache;
 mod compile;
 mod guest_log;
+pub mod limits;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,11 +28,15 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use cache::{ComponentCache, MAX_CACHE_BYTES, MAX_CACHE_ENTRIES};
-pub use compile::{Compiler, MAX_CONCURRENT_COMPILES, child_main as compile_child_main};
+pub use cache::ComponentCache;
+pub use compile::{Compiler, child_main as compile_child_main};
 pub use guest_log::{GuestLog, Level, LogBudget};
+pub use limits::{
+    EPOCH_TICK, Limits, MAX_CACHE_BYTES, MAX_CACHE_ENTRIES, MAX_CONCURRENT_COMPILES, MAX_INSTANCES,
+    MAX_MEMORIES, MAX_TABLES, MAX_WASI_RESOURCES,
+};
 
-use crate::config::Limits;
+use limits::MAX_TABLE_ELEMENTS;
 
 /// Host bindings generated from `wit/sluice.wit`.
 mod bindings {
@@ -44,9 +49,6 @@ mod bindings {
 use bindings::sluice::plugin::host as wit_host;
 use bindings::sluice::plugin::types as wit;
 use bindings::{Transform, TransformPre};
-
-/// How often the epoch advances; deadlines are rounded up to whole ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// The world every plugin must implement.
 pub const WORLD: &str = "sluice:plugin/transform@0.1.0";
@@ -602,17 +604,6 @@ impl wit_host::Host for PluginState {
 
 /// Bytes wasmtime keeps per table element (a pointer), counted against the memory cap.
 const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
-/// Most elements one table may grow to (a `table.grow` beyond it returns -1).
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
-/// Most core instances a plugin's store may hold (a Rust component has about five).
-pub const MAX_INSTANCES: usize = 100;
-/// Most tables a plugin's store may hold.
-pub const MAX_TABLES: usize = 100;
-/// Most linear memories a plugin's store may hold (each reserves address space).
-pub const MAX_MEMORIES: usize = 16;
-/// Most WASI resources (pollables, streams…) an instance may hold at once; each costs host
-/// memory outside the plugin's cap. Hitting it is `limit:memory`.
-pub const MAX_WASI_RESOURCES: usize = 10_000;
 
 /// Caps the linear memories *and tables* of one instance together (`limits.memory_mb`), and the
 /// number of instances, tables and memories; remembers whether a cap was hit, so that the
