@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use sluice_abi::{InputBatch, NONE, OutputBatch, OutputRecord};
 
-use crate::config::Limits;
+use crate::runtime::limits::over_output_limits;
 use crate::runtime::{CallFailure, LoadError, Plugin, PluginInstance, Reason};
 
 pub use crate::failure::Failure;
@@ -324,39 +324,6 @@ impl Chain {
         }
         Ok(())
     }
-}
-
-/// Inputs of `out` whose outputs exceed `limits.max_output_records` or `max_output_bytes` (bytes
-/// as Kafka encodes the records).
-fn over_output_limits(out: &OutputBatch, limits: &Limits) -> Vec<(u32, String)> {
-    let mut over = Vec::new();
-
-    let mut current = (u32::MAX, 0u64, 0u64);
-    let mut check = |(input, records, bytes): (u32, u64, u64)| {
-        if input != u32::MAX
-            && (records > limits.max_output_records || bytes > limits.max_output_bytes)
-        {
-            over.push((
-                input,
-                format!(
-                    "one input produced {records} records / {bytes} bytes, above limits.max_output_records = {} / max_output_bytes = {}",
-                    limits.max_output_records, limits.max_output_bytes
-                ),
-            ));
-        }
-    };
-    for r in out.iter() {
-        if r.input != current.0 {
-            check(current);
-            current = (r.input, 0, 0);
-        }
-        current.1 += 1;
-        // What the record weighs on the wire, header overhead included: empty headers are not
-        // free (see `wire`).
-        current.2 += crate::wire::record_size(r.key, r.value, r.headers.iter());
-    }
-    check(current);
-    over
 }
 
 /// Copies `range` of `batch` into a batch of its own (only after a trap).

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::runtime::limits::Limits;
 pub use crate::sinks::OutputConfig;
 
 /// A whole config file.
@@ -292,76 +293,6 @@ impl Default for BatchConfig {
     }
 }
 
-/// Sandbox limits applied to each plugin instance.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Cap on each plugin instance's linear memory and tables (a table element counts 8 bytes).
-    #[serde(default = "default_memory_mb")]
-    pub memory_mb: u64,
-    /// Wall-clock deadline for one plugin call, i.e. one whole batch.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Fuel, roughly WebAssembly instructions, for one plugin call (one whole batch). Unset = not
-    /// metered.
-    pub fuel: Option<u64>,
-    /// Most output records one input may produce.
-    #[serde(default = "default_max_output_records")]
-    pub max_output_records: u64,
-    /// Most output bytes one input may produce, counted as Kafka encodes the records. Keys,
-    /// values, headers with their length fields and the record overhead all count.
-    #[serde(default = "default_max_output_bytes")]
-    pub max_output_bytes: u64,
-    /// Guest log budget per plugin (all its instances, surviving traps): this many bytes per
-    /// second with an 8-second burst. It covers the plugin's `log` import, stdout and stderr;
-    /// lines are cut at 4096 bytes, and each line costs 200 bytes more. What is over is dropped
-    /// and counted in `sluice_guest_log_dropped_bytes_total` (default 32768).
-    #[serde(default = "default_log_bytes_per_second")]
-    pub log_bytes_per_second: u64,
-    /// Address-space limit of the child process that compiles a plugin for `sluice run`/`check`,
-    /// in MB. The child runs under `RLIMIT_AS` (default 2048).
-    #[serde(default = "default_compile_memory_mb")]
-    pub compile_memory_mb: u64,
-    /// Wall-clock limit of the compile, in ms (default 60000; an 18 MB Python component takes
-    /// about 8 s). A CPU-time limit backs it.
-    #[serde(default = "default_compile_timeout_ms")]
-    pub compile_timeout_ms: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_mb: default_memory_mb(),
-            timeout_ms: default_timeout_ms(),
-            fuel: None,
-            max_output_records: default_max_output_records(),
-            max_output_bytes: default_max_output_bytes(),
-            log_bytes_per_second: default_log_bytes_per_second(),
-            compile_memory_mb: default_compile_memory_mb(),
-            compile_timeout_ms: default_compile_timeout_ms(),
-        }
-    }
-}
-
-fn default_compile_memory_mb() -> u64 {
-    2048
-}
-fn default_compile_timeout_ms() -> u64 {
-    60_000
-}
-
-fn default_log_bytes_per_second() -> u64 {
-    32 * 1024
-}
-
-fn default_max_output_records() -> u64 {
-    10_000
-}
-/// Below librdkafka's default `message.max.bytes` (1,000,000), so that an output within the limit
-/// can be produced.
-fn default_max_output_bytes() -> u64 {
-    900_000
-}
 fn default_true() -> bool {
     true
 }
@@ -394,12 +325,6 @@ fn default_max_records() -> usize {
 }
 fn default_linger_ms() -> u64 {
     20
-}
-fn default_memory_mb() -> u64 {
-    128
-}
-fn default_timeout_ms() -> u64 {
-    2000
 }
 
 fn string_pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
@@ -923,48 +848,9 @@ impl PipelineConfig {
         if self.commit_interval_ms == 0 {
             return Err(("commit_interval_ms".into(), "expected at least 1".into()));
         }
-        if !(1..=65_536).contains(&self.limits.memory_mb) {
-            return Err(("limits.memory_mb".into(), "expected 1 to 65536".into()));
-        }
-        if !(1..=3_600_000).contains(&self.limits.timeout_ms) {
-            return Err(("limits.timeout_ms".into(), "expected 1 to 3600000".into()));
-        }
-        if !(256..=1 << 20).contains(&self.limits.compile_memory_mb) {
-            return Err((
-                "limits.compile_memory_mb".into(),
-                "expected 256 to 1048576".into(),
-            ));
-        }
-        if !(100..=3_600_000).contains(&self.limits.compile_timeout_ms) {
-            return Err((
-                "limits.compile_timeout_ms".into(),
-                "expected 100 to 3600000".into(),
-            ));
-        }
-        if !(1..=1 << 30).contains(&self.limits.log_bytes_per_second) {
-            return Err((
-                "limits.log_bytes_per_second".into(),
-                "expected 1 to 1073741824".into(),
-            ));
-        }
-        if self.limits.fuel == Some(0) {
-            return Err((
-                "limits.fuel".into(),
-                "expected at least 1 (or leave it unset for no metering)".into(),
-            ));
-        }
-        if self.limits.max_output_records == 0 {
-            return Err((
-                "limits.max_output_records".into(),
-                "expected at least 1".into(),
-            ));
-        }
-        if self.limits.max_output_bytes == 0 {
-            return Err((
-                "limits.max_output_bytes".into(),
-                "expected at least 1".into(),
-            ));
-        }
+        self.limits
+            .validate()
+            .map_err(|(key, message)| (format!("limits.{key}"), message))?;
         if !(0.0..1.0).contains(&self.reload.max_failure_ratio) {
             return Err((
                 "reload.max_failure_ratio".into(),

@@ -14,11 +14,8 @@ use anyhow::{Context, Result};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// Most bytes of compiled components kept on disk (default 1 GiB); the least recently used are
-/// removed first.
-pub const MAX_CACHE_BYTES: u64 = 1 << 30;
-/// Most compiled components kept on disk (default 256).
-pub const MAX_CACHE_ENTRIES: usize = 256;
+use super::limits::{MAX_CACHE_BYTES, MAX_CACHE_ENTRIES};
+
 /// Temporary files older than this are leftovers of a crash and are removed.
 const STALE_TMP: Duration = Duration::from_secs(3600);
 

@@ -24,10 +24,7 @@ use anyhow::{Context, Result, bail};
 use wasmtime::Engine;
 
 use super::cache::ComponentCache;
-use crate::config::Limits;
-
-/// Most compiles running at once on the host.
-pub const MAX_CONCURRENT_COMPILES: usize = 2;
+use super::limits::{Limits, MAX_CONCURRENT_COMPILES};
 
 /// The engine configuration of the host (and of its compiler child: both must agree).
 pub fn engine_config(fuel: bool, deadlines: bool) -> wasmtime::Config {

@@ -14,15 +14,7 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-/// Longest line forwarded, in bytes: a longer line (a `log` message, or stdout/stderr without a
-/// newline) is cut here and the rest is dropped (counted in
-/// `sluice_guest_log_dropped_bytes_total`).
-pub const MAX_LINE: usize = 4096;
-/// What a line costs beyond its text (about what the host log adds: timestamp, level, target,
-/// plugin tag and colours or JSON keys), so that many empty lines are limited too.
-pub const LINE_OVERHEAD: u64 = 200;
-/// Seconds of `limits.log_bytes_per_second` a plugin may log in one burst.
-pub const BURST_SECONDS: u64 = 8;
+use super::limits::{BURST_SECONDS, LINE_OVERHEAD, MAX_LINE};
 
 /// Log severity, as in the WIT `host.level` enum.
 #[derive(Clone, Copy, Debug)]

@@ -1,0 +1,369 @@
+//! Loaded plugins and their sandboxed instances: [`Plugin`] (a validated component, its config
+//! and limits), [`PluginInstance`] (one store, reused across batches until it traps), the
+//! per-instance host state, the memory cap (a wasmtime resource limiter) and the classification of
+//! a failed call into a [`Reason`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_abi::{InputBatch, OutputBatch};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::sluice::plugin::host as wit_host;
+use super::bindings::sluice::plugin::types as wit;
+use super::bindings::{Transform, TransformPre};
+use super::limits::{
+    EPOCH_TICK, Limits, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES,
+    MAX_WASI_RESOURCES,
+};
+use super::{CallFailure, GuestLog, Level, LoadError, LogBudget, Reason, blocking};
+
+/// A loaded and validated plugin; instances are created from it cheaply.
+pub struct Plugin {
+    /// Name used in logs and dead-letter headers.
+    pub name: Arc<str>,
+    /// Version: the first 12 hex digits of the component's SHA-256.
+    pub version: Arc<str>,
+    /// The component file.
+    pub path: PathBuf,
+    pub(super) config: Vec<(String, String)>,
+    pub(super) limits: Limits,
+    pub(super) pre: TransformPre<PluginState>,
+    pub(super) engine: Engine,
+    pub(super) enforce_limits: bool,
+    pub(super) call_seconds: metrics::Histogram,
+    /// Shared by every instance, so that a trap does not renew it.
+    pub(super) log_budget: LogBudget,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// A fresh instance with its own store, initialised with the plugin's config.
+    pub fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, LoadError> {
+        let log = GuestLog::new(self.log_budget.clone());
+        let wasi = WasiCtx::builder()
+            .stdout(log.stream(false))
+            .stderr(log.stream(true))
+            // Zero ambient authority: no preopens, env or args (the builder's defaults), and no
+            // network at all.
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_WASI_RESOURCES);
+        let state = PluginState {
+            wasi,
+            table,
+            memory: MemoryCap {
+                limit: (self.limits.memory_mb as usize).saturating_mul(1 << 20),
+                memories: 0,
+                tables: 0,
+                hit: false,
+            },
+            log,
+            deadline: None,
+        };
+        let mut store = Store::new(&self.engine, state);
+        if self.enforce_limits {
+            store.limiter(|s| &mut s.memory);
+        }
+        self.refuel(&mut store);
+        let init_failed = |failure| LoadError::InitFailed {
+            name: self.name.to_string(),
+            path: self.path.clone(),
+            failure,
+        };
+        self.set_deadline(&mut store);
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| init_failed(classify(e, store.data())))?;
+        self.set_deadline(&mut store);
+        self.refuel(&mut store);
+        match bindings.call_init(&mut store, &self.config) {
+            Ok(Ok(())) => Ok(PluginInstance {
+                store,
+                bindings,
+                plugin: self.clone(),
+            }),
+            Ok(Err(message)) => Err(LoadError::InitRefused {
+                name: self.name.to_string(),
+                path: self.path.clone(),
+                message,
+            }),
+            Err(e) => Err(init_failed(classify(e, store.data()))),
+        }
+    }
+
+    /// The sandbox limits of this plugin.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Gives a store the fuel for one call, if the plugin is metered.
+    fn refuel(&self, store: &mut Store<PluginState>) {
+        if let Some(fuel) = self.limits.fuel {
+            store
+                .set_fuel(fuel)
+                .expect("fuel is enabled on the metered engine");
+        }
+    }
+
+    /// Gives a store the wall-clock deadline for one call: in WebAssembly code (epoch ticks) and
+    /// in host calls that wait (see [`blocking`]).
+    fn set_deadline(&self, store: &mut Store<PluginState>) {
+        if self.enforce_limits {
+            let tick = EPOCH_TICK.as_millis() as u64;
+            // +1: the current tick may be about to end.
+            store.set_epoch_deadline(self.limits.timeout_ms.div_ceil(tick) + 1);
+            store.data_mut().deadline =
+                Some(Instant::now() + Duration::from_millis(self.limits.timeout_ms));
+        }
+    }
+}
+
+/// One instance of a plugin, reused across batches until it traps.
+pub struct PluginInstance {
+    store: Store<PluginState>,
+    bindings: Transform,
+    plugin: Arc<Plugin>,
+}
+
+impl PluginInstance {
+    /// Runs one batch. On `Err` the instance must be replaced (it may be poisoned). The batch's
+    /// buffers are lent to the call and given back unchanged.
+    pub fn process(&mut self, batch: &mut InputBatch) -> Result<OutputBatch, CallFailure> {
+        let inputs = batch.len();
+        let wit_batch = wit::InputBatch {
+            data: std::mem::take(&mut batch.data),
+            records: std::mem::take(&mut batch.records),
+            headers: std::mem::take(&mut batch.headers),
+            topics: std::mem::take(&mut batch.topics),
+        };
+        self.plugin.set_deadline(&mut self.store);
+        self.plugin.refuel(&mut self.store);
+        self.store.data().log.start_call();
+        let started = Instant::now();
+        let result = self.bindings.call_process(&mut self.store, &wit_batch);
+        self.plugin
+            .call_seconds
+            .record(started.elapsed().as_secs_f64());
+        batch.data = wit_batch.data;
+        batch.records = wit_batch.records;
+        batch.headers = wit_batch.headers;
+        batch.topics = wit_batch.topics;
+        let out = result.map_err(|e| classify(e, self.store.data()))?;
+        let out = OutputBatch {
+            data: out.data,
+            records: out.records,
+            headers: out.headers,
+            outputs: out.outputs,
+            errors: out
+                .errors
+                .into_iter()
+                .map(|e| sluice_abi::InputError {
+                    input: e.input,
+                    message: e.message,
+                })
+                .collect(),
+        };
+        out.validate(inputs).map_err(|e| CallFailure {
+            reason: Reason::Trap,
+            message: e.to_string(),
+        })?;
+        Ok(out)
+    }
+}
+
+/// The per-instance host state.
+pub struct PluginState {
+    wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    memory: MemoryCap,
+    log: GuestLog,
+    /// When the current call must end; host calls that wait give up then.
+    pub(super) deadline: Option<Instant>,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit::Host for PluginState {}
+
+impl wit_host::Host for PluginState {
+    fn log(&mut self, level: wit_host::Level, message: String) {
+        use wit_host::Level as L;
+        let level = match level {
+            L::Trace => Level::Trace,
+            L::Debug => Level::Debug,
+            L::Info => Level::Info,
+            L::Warn => Level::Warn,
+            L::Error => Level::Error,
+        };
+        self.log.log(level, &message);
+    }
+}
+
+/// Bytes wasmtime keeps per table element (a pointer), counted against the memory cap.
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// Caps the linear memories *and tables* of one instance together (`limits.memory_mb`), and the
+/// number of instances, tables and memories; remembers whether a cap was hit, so that the
+/// resulting trap is reported as `limit:memory`.
+struct MemoryCap {
+    limit: usize,
+    /// Bytes of linear memory.
+    memories: usize,
+    /// Bytes of table elements.
+    tables: usize,
+    hit: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "memory limit: growing {what} would bring the plugin's memory and tables to {desired} bytes, above its cap of {limit} bytes"
+)]
+struct MemoryLimitHit {
+    what: &'static str,
+    desired: usize,
+    limit: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let memories = self.memories - current.min(self.memories) + desired;
+        if memories.saturating_add(self.tables) > self.limit {
+            self.hit = true;
+            return Err(MemoryLimitHit {
+                what: "linear memory",
+                desired: memories.saturating_add(self.tables),
+                limit: self.limit,
+            }
+            .into());
+        }
+        self.memories = memories;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let current = current.saturating_mul(TABLE_ELEMENT_BYTES);
+        let desired = desired.saturating_mul(TABLE_ELEMENT_BYTES);
+        let tables = self.tables - current.min(self.tables) + desired;
+        if tables.saturating_add(self.memories) > self.limit {
+            self.hit = true;
+            return Err(MemoryLimitHit {
+                what: "a table",
+                desired: tables.saturating_add(self.memories),
+                limit: self.limit,
+            }
+            .into());
+        }
+        self.tables = tables;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+fn classify(error: wasmtime::Error, state: &PluginState) -> CallFailure {
+    let table_full = matches!(
+        error.downcast_ref::<wasmtime::component::ResourceTableError>(),
+        Some(wasmtime::component::ResourceTableError::Full)
+    );
+    // Instance, table and memory counts: wasmtime fails instantiation with this message.
+    let over_count = !state.memory.hit && format!("{error:#}").contains("resource limit exceeded");
+    let exit = error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|e| e.0);
+    let reason = if state.memory.hit
+        || error.downcast_ref::<MemoryLimitHit>().is_some()
+        || table_full
+        || over_count
+    {
+        Reason::Memory
+    } else {
+        match error.downcast_ref::<Trap>() {
+            _ if error.downcast_ref::<blocking::HostCallDeadline>().is_some() => Reason::Deadline,
+            Some(Trap::Interrupt) => Reason::Deadline,
+            Some(Trap::OutOfFuel) => Reason::Fuel,
+            _ => Reason::Trap,
+        }
+    };
+    let message = match reason {
+        Reason::Deadline => match error.downcast_ref::<blocking::HostCallDeadline>() {
+            Some(hit) => format!("{hit} (limits.timeout_ms)"),
+            None => "the call ran past its deadline (limits.timeout_ms)".to_string(),
+        },
+        Reason::Fuel => "the call used up its fuel (limits.fuel)".to_string(),
+        Reason::Memory if table_full => format!(
+            "memory limit: the plugin holds more than {MAX_WASI_RESOURCES} WASI resources (pollables, streams) at once"
+        ),
+        Reason::Memory if over_count => format!(
+            "memory limit: {} (a plugin may hold at most {MAX_INSTANCES} instances, {MAX_TABLES} tables and {MAX_MEMORIES} memories)",
+            error.root_cause()
+        ),
+        Reason::Memory => match error.downcast_ref::<MemoryLimitHit>() {
+            Some(hit) => format!("{hit} (limits.memory_mb)"),
+            None => {
+                "memory limit: the plugin tried to grow its memory or tables past limits.memory_mb"
+                    .to_string()
+            }
+        },
+        _ => {
+            tracing::debug!("plugin call failed: {error:?}");
+            let what = match (exit, error.downcast_ref::<Trap>()) {
+                (Some(code), _) => format!(
+                    "the plugin called exit({code}): a plugin must return an error for the record instead of exiting"
+                ),
+                (None, Some(trap)) => trap.to_string(),
+                (None, None) => error.to_string(),
+            };
+            // A Rust panic prints its message on stderr before trapping: it says why.
+            match state.log.call_stderr() {
+                Some(stderr) => format!("{what} (plugin stderr: {stderr})"),
+                None => what,
+            }
+        }
+    };
+    CallFailure { reason, message }
+}
