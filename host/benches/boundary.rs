@@ -12,8 +12,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sluice::config::Limits;
-use sluice::runtime::{ComponentCache, PluginSpec, Runtime};
+use sluice::testing::config::Limits;
+use sluice::testing::runtime::{ComponentCache, PluginSpec, Runtime};
 use sluice_abi::{Header, InputBatch};
 use sluice_plugin::{Config, Emitter, Record, Transform};
 

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use languages::{Lang, build, identity, mask_pii, signups};
-use sluice::config::Limits;
-use sluice::runtime::{ComponentCache, PluginSpec, Runtime};
+use sluice::testing::config::Limits;
+use sluice::testing::runtime::{ComponentCache, PluginSpec, Runtime};
 use sluice_abi::InputBatch;
 
 /// ns/record of `path` on `batch`, over at least `min` of calls after a warm-up.

@@ -11,12 +11,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sluice::chain::Chain;
-use sluice::config::Config;
-use sluice::router::Router;
-use sluice::runtime::{ComponentCache, PluginSpec, Runtime};
-use sluice::sinks::Stamp;
-use sluice::sinks::postgres::{PostgresSink, Session};
+use sluice::testing::chain::Chain;
+use sluice::testing::config::Config;
+use sluice::testing::router::Router;
+use sluice::testing::runtime::{ComponentCache, PluginSpec, Runtime};
+use sluice::testing::sinks::Stamp;
+use sluice::testing::sinks::postgres::{PostgresSink, Session};
 use sluice_abi::InputBatch;
 
 const BATCH: usize = 1000;

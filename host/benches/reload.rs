@@ -19,7 +19,7 @@ use common::{Kafka, Load, RunningHost, plugin, write_config};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sluice::runtime::content_version;
+use sluice::testing::runtime::content_version;
 
 const PARTITIONS: i32 = 4;
 

@@ -8,21 +8,69 @@
 
 #![deny(missing_docs)]
 
-pub mod admin;
-pub mod chain;
+pub(crate) mod admin;
+pub(crate) mod chain;
 pub mod cli;
-pub mod config;
-pub mod dev;
-pub mod failure;
-pub mod offsets;
-pub mod pipeline;
-pub mod plugin_test;
-pub mod progress;
-pub mod reload;
-pub mod router;
-pub mod runtime;
-pub mod scaffold;
-pub mod sinks;
-pub mod source;
-pub mod telemetry;
-pub mod wire;
+pub(crate) mod config;
+pub(crate) mod dev;
+pub(crate) mod failure;
+pub(crate) mod offsets;
+pub(crate) mod pipeline;
+pub(crate) mod plugin_test;
+pub(crate) mod progress;
+pub(crate) mod reload;
+pub(crate) mod router;
+pub(crate) mod runtime;
+pub(crate) mod scaffold;
+pub(crate) mod sinks;
+pub(crate) mod source;
+pub(crate) mod telemetry;
+pub(crate) mod wire;
+
+/// What the integration tests and benchmarks drive directly; everything else is the crate's
+/// own. Programs use the `sluice` command ([`cli`]).
+pub mod testing {
+    /// The admin endpoints beside a running host.
+    pub mod admin {
+        pub use crate::admin::AdminServer;
+    }
+    /// A plugin chain, run directly.
+    pub mod chain {
+        pub use crate::chain::Chain;
+    }
+    /// The config file.
+    pub mod config {
+        pub use crate::config::{Config, Limits};
+    }
+    /// Hosts and their pipelines.
+    pub mod pipeline {
+        pub use crate::pipeline::{Host, PipelineStats};
+    }
+    /// Hot reload.
+    pub mod reload {
+        pub use crate::reload::LiveChain;
+    }
+    /// The router.
+    pub mod router {
+        pub use crate::router::Router;
+    }
+    /// The WebAssembly runtime.
+    pub mod runtime {
+        pub use crate::runtime::{
+            Compiler, ComponentCache, LoadError, MAX_WASI_RESOURCES, Plugin, PluginSpec, Reason,
+            Runtime, content_version,
+        };
+    }
+    /// Sinks.
+    pub mod sinks {
+        pub use crate::sinks::Stamp;
+        /// The Postgres sink.
+        pub mod postgres {
+            pub use crate::sinks::postgres::{PostgresSink, Session};
+        }
+    }
+    /// The metrics recorder.
+    pub mod telemetry {
+        pub use crate::telemetry::metrics_handle;
+    }
+}

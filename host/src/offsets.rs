@@ -107,11 +107,6 @@ impl Ticket {
         self.refused.lock().expect("refusals lock").clone()
     }
 
-    /// The offset of the batch's first record.
-    pub fn first_offset(&self) -> i64 {
-        self.first_offset
-    }
-
     /// Like [`Ticket::fail`], for a failure a retry would meet again.
     pub fn fail_permanently(&self, reason: String) {
         self.permanent.store(true, Ordering::Release);

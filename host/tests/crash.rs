@@ -117,7 +117,7 @@ fn sighup_rechecks_plugin_files_when_watching_is_off() {
     let version = |path: &std::path::Path| {
         format!(
             "live@{}",
-            sluice::runtime::content_version(&std::fs::read(path).unwrap())
+            sluice::testing::runtime::content_version(&std::fs::read(path).unwrap())
         )
     };
     let old = version(&live);

@@ -54,7 +54,7 @@ fn compose_file_runs_the_example_config_and_scrapes_it() {
         .to_string();
     // SAFETY: as above.
     unsafe { std::env::set_var("SLUICE_OPERATOR_TOKEN", &token) };
-    let config = sluice::config::Config::load(&repo().join("examples/docker.toml"))
+    let config = sluice::testing::config::Config::load(&repo().join("examples/docker.toml"))
         .expect("examples/docker.toml is valid");
     let listen = config
         .admin

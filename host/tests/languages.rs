@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sluice::config::Limits;
-use sluice::runtime::{ComponentCache, LoadError, Plugin, PluginSpec, Runtime};
+use sluice::testing::config::Limits;
+use sluice::testing::runtime::{ComponentCache, LoadError, Plugin, PluginSpec, Runtime};
 use sluice_abi::{Header, InputBatch, OutputBatch};
 
 /// A guest language and how its SDK builds a plugin.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Kafka, RunningHost, counts, write_config};
-use sluice::config::Config;
-use sluice::pipeline::Host;
-use sluice::runtime::{ComponentCache, Runtime};
+use sluice::testing::config::Config;
+use sluice::testing::pipeline::Host;
+use sluice::testing::runtime::{ComponentCache, Runtime};
 
 fn event(seq: usize, kind: &str, user: &str) -> Vec<u8> {
     format!(r#"{{"type":"{kind}","user_id":"{user}","product_id":"p-{seq}","seq":{seq}}}"#)

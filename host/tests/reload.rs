@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Kafka, Load, Record, RunningHost, plugin, wait_until, write_config};
-use sluice::runtime::content_version;
+use sluice::testing::runtime::content_version;
 
 const PARTITIONS: i32 = 3;
 

@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{Kafka, Load, plugin, wait_until, write_config};
-use sluice::reload::LiveChain;
-use sluice::runtime::content_version;
+use sluice::testing::reload::LiveChain;
+use sluice::testing::runtime::content_version;
 
 /// Tenant A's init deadline: its new version spins in `init` for this long.
 const SLOW_INIT_MS: u64 = 8000;
@@ -80,10 +80,11 @@ struct Host {
 
 impl Host {
     fn start(config: &Path) -> Host {
-        use sluice::runtime::{ComponentCache, Runtime};
-        let config = sluice::config::Config::load(config).expect("valid test config");
+        use sluice::testing::runtime::{ComponentCache, Runtime};
+        let config = sluice::testing::config::Config::load(config).expect("valid test config");
         let runtime = Runtime::new(ComponentCache::default_dir()).unwrap();
-        let host = sluice::pipeline::Host::prepare(config, &runtime).expect("plugins load");
+        let host =
+            sluice::testing::pipeline::Host::prepare(config, &runtime).expect("plugins load");
         let chains = host.chains();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (recheck, recheck_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Kafka, Load, Record, RunningHost, free_port, plugin, wait_until, write_config};
-use sluice::runtime::content_version;
+use sluice::testing::runtime::content_version;
 
 const PARTITIONS: i32 = 3;
 const OPERATOR: &str = "operator-secret-0123456789";
@@ -364,7 +364,9 @@ fn a_version_that_sends_records_to_another_output_is_rolled_back() {
 }
 
 fn state_failure_metric() -> f64 {
-    let text = sluice::telemetry::metrics_handle().unwrap().render();
+    let text = sluice::testing::telemetry::metrics_handle()
+        .unwrap()
+        .render();
     text.lines()
         .filter(|l| {
             l.starts_with("sluice_plugin_state_failures_total{")

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Kafka, RunningHost, TestRecord, write_config};
-use sluice::chain::Chain;
-use sluice::config::Limits;
-use sluice::runtime::{LoadError, Plugin, PluginSpec, Reason, Runtime};
+use sluice::testing::chain::Chain;
+use sluice::testing::config::Limits;
+use sluice::testing::runtime::{LoadError, Plugin, PluginSpec, Reason, Runtime};
 use sluice_abi::InputBatch;
 
 const RECORDS: usize = 20;
@@ -563,7 +563,7 @@ fn a_plugin_leaking_wasi_resources_hits_a_memory_limit() {
     assert!(
         out.failures[0].message.contains(&format!(
             "more than {} WASI resources",
-            sluice::runtime::MAX_WASI_RESOURCES
+            sluice::testing::runtime::MAX_WASI_RESOURCES
         )),
         "{}",
         out.failures[0].message
@@ -729,7 +729,7 @@ fn a_compile_bomb_is_refused_within_the_compile_limits_outside_the_host_process(
     assert!(bytes.len() > 100_000, "{} bytes", bytes.len());
     let runtime = Runtime::with_compiler(
         dir.path().join("cache"),
-        sluice::runtime::Compiler::Child(env!("CARGO_BIN_EXE_sluice").into()),
+        sluice::testing::runtime::Compiler::Child(env!("CARGO_BIN_EXE_sluice").into()),
     )
     .unwrap();
     let limits = Limits {

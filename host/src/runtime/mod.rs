@@ -31,10 +31,7 @@ pub use cache::ComponentCache;
 pub use compile::{Compiler, child_main as compile_child_main};
 pub use guest_log::{GuestLog, Level, LogBudget};
 pub use instance::{Plugin, PluginInstance, PluginState};
-pub use limits::{
-    EPOCH_TICK, Limits, MAX_CACHE_BYTES, MAX_CACHE_ENTRIES, MAX_CONCURRENT_COMPILES, MAX_INSTANCES,
-    MAX_MEMORIES, MAX_TABLES, MAX_WASI_RESOURCES,
-};
+pub use limits::{EPOCH_TICK, Limits, MAX_WASI_RESOURCES};
 
 pub use crate::failure::Reason;
 

@@ -175,8 +175,6 @@ pub struct RoutedBatch<'a> {
     pub router: &'a Router,
     /// The input records.
     pub input: &'a InputBatch,
-    /// Their source partition.
-    pub tp: &'a TopicPartition,
     /// The `sluice.version` header every output carries.
     pub version: Header<'a>,
     /// The batch's delivery ticket (asynchronous acknowledgements count on it).

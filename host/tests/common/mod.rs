@@ -378,23 +378,25 @@ pub struct RunningHost {
     stop: tokio::sync::watch::Sender<bool>,
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
     /// The live chain of every pipeline.
-    pub chains: Vec<std::sync::Arc<sluice::reload::LiveChain>>,
+    pub chains: Vec<std::sync::Arc<sluice::testing::reload::LiveChain>>,
     /// The counters of the first pipeline.
-    pub stats: std::sync::Arc<sluice::pipeline::PipelineStats>,
+    pub stats: std::sync::Arc<sluice::testing::pipeline::PipelineStats>,
 }
 
 impl RunningHost {
     pub fn start(config_path: &std::path::Path) -> RunningHost {
-        use sluice::runtime::{ComponentCache, Runtime};
-        let config = sluice::config::Config::load(config_path).expect("valid test config");
+        use sluice::testing::runtime::{ComponentCache, Runtime};
+        let config = sluice::testing::config::Config::load(config_path).expect("valid test config");
         let runtime = Runtime::new(ComponentCache::default_dir()).unwrap();
-        let host = sluice::pipeline::Host::prepare(config, &runtime).expect("plugins load");
+        let host =
+            sluice::testing::pipeline::Host::prepare(config, &runtime).expect("plugins load");
         let chains = host.chains().to_vec();
         let stats = host.stats()[0].1.clone();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let thread = std::thread::spawn(move || {
             tokio::runtime::Runtime::new().unwrap().block_on(async {
-                let admin = sluice::admin::AdminServer::start(&host, stop_rx.clone()).await?;
+                let admin =
+                    sluice::testing::admin::AdminServer::start(&host, stop_rx.clone()).await?;
                 let ran = host
                     .run(stop_rx, tokio::sync::mpsc::unbounded_channel().1)
                     .await;
@@ -428,7 +430,7 @@ impl RunningHost {
 pub fn saturate(
     bootstrap: String,
     topic: &str,
-    stats: std::sync::Arc<sluice::pipeline::PipelineStats>,
+    stats: std::sync::Arc<sluice::testing::pipeline::PipelineStats>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<u64> {
     use std::sync::atomic::Ordering;

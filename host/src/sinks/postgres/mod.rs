@@ -27,7 +27,7 @@ use serde_json::Value;
 use sluice_abi::{InputBatch, InputRecord, OutputRecord};
 use tokio_postgres::Client;
 
-pub use self::config::{MetadataColumns, PostgresOutput, WriteMode};
+pub use self::config::{PostgresOutput, WriteMode};
 pub use self::connection::Session;
 use self::connection::*;
 use self::encode::{CopyBuffer, Input, field};
