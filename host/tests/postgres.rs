@@ -11,11 +11,19 @@ use std::time::{Duration, Instant};
 use common::postgres::Postgres;
 use common::{HostProcess, Kafka, Load, RunningHost, write_config};
 
-/// The admin listener's `/metrics` text.
+/// The operator token of the configs that serve metrics.
+const OPERATOR_TOKEN: &str = "postgres-test-operator-token";
+
+/// The admin listener's `/metrics` text, as the operator sees it.
 fn scrape(port: u16) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    // Per-pipeline series are shown only with a token (the operator's shows everything).
+    write!(
+        stream,
+        "GET /metrics HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {OPERATOR_TOKEN}\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
     text
@@ -249,6 +257,7 @@ const BAD_ROWS_CONFIG: &str = r#"
 bootstrap_servers = "{bootstrap}"
 [admin]
 listen = "127.0.0.1:PORT"
+operator_token = "postgres-test-operator-token"
 [[pipeline]]
 name = "orders-DELIVERY"
 inputs = ["orders.in"]
