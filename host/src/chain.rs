@@ -294,7 +294,10 @@ impl Chain {
             Err(failure) => {
                 // A trapped instance may be poisoned: never reuse it.
                 self.instances[k] = None;
-                if range.len() == 1 && fresh {
+                // A record that runs past the deadline is blamed at once, even on an instance
+                // that ran others first: re-running it on a fresh one would cost one more whole
+                // deadline, and state gone bad makes calls trap, not sleep.
+                if range.len() == 1 && (fresh || failure.reason == Reason::Deadline) {
                     tracing::debug!(plugin = %self.plugins[k].name, record = range.start, "isolated a failing record: {failure}");
                     stage.isolated += 1;
                     stage.failures.push((range.start as u32, failure));
