@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use sluice::testing::chain::Chain;
 use sluice::testing::config::Config;
-use sluice::testing::router::Router;
 use sluice::testing::runtime::{ComponentCache, PluginSpec, Runtime};
 use sluice::testing::sinks::Stamp;
 use sluice::testing::sinks::postgres::{PostgresSink, Session};
@@ -83,9 +82,9 @@ fn copy_path(
 ) -> f64 {
     let config = config(url, table, delivery);
     let pipeline = &config.pipelines[0];
-    let router = Router::new(pipeline);
+    let router = pipeline.router();
     let sink = tokio
-        .block_on(PostgresSink::connect(pipeline, &router))
+        .block_on(PostgresSink::connect(&pipeline.sink_spec(), &router))
         .unwrap()
         .unwrap();
     let spec = PluginSpec {

@@ -29,7 +29,18 @@ use sluice_abi::{InputBatch, NONE, OutputBatch, OutputRecord};
 use crate::runtime::limits::over_output_limits;
 use crate::runtime::{CallFailure, LoadError, Plugin, PluginInstance, Reason};
 
-pub use crate::failure::Failure;
+/// The rejection of one input record of a batch.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// Index of the input record in the batch.
+    pub input: u32,
+    /// The class of failure.
+    pub reason: Reason,
+    /// Details for people.
+    pub message: String,
+    /// The plugin that failed it (`None` for failures after the chain).
+    pub plugin: Option<Arc<Plugin>>,
+}
 
 /// A plugin call that failed on the plugin's live instance although none of its records fails
 /// on a fresh instance: the instance's own state went bad.

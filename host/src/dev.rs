@@ -510,6 +510,10 @@ mod tests {
                     "examples/plugins/rust-mask-pii/src".into()
                 ),
                 (
+                    "passthrough".into(),
+                    "examples/plugins/rust-passthrough/src".into()
+                ),
+                (
                     "route-events".into(),
                     "examples/plugins/rust-route-events/src".into()
                 ),

@@ -1,13 +1,8 @@
-//! Why an input record fails: one home for every reason a record is dead-lettered with, and the
-//! rejection of one input.
+//! Why an input record fails: one home for every reason a record is dead-lettered with.
 //!
 //! The sandbox's and the router's reasons are listed once, below, and [`Reason::ALL`] is made
 //! from that list. A sink defines the reasons of the records it refuses itself
 //! ([`SinkReason`], listed with the sink), so adding a sink adds no arm here.
-
-use std::sync::Arc;
-
-use crate::runtime::Plugin;
 
 /// Defines [`Reason`], its text and [`Reason::ALL`] from one list.
 macro_rules! reasons {
@@ -23,7 +18,7 @@ macro_rules! reasons {
 
         impl Reason {
             /// Every reason of the sandbox and the router (sinks list theirs:
-            /// [`crate::sinks::reasons`]).
+            /// `sinks::reasons`).
             pub const ALL: &'static [Reason] = &[$(Reason::$name,)*];
 
             /// The reason as written in dead-letter headers and metrics.
@@ -58,16 +53,3 @@ reasons! {
 /// A failure reason a sink defines, e.g. `row:rejected` or `sink:too-large`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SinkReason(pub &'static str);
-
-/// The rejection of one input record of a batch.
-#[derive(Clone, Debug)]
-pub struct Failure {
-    /// Index of the input record in the batch.
-    pub input: u32,
-    /// The class of failure.
-    pub reason: Reason,
-    /// Details for people.
-    pub message: String,
-    /// The plugin that failed it (`None` for failures after the chain).
-    pub plugin: Option<Arc<Plugin>>,
-}

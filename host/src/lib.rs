@@ -50,10 +50,6 @@ pub mod testing {
     pub mod reload {
         pub use crate::reload::LiveChain;
     }
-    /// The router.
-    pub mod router {
-        pub use crate::router::Router;
-    }
     /// The WebAssembly runtime.
     pub mod runtime {
         pub use crate::runtime::{

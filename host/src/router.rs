@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use crate::chain::{ChainOutput, Emitted, Failure};
-use crate::config::PipelineConfig;
 use crate::runtime::{Plugin, Reason};
 
 /// The declared outputs of one pipeline.
@@ -18,12 +17,9 @@ pub struct Router {
 }
 
 impl Router {
-    /// The router of a validated pipeline config.
-    pub fn new(pipeline: &PipelineConfig) -> Self {
-        let names: Vec<String> = pipeline.outputs.keys().cloned().collect();
-        let default = pipeline
-            .default_output()
-            .and_then(|d| names.iter().position(|n| n == d));
+    /// The router of the declared outputs `names` (in config order) and the default one.
+    pub fn new(names: Vec<String>, default: Option<&str>) -> Self {
+        let default = default.and_then(|d| names.iter().position(|n| n == d));
         Router { names, default }
     }
 

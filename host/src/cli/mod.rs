@@ -297,7 +297,10 @@ fn check(path: &Path) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     for pipeline in &config.pipelines {
-        match tokio.block_on(crate::sinks::check(pipeline, Duration::from_secs(10))) {
+        match tokio.block_on(crate::sinks::check(
+            &pipeline.sink_spec(),
+            Duration::from_secs(10),
+        )) {
             Ok(lines) => {
                 for line in lines {
                     println!("ok     pipeline `{}`: {line}", pipeline.name);

@@ -18,6 +18,7 @@ use self::env::interpolate;
 use self::tenants::MANAGED_PROPERTIES;
 pub use crate::runtime::limits::Limits;
 pub use crate::sinks::OutputConfig;
+pub use crate::sinks::kafka::KafkaConfig;
 
 /// A whole config file.
 #[derive(Clone, Debug, Deserialize)]
@@ -41,23 +42,6 @@ pub struct Config {
     /// The directory plugin paths are relative to (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
-}
-
-/// Kafka connection settings shared by every pipeline.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// `host:port[,host:port…]`.
-    pub bootstrap_servers: String,
-    /// librdkafka properties for the consumers and the producer (SASL, SSL, timeouts…).
-    #[serde(default)]
-    pub properties: BTreeMap<String, String>,
-    /// librdkafka properties for consumers only.
-    #[serde(default)]
-    pub consumer: BTreeMap<String, String>,
-    /// librdkafka properties for the producer only.
-    #[serde(default)]
-    pub producer: BTreeMap<String, String>,
 }
 
 /// The HTTP endpoints for operators.

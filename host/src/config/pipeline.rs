@@ -3,6 +3,24 @@
 use super::*;
 
 impl PipelineConfig {
+    /// The router of the pipeline's declared outputs.
+    pub fn router(&self) -> crate::router::Router {
+        crate::router::Router::new(
+            self.outputs.keys().cloned().collect(),
+            self.default_output(),
+        )
+    }
+
+    /// What the pipeline's sinks are made from.
+    pub fn sink_spec(&self) -> crate::sinks::SinkSpec<'_> {
+        crate::sinks::SinkSpec {
+            name: &self.name,
+            tenant: self.tenant.as_deref().unwrap_or_default(),
+            exactly_once: self.delivery == Delivery::ExactlyOnce,
+            outputs: &self.outputs,
+        }
+    }
+
     /// True for an exactly-once pipeline whose outputs are all Kafka topics: its outputs, dead
     /// letters and consumed offsets commit in one Kafka transaction per batch.
     pub fn kafka_transactions(&self) -> bool {

@@ -25,7 +25,6 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Config, Delivery, PipelineConfig};
 use crate::offsets::OffsetTracker;
 use crate::reload::{self, LiveChain};
-use crate::router::Router;
 use crate::runtime::{PluginSpec, Runtime};
 use crate::sinks::KafkaSink;
 use crate::source::{self, Batch, RateLimit};
@@ -182,7 +181,7 @@ impl Host {
     /// failure. A pipeline that fails stops alone.
     /// Plugin files are followed for hot reload (if enabled), a message on `recheck` re-checks
     /// every plugin file (SIGHUP). The admin endpoints are the caller's to serve beside it
-    /// ([`crate::admin::AdminServer`]).
+    /// (the admin module's `AdminServer`).
     pub async fn run(
         self,
         stop: watch::Receiver<bool>,
@@ -275,10 +274,10 @@ pub(crate) async fn run_pipeline(
     } = prepared;
     let live = live.context("the pipeline's plugins were not loaded")?;
     let tracker = status.tracker.clone();
-    let router = Router::new(&pipeline);
+    let router = pipeline.router();
     // Sinks connect (tables are checked, files opened) before the group is joined, so a wrong
     // output never holds partitions.
-    let sinks = crate::sinks::connect(&pipeline, &router).await?;
+    let sinks = crate::sinks::connect(&pipeline.sink_spec(), &router).await?;
     let transactional = pipeline.kafka_transactions();
     // Exactly-once into a sink that stores offsets: the source starts where it says.
     let offsets_sink = (pipeline.delivery == Delivery::ExactlyOnce && !transactional)

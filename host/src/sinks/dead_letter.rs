@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sluice_abi::{Header, InputRecord};
 
 use super::kafka::{KafkaSink, OutgoingRecord, is_reserved};
-use crate::failure::Failure;
+use crate::chain::Failure;
 use crate::offsets::Ticket;
 
 /// Dead-letter header: the failure class (`plugin-error`, `trap`, `limit:deadline`…).

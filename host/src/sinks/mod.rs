@@ -21,8 +21,8 @@ use serde::Deserialize;
 use sluice_abi::{Header, InputBatch, OutputRecord};
 
 use crate::chain::ChainOutput;
-use crate::config::PipelineConfig;
-use crate::failure::{Failure, Reason};
+use crate::chain::Failure;
+use crate::failure::Reason;
 use crate::offsets::{OffsetStore, Ticket, TopicPartition};
 use crate::router::Router;
 use crate::runtime::Plugin;
@@ -146,6 +146,18 @@ pub fn check_one_transaction(outputs: &BTreeMap<String, OutputConfig>) -> Result
     Ok(())
 }
 
+/// What a pipeline's sinks are made from.
+pub struct SinkSpec<'a> {
+    /// The pipeline's name (in messages and metric labels).
+    pub name: &'a str,
+    /// Its tenant (empty without tenants).
+    pub tenant: &'a str,
+    /// Exactly-once: a sink that stores offsets writes them with its records.
+    pub exactly_once: bool,
+    /// The pipeline's outputs, by name.
+    pub outputs: &'a BTreeMap<String, OutputConfig>,
+}
+
 /// Where an exactly-once batch came from: a sink that stores offsets writes them with its rows.
 #[derive(Clone, Debug)]
 pub struct Stamp {
@@ -236,7 +248,7 @@ pub fn output_headers<'a>(
 
 /// Connects the sinks of `pipeline`'s outputs, in a fixed order: Kafka topics first (their
 /// records are on their way while the others write), then every other kind.
-pub async fn connect(pipeline: &PipelineConfig, router: &Router) -> Result<Vec<Arc<dyn Sink>>> {
+pub async fn connect(pipeline: &SinkSpec<'_>, router: &Router) -> Result<Vec<Arc<dyn Sink>>> {
     let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
     if let Some(kafka) = kafka::KafkaOutputs::new(pipeline, router) {
         sinks.push(Arc::new(kafka));
@@ -252,7 +264,7 @@ pub async fn connect(pipeline: &PipelineConfig, router: &Router) -> Result<Vec<A
 
 /// For `sluice check`: one line per output that can be checked without running (a table exists
 /// and fits, a file's folder is writable), or the first error.
-pub async fn check(pipeline: &PipelineConfig, timeout: Duration) -> Result<Vec<String>> {
+pub async fn check(pipeline: &SinkSpec<'_>, timeout: Duration) -> Result<Vec<String>> {
     let mut lines = postgres::PostgresSink::check(pipeline, timeout).await?;
     lines.extend(file::check(pipeline)?);
     Ok(lines)

@@ -19,11 +19,11 @@ use serde_json::{Map, Value, json};
 use sluice_abi::Header;
 
 pub use self::config::FileOutput;
-use crate::config::PipelineConfig;
-use crate::failure::Failure;
+use crate::chain::Failure;
 use crate::router::Router;
 use crate::sinks::{
-    BeforeCommit, OutputConfig, RoutedBatch, Sink, SinkWriter, Stamp, Written, output_headers,
+    BeforeCommit, OutputConfig, RoutedBatch, Sink, SinkSpec, SinkWriter, Stamp, Written,
+    output_headers,
 };
 
 /// An open output file, shared by the pipeline's workers.
@@ -40,7 +40,7 @@ pub struct FileSink {
 
 impl FileSink {
     /// Opens (creating, appending) the files of `pipeline`'s file outputs, if it has any.
-    pub fn open(pipeline: &PipelineConfig, router: &Router) -> Result<Option<FileSink>> {
+    pub fn open(pipeline: &SinkSpec<'_>, router: &Router) -> Result<Option<FileSink>> {
         let mut files: Vec<Option<Arc<OutputFile>>> = Vec::new();
         for name in router.names() {
             let OutputConfig::File(out) = &pipeline.outputs[name] else {
@@ -80,9 +80,9 @@ fn open_append(path: &Path) -> Result<File> {
 }
 
 /// For `sluice check`: the file outputs, and whether their files can be opened for appending.
-pub fn check(pipeline: &PipelineConfig) -> Result<Vec<String>> {
+pub fn check(pipeline: &SinkSpec<'_>) -> Result<Vec<String>> {
     let mut lines = Vec::new();
-    for (name, out) in &pipeline.outputs {
+    for (name, out) in pipeline.outputs {
         let OutputConfig::File(file) = out else {
             continue;
         };

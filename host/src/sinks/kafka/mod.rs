@@ -7,6 +7,7 @@
 //! ([`KafkaSink::transactional`]): a batch's outputs, dead letters and consumed offsets then
 //! commit or abort together.
 
+mod config;
 mod outputs;
 
 use std::sync::Arc;
@@ -21,9 +22,9 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, TopicPartitionList};
 use sluice_abi::Header;
 
+pub use config::KafkaConfig;
 pub use outputs::{KafkaOutputs, validate_topic};
 
-use crate::config::KafkaConfig;
 use crate::failure::{Reason, SinkReason};
 use crate::offsets::{Refusal, Ticket};
 

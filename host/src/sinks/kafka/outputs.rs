@@ -6,10 +6,11 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::OutgoingRecord;
-use crate::config::PipelineConfig;
-use crate::failure::Failure;
+use crate::chain::Failure;
 use crate::router::Router;
-use crate::sinks::{BeforeCommit, RoutedBatch, Sink, SinkWriter, Stamp, Written, output_headers};
+use crate::sinks::{
+    BeforeCommit, RoutedBatch, Sink, SinkSpec, SinkWriter, Stamp, Written, output_headers,
+};
 
 /// Checks a Kafka output's topic name.
 pub fn validate_topic(topic: &str, inputs: &[String]) -> Result<(), String> {
@@ -32,7 +33,7 @@ pub struct KafkaOutputs {
 
 impl KafkaOutputs {
     /// The Kafka outputs of `pipeline`, if it has any.
-    pub fn new(pipeline: &PipelineConfig, router: &Router) -> Option<KafkaOutputs> {
+    pub fn new(pipeline: &SinkSpec<'_>, router: &Router) -> Option<KafkaOutputs> {
         let topics: Vec<Option<String>> = router
             .names()
             .iter()

@@ -34,12 +34,13 @@ use self::encode::{CopyBuffer, Input, field};
 use self::schema::{Source, Table};
 use self::write::*;
 use crate::chain::ChainOutput;
-use crate::config::{Delivery, PipelineConfig};
-use crate::failure::Failure;
+use crate::chain::Failure;
 use crate::failure::{Reason, SinkReason};
 use crate::offsets::OffsetStore;
 use crate::router::Router;
-use crate::sinks::{BeforeCommit, OutputConfig, RoutedBatch, Sink, SinkWriter, Stamp, Written};
+use crate::sinks::{
+    BeforeCommit, OutputConfig, RoutedBatch, Sink, SinkSpec, SinkWriter, Stamp, Written,
+};
 
 /// A record's value could not be converted to a row of its table.
 pub const ROW_CONVERSION: Reason = Reason::Sink(SinkReason("row:conversion"));
@@ -132,21 +133,21 @@ impl PostgresSink {
     /// Resolves the Postgres outputs of `pipeline` (none → `None`): connects to each database,
     /// reads each table, checks upsert keys and creates the offsets table for exactly-once.
     pub async fn connect(
-        pipeline: &PipelineConfig,
+        pipeline: &SinkSpec<'_>,
         router: &Router,
     ) -> Result<Option<Arc<PostgresSink>>> {
-        let tenant = pipeline.tenant.clone().unwrap_or_default();
+        let tenant = pipeline.tenant.to_string();
         let mut sink = PostgresSink {
-            pipeline: pipeline.name.clone(),
+            pipeline: pipeline.name.to_string(),
             databases: Vec::new(),
             tables: Vec::new(),
             table_db: Vec::new(),
             by_output: vec![None; router.names().len()],
-            exactly_once: pipeline.delivery == Delivery::ExactlyOnce,
+            exactly_once: pipeline.exactly_once,
             handle: tokio::runtime::Handle::current(),
             rows_written: Vec::new(),
-            write_time: metrics::histogram!("sluice_postgres_write_seconds", "pipeline" => pipeline.name.clone(), "tenant" => tenant.clone()),
-            retries: metrics::counter!("sluice_postgres_retries_total", "pipeline" => pipeline.name.clone(), "tenant" => tenant.clone()),
+            write_time: metrics::histogram!("sluice_postgres_write_seconds", "pipeline" => pipeline.name.to_string(), "tenant" => tenant.clone()),
+            retries: metrics::counter!("sluice_postgres_retries_total", "pipeline" => pipeline.name.to_string(), "tenant" => tenant.clone()),
         };
         let mut clients: Vec<Client> = Vec::new();
         for (output, index) in router.names().iter().zip(0..) {
@@ -181,7 +182,7 @@ impl PostgresSink {
                 })?
                 .expect("created when missing");
             sink.by_output[index] = Some(sink.tables.len());
-            sink.rows_written.push(metrics::counter!("sluice_postgres_rows_written_total", "pipeline" => pipeline.name.clone(), "tenant" => tenant.clone(), "output" => output.clone()));
+            sink.rows_written.push(metrics::counter!("sluice_postgres_rows_written_total", "pipeline" => pipeline.name.to_string(), "tenant" => tenant.clone(), "output" => output.clone()));
             sink.tables.push(table);
             sink.table_db.push(db);
             // Prepare every statement once, so that a wrong upsert key is a start-up error.
@@ -202,9 +203,9 @@ impl PostgresSink {
 
     /// For `sluice check`: connects to each Postgres output's database (giving up after
     /// `timeout`) and checks its table; one line per output, or the first error.
-    pub async fn check(pipeline: &PipelineConfig, timeout: Duration) -> Result<Vec<String>> {
+    pub async fn check(pipeline: &SinkSpec<'_>, timeout: Duration) -> Result<Vec<String>> {
         let mut lines = Vec::new();
-        for (output, config) in &pipeline.outputs {
+        for (output, config) in pipeline.outputs {
             let OutputConfig::Postgres(pg) = config else {
                 continue;
             };

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::failure::Failure;
+use crate::chain::Failure;
 use crate::sinks::{BeforeCommit, Stamp, Written};
 
 use super::*;
