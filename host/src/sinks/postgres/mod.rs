@@ -158,7 +158,7 @@ impl PostgresSink {
                 Some(db) => db,
                 None => {
                     let display = display_url(&pg.url);
-                    let client = connect_at_start(&pipeline.name, &pg.url, &display).await?;
+                    let client = connect_at_start(pipeline.name, &pg.url, &display).await?;
                     if sink.exactly_once {
                         create_offsets_table(&client).await.with_context(|| {
                             format!("creating table {OFFSETS_TABLE} in {display}")
