@@ -24,11 +24,11 @@
 //! | [`MAX_CACHE_BYTES`], [`MAX_CACHE_ENTRIES`] | the compiled-component cache on disk | 1 GiB, 256 | LRU eviction |
 //! | [`MAX_CONCURRENT_COMPILES`] | compiles running at once on the host | 2 | compiles wait |
 //!
-//! A limit hit during `init` (at load, or when an instance is rebuilt) fails the load with the
-//! same reason. Enforcement lives where the resource is used: the memory cap in the runtime's
-//! resource limiter, deadlines in the epoch ticker and in blocking host calls, output limits in
-//! [`over_output_limits`] (called by the chain), the log budget in the guest log, the compile
-//! limits in the compiler child.
+//! A limit hit while an instance is created or runs `init` fails with `LoadError::InitFailed`
+//! and the same reason. Enforcement lives where the resource is used: the memory cap in the
+//! runtime's resource limiter, deadlines in the epoch ticker and in blocking host calls, output
+//! limits in `over_output_limits` (called by the chain), the log budget in the guest log, the
+//! compile limits in the compiler child.
 
 use std::time::Duration;
 
@@ -152,7 +152,7 @@ impl Limits {
 }
 
 /// Inputs of `out` whose outputs exceed `limits.max_output_records` or `max_output_bytes` (bytes
-/// as Kafka encodes the records).
+/// as Kafka encodes the records); the chain dead-letters each with `limit:output`.
 pub(crate) fn over_output_limits(out: &OutputBatch, limits: &Limits) -> Vec<(u32, String)> {
     let mut over = Vec::new();
 
