@@ -39,32 +39,34 @@ use sluice_abi::OutputBatch;
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Cap on the plugin's linear memory.
+    /// Cap on each plugin instance's linear memory and tables (a table element counts 8 bytes).
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u64,
-    /// Wall-clock deadline for one plugin call (a whole batch).
+    /// Wall-clock deadline for one plugin call, i.e. one whole batch.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Fuel (roughly, WebAssembly instructions) for one plugin call; unset = not metered.
+    /// Fuel, roughly WebAssembly instructions, for one plugin call (one whole batch). Unset = not
+    /// metered.
     pub fuel: Option<u64>,
     /// Most output records one input may produce.
     #[serde(default = "default_max_output_records")]
     pub max_output_records: u64,
-    /// Most output bytes (keys, values, headers) one input may produce.
+    /// Most output bytes one input may produce, counted as Kafka encodes the records. Keys,
+    /// values, headers with their length fields and the record overhead all count.
     #[serde(default = "default_max_output_bytes")]
     pub max_output_bytes: u64,
-    /// Bytes per second the plugin may write to the host log (its `log` import, stdout and
-    /// stderr), shared by all its instances and not renewed by a trap; bursts of 8 seconds' worth
-    /// are allowed, lines are cut at 4096 bytes, and each line costs 200 bytes more. What is over
-    /// is dropped and counted in `sluice_guest_log_dropped_bytes_total` (default 32768).
+    /// Guest log budget per plugin (all its instances, surviving traps): this many bytes per
+    /// second with an 8-second burst. It covers the plugin's `log` import, stdout and stderr;
+    /// lines are cut at 4096 bytes, and each line costs 200 bytes more. What is over is dropped
+    /// and counted in `sluice_guest_log_dropped_bytes_total` (default 32768).
     #[serde(default = "default_log_bytes_per_second")]
     pub log_bytes_per_second: u64,
-    /// Address space the compiler of the plugin may use, in MB: compiling runs in a child
-    /// process under `RLIMIT_AS` (default 2048).
+    /// Address-space limit of the child process that compiles a plugin for `sluice run`/`check`,
+    /// in MB. The child runs under `RLIMIT_AS` (default 2048).
     #[serde(default = "default_compile_memory_mb")]
     pub compile_memory_mb: u64,
-    /// Wall-clock time compiling the plugin may take, in ms (default 60000; an 18 MB Python
-    /// component takes about 8 s).
+    /// Wall-clock limit of the compile, in ms (default 60000; an 18 MB Python component takes
+    /// about 8 s). A CPU-time limit backs it.
     #[serde(default = "default_compile_timeout_ms")]
     pub compile_timeout_ms: u64,
 }

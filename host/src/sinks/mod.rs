@@ -95,6 +95,15 @@ impl OutputConfig {
         }
     }
 
+    /// What the output is, for messages: "a Kafka topic", "a Postgres table", "a file".
+    fn kind(&self) -> &'static str {
+        match self {
+            OutputConfig::Kafka(_) => "a Kafka topic",
+            OutputConfig::Postgres(_) => "a Postgres table",
+            OutputConfig::File(_) => "a file",
+        }
+    }
+
     /// The transaction that can make this output exactly-once, if any: outputs in one scope
     /// can commit together with the pipeline's offsets.
     fn transaction_scope(&self) -> Option<String> {
@@ -122,7 +131,7 @@ pub fn describe_metrics() {
 /// Exactly-once commits outputs and offsets in one transaction: every output must be in the same
 /// one. `Err` says which outputs are not, and what to do.
 pub fn check_one_transaction(outputs: &BTreeMap<String, OutputConfig>) -> Result<(), String> {
-    let mut first: Option<(&str, String)> = None;
+    let mut first: Option<(&str, &OutputConfig, String)> = None;
     for (name, output) in outputs {
         let Some(scope) = output.transaction_scope() else {
             return Err(format!(
@@ -131,13 +140,21 @@ pub fn check_one_transaction(outputs: &BTreeMap<String, OutputConfig>) -> Result
             ));
         };
         match &first {
-            None => first = Some((name, scope)),
-            Some((other, other_scope)) if *other_scope != scope => {
+            None => first = Some((name, output, scope)),
+            Some((other, other_output, other_scope)) if *other_scope != scope => {
+                let same_kind = other_output.kind() == output.kind();
                 return Err(format!(
                     "exactly-once commits outputs and offsets in one transaction; output \
-                     `{other}` is written in {other_scope} and output `{name}` in {scope}, and no \
-                     transaction spans both. Use delivery = \"at-least-once\" or split the \
-                     pipeline in two"
+                     `{other}` is {} ({other_scope}) and output `{name}` is {} ({scope}), and no \
+                     transaction spans both{}. Use delivery = \"at-least-once\" or split the \
+                     pipeline in two",
+                    other_output.kind(),
+                    output.kind(),
+                    if same_kind {
+                        ": every output must be in the same database"
+                    } else {
+                        ""
+                    }
                 ));
             }
             Some(_) => {}
