@@ -363,6 +363,7 @@ fn sigterm_ends_the_process_within_the_shutdown_timeout_whatever_the_plugin_does
             listen = "127.0.0.1:{port}"
             [runtime]
             shutdown_timeout_ms = 3000
+            stall_timeout_ms = 500
             [[pipeline]]
             name = "spinner"
             inputs = ["in"]
@@ -381,8 +382,11 @@ fn sigterm_ends_the_process_within_the_shutdown_timeout_whatever_the_plugin_does
     let mut host = LoggedHost::start(&config, dir.path());
     wait_until("the host is ready", || get(port, "/readyz") == Some(200));
     kafka.produce("in", Some(0), &records_with_bad());
-    // The worker is inside the call that spins for up to ten minutes.
-    std::thread::sleep(Duration::from_secs(2));
+    // The worker is inside the call that spins for up to ten minutes: the stall watch sees it
+    // holding its batch.
+    wait_until("the worker is inside the spinning call", || {
+        get(port, "/readyz") == Some(503)
+    });
     let pid = host.child.id() as i32;
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid, libc::SIGTERM) };

@@ -151,18 +151,6 @@ struct Inner {
 /// Stderr lines kept to explain a trap.
 const RECENT_STDERR_LINES: usize = 3;
 
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn prefix(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 impl GuestLog {
     /// A log for one instance of a plugin, drawing on the plugin's `budget`.
     pub fn new(budget: LogBudget) -> Self {
@@ -174,7 +162,7 @@ impl GuestLog {
 
     /// Logs one line from the plugin's `log` import.
     pub fn log(&self, level: Level, message: &str) {
-        let line = prefix(message, MAX_LINE);
+        let line = &message[..message.floor_char_boundary(MAX_LINE)];
         self.budget
             .emit(level, "log", line, (message.len() - line.len()) as u64);
     }

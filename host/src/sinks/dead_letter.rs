@@ -38,18 +38,6 @@ pub const RENAMED_PREFIX: &str = "original.";
 /// Longest `sluice.error.message` header, in bytes.
 const MAX_MESSAGE_HEADER: usize = 4096;
 
-/// `text` cut to at most `max` bytes, at a character boundary.
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// Sends `input` to the dead-letter topic with headers saying why: unchanged, except that
 /// its own headers in the `sluice.` namespace are renamed (`original.sluice.…`) and that a
 /// record too large to send with those headers goes without its value (then without its key
@@ -69,7 +57,7 @@ pub fn write(
     let partition = input.partition.to_string();
     let offset = input.offset.to_string();
     // A plugin's message can be any length; keep the dead letter producible.
-    let message = truncate(&failure.message, MAX_MESSAGE_HEADER);
+    let message = &failure.message[..failure.message.floor_char_boundary(MAX_MESSAGE_HEADER)];
     let extra = [
         (HEADER_REASON, failure.reason.as_str()),
         (HEADER_MESSAGE, message),
