@@ -27,6 +27,8 @@
 //! `SLUICE_E2E_ONLY=passthrough,rust-loop` runs only the named contenders.
 
 #![allow(dead_code)]
+// tests/languages.rs declares `mod common;` privately; this bench needs it too.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -38,8 +40,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use languages::Lang;
 use common::{HostProcess, Kafka};
+use languages::Lang;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -72,17 +74,40 @@ const PEOPLE: [(&str, &str, &str); 12] = [
 ];
 
 const PLACES: [(&str, &str, &str, &str, &str); 8] = [
-    ("Calle Mayor", "Valencia", "Comunidad Valenciana", "Spain", "+34"),
-    ("Rue de la Paix", "Lyon", "Auvergne-Rhône-Alpes", "France", "+33"),
+    (
+        "Calle Mayor",
+        "Valencia",
+        "Comunidad Valenciana",
+        "Spain",
+        "+34",
+    ),
+    (
+        "Rue de la Paix",
+        "Lyon",
+        "Auvergne-Rhône-Alpes",
+        "France",
+        "+33",
+    ),
     ("Hauptstraße", "Leipzig", "Sachsen", "Germany", "+49"),
     ("Via Roma", "Torino", "Piemonte", "Italy", "+39"),
-    ("Main Street", "Springfield", "Illinois", "United States", "+1"),
+    (
+        "Main Street",
+        "Springfield",
+        "Illinois",
+        "United States",
+        "+1",
+    ),
     ("Karl Johans gate", "Bergen", "Vestland", "Norway", "+47"),
     ("Nevsky Prospekt", "Kazan", "Tatarstan", "Russia", "+7"),
     ("High Street", "Bristol", "England", "United Kingdom", "+44"),
 ];
 
-const DOMAINS: [&str; 4] = ["example.com", "mail.example.org", "example.net", "corp.example"];
+const DOMAINS: [&str; 4] = [
+    "example.com",
+    "mail.example.org",
+    "example.net",
+    "corp.example",
+];
 
 /// User record `i` as compact JSON: the input, or (`masked`) what mask-pii makes of it with its
 /// default fields (`email`, `phone`).
@@ -435,7 +460,10 @@ fn run(c: &Contender, kafka: &Kafka) -> Figures {
             break;
         }
         if let Some(status) = child.exited() {
-            panic!("{}: exited ({status}) with {n} of {TOTAL} committed", c.label);
+            panic!(
+                "{}: exited ({status}) with {n} of {TOTAL} committed",
+                c.label
+            );
         }
         assert!(
             started.elapsed() < Duration::from_secs(1800),
@@ -604,7 +632,10 @@ fn rust_loop(args: &str) {
         // at ten batches a second.
         let deadline = Instant::now() + Duration::from_secs(60);
         while producer.in_flight_count() > 0 {
-            assert!(Instant::now() < deadline, "records unacknowledged after 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "records unacknowledged after 60 s"
+            );
             producer.poll(Duration::from_millis(1));
         }
         consumer
@@ -637,11 +668,18 @@ fn main() {
         ("Sluice, passthrough (Rust)", "passthrough", false, &|| {
             sluice(common::plugin("passthrough"), None)
         }),
-        ("plain rdkafka loop, Rust", "rust-loop", false, &|| Kind::RustLoop),
-        ("confluent-kafka loop + masking, Python", "python-loop", true, &|| {
-            python();
-            Kind::PythonLoop
+        ("plain rdkafka loop, Rust", "rust-loop", false, &|| {
+            Kind::RustLoop
         }),
+        (
+            "confluent-kafka loop + masking, Python",
+            "python-loop",
+            true,
+            &|| {
+                python();
+                Kind::PythonLoop
+            },
+        ),
         ("Sluice, mask-pii (Rust)", "mask-rust", true, &|| {
             sluice(languages::mask_pii(Lang::Rust), None)
         }),
