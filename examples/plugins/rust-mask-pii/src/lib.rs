@@ -41,7 +41,8 @@ impl Transform for MaskPii {
         if let Some((key, _)) = config.iter().find(|(k, _)| *k != "fields") {
             return Err(format!("unknown config key `{key}` (expected `fields`)"));
         }
-        let paths = std::iter::once("/id".to_string()).chain(fields.iter().map(|f| Paths::pointer(f)));
+        let paths =
+            std::iter::once("/id".to_string()).chain(fields.iter().map(|f| Paths::pointer(f)));
         Ok(MaskPii {
             json: Paths::new(paths),
             fields,

@@ -292,7 +292,11 @@ fn new_value(
         kind: Kind::String,
         buf: Buf::Scratch,
         key_buf: Buf::Scratch,
-        flags: if tree::needs_escape(s) { STR_ESCAPED } else { 0 },
+        flags: if tree::needs_escape(s) {
+            STR_ESCAPED
+        } else {
+            0
+        },
     });
     Ok(Some(((arena.nodes.len() - 1) as u32, 0)))
 }

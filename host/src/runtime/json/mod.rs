@@ -38,8 +38,8 @@ mod tree;
 use std::time::Instant;
 
 use super::bindings::sluice::plugin::json as wit;
-use super::limits::{CHECK_WORK_UNITS, FALLBACK_BYTES_PER_BYTE, MAX_JSON_CALL_BYTES};
 use super::instance::PluginState;
+use super::limits::{CHECK_WORK_UNITS, FALLBACK_BYTES_PER_BYTE, MAX_JSON_CALL_BYTES};
 use edit::{Path, apply, parse_paths};
 use tree::{Buf, Bufs, Kind, NIL, Node, Scan, Scanner};
 
@@ -280,8 +280,11 @@ fn doc_ranges(
     data: &[u8],
     docs: &[u32],
 ) -> wasmtime::Result<Vec<Option<(usize, usize)>>> {
-    if docs.len() % 2 != 0 {
-        return Err(bad(call, format!("`docs` holds {} words, not pairs", docs.len())));
+    if !docs.len().is_multiple_of(2) {
+        return Err(bad(
+            call,
+            format!("`docs` holds {} words, not pairs", docs.len()),
+        ));
     }
     docs.chunks_exact(2)
         .enumerate()
@@ -323,7 +326,7 @@ impl JsonState {
         work.memory("the `fields` result", words.saturating_mul(4))
             .map_err(&hit)?;
         let mut fields = Vec::with_capacity(words as usize);
-        let mut text = Vec::new();
+        let mut text = Vec::with_capacity(data.len() / 4);
         let mut roots = Vec::with_capacity(ranges.len());
         let mut depths = Vec::with_capacity(ranges.len());
         for range in &ranges {
@@ -356,7 +359,9 @@ impl JsonState {
                 }
                 let n = &nodes[found as usize];
                 let at = text.len();
-                let max = work.max_bytes.saturating_sub(self.arena.bytes() + words * 4);
+                let max = work
+                    .max_bytes
+                    .saturating_sub(self.arena.bytes() + words * 4);
                 match n.kind {
                     Kind::String => {
                         let content = bufs.get(n.buf, n.start + 1, n.len - 2);
@@ -368,14 +373,16 @@ impl JsonState {
                     }
                     Kind::Number => text.extend_from_slice(bufs.get(n.buf, n.start, n.len)),
                     Kind::Array | Kind::Object => {
-                        tree::emit(nodes, &bufs, found, &mut text, max as usize)
-                            .map_err(&hit)?;
+                        tree::emit(nodes, &bufs, found, &mut text, max as usize).map_err(&hit)?;
                     }
                     _ => {}
                 }
                 work.add((text.len() - at) as u64).map_err(&hit)?;
-                work.memory("the `text` result", (text.len() as u64).saturating_add(words * 4))
-                    .map_err(&hit)?;
+                work.memory(
+                    "the `text` result",
+                    (text.len() as u64).saturating_add(words * 4),
+                )
+                .map_err(&hit)?;
                 fields.extend_from_slice(&[n.kind as u32, at as u32, (text.len() - at) as u32]);
             }
             work.add(1 + paths.len() as u64).map_err(&hit)?;
@@ -416,8 +423,11 @@ impl JsonState {
         let ranges = doc_ranges(CALL, &data, &docs)?;
         let paths: Vec<Path> = parse_paths(&paths, work).map_err(&hit)?;
         // Edits per document, in the order given.
-        if edits.len() % 5 != 0 {
-            return Err(bad(CALL, format!("`edits` holds {} words, not 5 per edit", edits.len())));
+        if !edits.len().is_multiple_of(5) {
+            return Err(bad(
+                CALL,
+                format!("`edits` holds {} words, not 5 per edit", edits.len()),
+            ));
         }
         let mut per_doc = vec![0u32; ranges.len() + 1];
         for (i, e) in edits.chunks_exact(5).enumerate() {
@@ -474,7 +484,10 @@ impl JsonState {
             }
             let root = match root {
                 Some(r) => r,
-                None => self.arena.parse(&data, Buf::Doc, s, e, work).map_err(&hit)?,
+                None => self
+                    .arena
+                    .parse(&data, Buf::Doc, s, e, work)
+                    .map_err(&hit)?,
             };
             let Some((mut root, _)) = root else {
                 spans.extend_from_slice(&[0, u32::MAX]);
@@ -485,8 +498,17 @@ impl JsonState {
                 let e = &edits[i as usize * 5..i as usize * 5 + 5];
                 let path = &paths[e[1] as usize];
                 let value = (e[3] as usize, e[3] as usize + e[4] as usize);
-                match apply(&mut self.arena, &data, &text, &mut root, path, e[2], value, work)
-                    .map_err(&hit)?
+                match apply(
+                    &mut self.arena,
+                    &data,
+                    &text,
+                    &mut root,
+                    path,
+                    e[2],
+                    value,
+                    work,
+                )
+                .map_err(&hit)?
                 {
                     true => {}
                     false => {
@@ -504,8 +526,11 @@ impl JsonState {
             let bufs = self.arena.bufs(&data, &text);
             tree::emit(&self.arena.nodes, &bufs, root, &mut out, max as usize).map_err(&hit)?;
             work.add((out.len() - at) as u64).map_err(&hit)?;
-            work.memory("the written documents", self.arena.bytes() + out.len() as u64)
-                .map_err(&hit)?;
+            work.memory(
+                "the written documents",
+                self.arena.bytes() + out.len() as u64,
+            )
+            .map_err(&hit)?;
             if out.len() >= u32::MAX as usize {
                 return Err(hit(Limit::Memory {
                     what: "the written documents",
@@ -517,7 +542,10 @@ impl JsonState {
         }
         drop(cache);
         self.arena.clear();
-        Ok(wit::Documents { data: out, docs: spans })
+        Ok(wit::Documents {
+            data: out,
+            docs: spans,
+        })
     }
 
     /// Releases what a call grew beyond [`KEEP_BYTES`].
