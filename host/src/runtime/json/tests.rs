@@ -628,3 +628,29 @@ fn results_beyond_the_memory_budget_are_a_memory_limit() {
     let hit = err.downcast_ref::<super::JsonLimitHit>().expect("a limit");
     assert!(matches!(hit.limit, Limit::Memory { .. }), "{hit}");
 }
+
+#[test]
+fn the_scanners_utf8_check_is_std_s() {
+    const SOME: [u8; 12] = [
+        0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xf5, 0xff,
+    ];
+    for a in 0x80..=0xffu8 {
+        for b in 0..=0xffu8 {
+            for c in SOME {
+                for d in SOME {
+                    let s = [a, b, c, d];
+                    let want = match std::str::from_utf8(&s) {
+                        Ok(t) => t.chars().next().map(char::len_utf8),
+                        Err(e) if e.valid_up_to() > 0 => std::str::from_utf8(&s[..e.valid_up_to()])
+                            .unwrap()
+                            .chars()
+                            .next()
+                            .map(char::len_utf8),
+                        Err(_) => None,
+                    };
+                    assert_eq!(super::tree::utf8_len(&s), want, "{s:x?}");
+                }
+            }
+        }
+    }
+}

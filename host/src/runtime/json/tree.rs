@@ -443,11 +443,9 @@ impl<'a> Scanner<'a> {
     /// escapes, is canonical as it is).
     fn string(&mut self) -> Result<(bool, bool), Scan> {
         let s = &self.src[..self.end];
-        let from = self.pos + 1;
-        let mut p = from;
+        let mut p = self.pos + 1;
         let mut escaped = false;
         let mut canonical = true;
-        let mut ascii = true;
         loop {
             // Plain bytes first, in a tight loop: most of a document is string content.
             while p < s.len() && PLAIN[s[p] as usize] {
@@ -478,15 +476,9 @@ impl<'a> Scanner<'a> {
                         _ => return Err(Scan::Unsure),
                     }
                 }
-                0x80.. => {
-                    ascii = false;
-                    p += 1;
-                }
+                0x80.. => p += utf8_len(&s[p..]).ok_or(Scan::Unsure)?,
                 _ => return Err(Scan::Unsure),
             }
-        }
-        if !ascii && std::str::from_utf8(&s[from..p]).is_err() {
-            return Err(Scan::Unsure);
         }
         self.pos = p + 1;
         Ok((escaped, canonical))
@@ -541,6 +533,24 @@ impl<'a> Scanner<'a> {
         let simple = integer && digits <= 18 && !(neg && s[digits_from] == b'0');
         Ok((p - start, simple))
     }
+}
+
+/// The length of the UTF-8 sequence starting `s` (its first byte is not ASCII), if it is valid
+/// (no overlong form, no surrogate, at most U+10FFFF): what `str::from_utf8` accepts, checked in
+/// place rather than in a second pass over the string.
+pub(super) fn utf8_len(s: &[u8]) -> Option<usize> {
+    let cont = |i: usize| s.get(i).is_some_and(|b| b & 0xc0 == 0x80);
+    let (len, ok) = match s[0] {
+        0xc2..=0xdf => (2, true),
+        0xe0 => (3, matches!(s.get(1), Some(0xa0..=0xbf))),
+        0xed => (3, matches!(s.get(1), Some(0x80..=0x9f))),
+        0xe1..=0xef => (3, cont(1)),
+        0xf0 => (4, matches!(s.get(1), Some(0x90..=0xbf))),
+        0xf4 => (4, matches!(s.get(1), Some(0x80..=0x8f))),
+        0xf1..=0xf3 => (4, cont(1)),
+        _ => return None,
+    };
+    (ok && (2..len).all(cont) && (len > 2 || cont(1))).then_some(len)
 }
 
 fn hex4(h: &[u8]) -> Option<u32> {
