@@ -467,9 +467,9 @@ fn the_eight_byte_string_check_agrees_with_the_byte_table() {
                 interesting[rand::Rng::random_range(&mut rng, 0..interesting.len())]
             }
         });
-        let want = bytes.iter().any(|&b| !super::tree::PLAIN[b as usize]);
+        let want = bytes.iter().any(|&b| !super::text::PLAIN[b as usize]);
         assert_eq!(
-            super::tree::special(u64::from_le_bytes(bytes)),
+            super::text::special(u64::from_le_bytes(bytes)),
             want,
             "{bytes:x?}"
         );

@@ -13,7 +13,7 @@
 //! duplicate keys, lone surrogates, a number serde_json refuses, nesting at serde_json's limit)
 //! is [`Scan::Unsure`], and the caller lets serde_json decide.
 
-use super::text::{decode_any, escaped_into, hex4, needs_escape, utf8_len};
+use super::text::{PLAIN, decode_any, escaped_into, hex4, needs_escape, special, utf8_len};
 use super::{Limit, Work};
 
 /// No node.
@@ -138,29 +138,6 @@ pub struct Scanner<'a> {
     scratch: &'a mut Vec<u8>,
     work: &'a mut Work,
     deepest: usize,
-}
-
-/// Bytes a string holds as they are: ASCII other than controls, `"` and `\\`.
-pub(super) static PLAIN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0x20;
-    while b < 0x80 {
-        t[b] = b != b'"' as usize && b != b'\\' as usize;
-        b += 1;
-    }
-    t
-};
-
-/// Whether any byte of `w` is not [`PLAIN`]: a quote, a backslash, a control character or a
-/// non-ASCII byte (exact as a whole; which byte is left to the byte loop).
-pub(super) fn special(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let quote = zero(w ^ (ONES * b'"' as u64));
-    let backslash = zero(w ^ (ONES * b'\\' as u64));
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (quote | backslash | control | (w & HIGH)) != 0
 }
 
 fn is_ws(b: u8) -> bool {
