@@ -15,7 +15,7 @@ use sluice::testing::chain::Chain;
 use sluice::testing::config::Config;
 use sluice::testing::runtime::{ComponentCache, PluginSpec, Runtime};
 use sluice::testing::sinks::Stamp;
-use sluice::testing::sinks::postgres::{PostgresSink, Session};
+use sluice::testing::sinks::postgres::{PostgresSink, Rows, Session};
 use sluice_abi::InputBatch;
 
 const BATCH: usize = 1000;
@@ -97,6 +97,7 @@ fn copy_path(
     };
     let mut chain = Chain::new(vec![runtime.load(&spec).unwrap()]);
     let mut session = Session::default();
+    let mut rows = Rows::default();
     // Inputs are made before the clock starts; the plugin call, conversion and write are timed.
     let mut inputs: Vec<InputBatch> = (0..COPY_ROWS / BATCH).map(|i| batch(i * BATCH)).collect();
     let started = Instant::now();
@@ -104,7 +105,7 @@ fn copy_path(
     for (i, input) in inputs.iter_mut().enumerate() {
         let at = Instant::now();
         let out = chain.process(input).unwrap();
-        let (rows, failures) = sink.encode(&router, &out, input);
+        let failures = sink.encode(&router, &out, input, &mut rows);
         encoding += at.elapsed();
         assert!(failures.is_empty(), "{:?}", failures[0].message);
         let stamp = sink.exactly_once().then(|| Stamp {
