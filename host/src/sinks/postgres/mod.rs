@@ -17,6 +17,7 @@ mod connection;
 pub mod encode;
 pub mod fields;
 pub mod schema;
+mod stream;
 mod write;
 
 use std::collections::HashMap;
@@ -292,14 +293,22 @@ impl PostgresSink {
     }
 
     /// Converts every record routed to a table into a row, into `rows` (emptied first; its
-    /// buffers are reused). Returns the inputs whose record could not be converted.
+    /// buffers are reused). Returns the inputs whose record could not be converted. With a
+    /// connection in `session` from an earlier batch, the first rows are sent while the rest
+    /// are converted (see `stream`); [`PostgresSink::write`] finishes them.
     pub fn encode(
         &self,
         router: &Router,
         out: &ChainOutput,
         batch: &InputBatch,
         rows: &mut Rows,
+        session: &mut Session,
     ) -> Vec<Failure> {
+        if let Some(old) = session.stream.take() {
+            self.abandon(session, old);
+        }
+        let mut stream: Option<stream::Stream> = None;
+        let mut stream_tried = false;
         rows.tables
             .resize_with(self.tables.len(), TableRows::default);
         for t in &mut rows.tables {
@@ -347,7 +356,14 @@ impl PostgresSink {
                         start,
                         end: target.data.len(),
                         omitted,
-                    })
+                    });
+                    if !stream_tried && omitted == 0 {
+                        stream_tried = true;
+                        stream = self.start_stream(session);
+                    }
+                    if let Some(s) = stream.as_mut().filter(|s| s.table() == t) {
+                        s.offer(&target.data, &target.rows, false);
+                    }
                 }
                 Err(message) => {
                     target.data.truncate(start);
@@ -365,6 +381,11 @@ impl PostgresSink {
                 }
             }
         }
+        if let Some(s) = stream.as_mut() {
+            let target = &rows.tables[s.table()];
+            s.offer(&target.data, &target.rows, true);
+        }
+        session.stream = stream;
         for t in &mut rows.tables {
             t.freeze();
         }
@@ -419,8 +440,13 @@ impl SinkWriter for PostgresWriter {
     /// Converts every record routed to a table into a row: the inputs whose record cannot be
     /// converted (`row:conversion`) fail before anything is written.
     fn screen(&mut self, batch: &RoutedBatch<'_>) -> Vec<Failure> {
-        self.sink
-            .encode(batch.router, batch.out, batch.input, &mut self.rows)
+        self.sink.encode(
+            batch.router,
+            batch.out,
+            batch.input,
+            &mut self.rows,
+            &mut self.session,
+        )
     }
 
     /// Writes the rows of the inputs that did not fail in one transaction per database (with
@@ -434,6 +460,10 @@ impl SinkWriter for PostgresWriter {
     ) -> Result<Written> {
         self.rows.retain_inputs(|i| !batch.out.is_failed(i));
         if self.rows.is_empty() && stamp.is_none() {
+            if let Some(stream) = self.session.stream.take() {
+                // Every streamed row's input failed elsewhere: release the transaction now.
+                self.sink.abandon(&mut self.session, stream);
+            }
             return Ok(Written::default());
         }
         let written = self.sink.handle.block_on(self.sink.write(
