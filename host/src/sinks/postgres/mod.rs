@@ -357,9 +357,12 @@ impl PostgresSink {
                         end: target.data.len(),
                         omitted,
                     });
-                    if !stream_tried && omitted == 0 {
+                    // Only a batch whose first row leaves out no column can start with a run.
+                    if !stream_tried {
                         stream_tried = true;
-                        stream = self.start_stream(session);
+                        if omitted == 0 {
+                            stream = self.start_stream(session);
+                        }
                     }
                     if let Some(s) = stream.as_mut().filter(|s| s.table() == t) {
                         s.offer(&target.data, &target.rows, false);

@@ -26,13 +26,12 @@ impl PostgresSink {
     ) -> Result<Written> {
         let mut written = Written::default();
         // The first rows may already be on their way (see `stream`).
-        if let Some(stream) = session.stream.take() {
-            if let Some(done) = self
+        if let Some(stream) = session.stream.take()
+            && let Some(done) = self
                 .finish_stream(session, stream, rows, stamp, before_commit)
                 .await?
-            {
-                return Ok(done);
-            }
+        {
+            return Ok(done);
         }
         for (db, database) in self.databases.iter().enumerate() {
             let tables: Vec<usize> = (0..self.tables.len())
