@@ -346,6 +346,12 @@ fn main() {
         median(eos_alos),
         eos.rows_per_second() / alos.rows_per_second()
     );
+    // A streamed write that could not commit is rolled back and written again: count them.
+    std::thread::sleep(Duration::from_millis(1500)); // the statistics are flushed every second
+    println!(
+        "  transactions rolled back      {:>10}   (streamed writes written again; 0 expected)",
+        pg.number("SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+    );
     println!(
         "  COPY rows/s goal >= 200,000: at-least-once {}",
         if alos.rows_per_second() >= 200_000.0 {
