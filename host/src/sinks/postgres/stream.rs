@@ -176,7 +176,10 @@ impl PostgresSink {
             }
             Err(StreamError::DeadLetters(e)) => {
                 let _ = conn.client.batch_execute("ROLLBACK").await;
-                Err(e)
+                Err(e.context(format!(
+                    "writing to Postgres {} (pipeline `{}`)",
+                    self.databases[db].display, self.pipeline
+                )))
             }
             Err(StreamError::Database) => {
                 // A refused row or a broken connection: the ordinary write sorts it out.
