@@ -5,7 +5,7 @@ PLUGIN_CRATES := passthrough mask-pii route-events
 PLUGIN_DIR := build/plugins
 SLUICE := $(CARGO_TARGET_DIR)/release/sluice
 
-.PHONY: all setup plugins plugins-languages build dev check test bench bench-languages lint
+.PHONY: all setup plugins plugins-languages build dev check test bench bench-languages bench-e2e lint
 
 all: build
 
@@ -55,3 +55,10 @@ bench: plugins
 ## ns/record, size, compile and load time of every language's mask-pii and identity.
 bench-languages: plugins
 	cargo bench -p sluice --bench languages
+
+## End to end on one mock cluster, 500k records: Sluice (passthrough; mask-pii in Rust, Python,
+## JavaScript) against a plain rdkafka loop in Rust and a confluent-kafka loop in Python. The bench
+## builds the language plugins and installs confluent-kafka (a venv under ~/.cache/sluice) when
+## missing; `SLUICE_E2E_ONLY=passthrough,rust-loop make bench-e2e` runs a subset.
+bench-e2e: plugins
+	cargo bench -p sluice --bench e2e

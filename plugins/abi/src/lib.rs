@@ -67,6 +67,13 @@ impl<'a> Headers<'a> {
         self.iter().find(|h| h.name == name).map(|h| h.value)
     }
 
+    /// The raw views: [`HEADER_WORDS`] words per header (name span, value span) into the byte
+    /// buffer they were borrowed with. For SDKs that copy headers span by span; the spans are
+    /// only as trustworthy as the batch they came from.
+    pub fn raw(&self) -> (&'a [u32], &'a [u8]) {
+        (self.words, self.data)
+    }
+
     /// Iterates the headers in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Header<'a>> + 'a {
         let this = *self;

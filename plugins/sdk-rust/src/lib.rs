@@ -28,8 +28,8 @@
 use std::any::Any;
 use std::cell::RefCell;
 
+use sluice_abi::{HEADER_WORDS, InputBatch, NONE, OUTPUT_WORDS, OutputBatch};
 pub use sluice_abi::{Header, Headers, InputRecord as Record};
-use sluice_abi::{InputBatch, OutputBatch};
 
 extern crate self as sluice_plugin;
 
@@ -89,33 +89,147 @@ impl Config {
     }
 }
 
+/// The output batch being written, plus input bytes that forwarded records reference but that are
+/// not copied yet: `pending` is a range of the input data that belongs, in order, at the end of
+/// `out.data`. Consecutive forwards of records laid out back to back in the input (as the host
+/// lays them out) extend the range instead of copying span by span, so an identity transform
+/// copies a whole batch's bytes with one `extend_from_slice`. Anything else that writes to
+/// `out.data` flushes the range first.
+struct Sink {
+    out: OutputBatch,
+    pending: (usize, usize),
+}
+
+impl Sink {
+    fn flush(&mut self, src: &[u8]) {
+        let (lo, hi) = self.pending;
+        if hi > lo {
+            self.out.data.extend_from_slice(&src[lo..hi]);
+        }
+        self.pending = (hi, hi);
+    }
+}
+
 /// Where a transform writes the outputs of the record it is given.
 pub struct Emitter<'a> {
-    out: &'a mut OutputBatch,
+    sink: &'a mut Sink,
+    batch: &'a InputBatch,
     input: u32,
 }
 
 impl<'a> Emitter<'a> {
     /// Sends `record` on unchanged (key, value, headers, timestamp) to the default output.
     pub fn forward(&mut self, record: &Record<'_>) {
-        self.out.push(
+        if !self.forward_spans(record) {
+            self.sink.flush(&self.batch.data);
+            self.sink.out.push(
+                self.input,
+                record.key,
+                record.value,
+                record.headers.iter(),
+                record.timestamp,
+                None,
+            );
+        }
+    }
+
+    /// The fast path of [`Emitter::forward`]: when `record`'s key, value and headers are views of
+    /// this batch's data laid out back to back (key, value, then each header's name and value),
+    /// the output reuses their layout, shifted, and the bytes join the pending copy. Returns
+    /// false, having written nothing, for anything else (a `Record` has public fields, so a
+    /// plugin can pass views of other buffers), which then takes the span-by-span path.
+    fn forward_spans(&mut self, record: &Record<'_>) -> bool {
+        let src: &[u8] = &self.batch.data;
+        let (header_words, header_data) = record.headers.raw();
+        if !header_words.is_empty() && !std::ptr::eq(header_data, src) {
+            return false;
+        }
+        let span = |bytes: Option<&[u8]>| match bytes {
+            Some(b) => offset_in(src, b).map(|off| (off, b.len() as u32)),
+            None => Some((0, NONE)),
+        };
+        let (Some(key), Some(value)) = (span(record.key), span(record.value)) else {
+            return false;
+        };
+        let sink = &mut *self.sink;
+        let lo = if key.1 != NONE {
+            key.0
+        } else if value.1 != NONE {
+            value.0
+        } else if let Some(h) = header_words.first() {
+            *h as usize
+        } else {
+            sink.pending.1
+        };
+        // Where src[lo] lands: after the output data and the bytes still pending, whether this
+        // record extends the pending range or starts a new one after flushing it.
+        let base = sink.out.data.len() + (sink.pending.1 - sink.pending.0);
+        let shift = |off: usize, len: u32| -> (u32, u32) {
+            if len == NONE {
+                (0, NONE)
+            } else {
+                ((off - lo + base) as u32, len)
+            }
+        };
+        let mut end = lo;
+        if !adjoin(&mut end, key.0, key.1) || !adjoin(&mut end, value.0, value.1) {
+            return false;
+        }
+        let out = &mut sink.out;
+        let first_header = out.header_count();
+        let header_mark = out.headers.len();
+        for h in header_words.chunks_exact(HEADER_WORDS) {
+            let (name_off, name_len) = (h[0] as usize, h[1]);
+            let fits = name_len != NONE
+                && adjoin(&mut end, name_off, name_len)
+                && adjoin(&mut end, h[2] as usize, h[3])
+                && end <= src.len()
+                // Header names must read as UTF-8, as `Headers::get` requires (it reads
+                // others as "").
+                && {
+                    let name = &src[name_off..name_off + name_len as usize];
+                    name.is_ascii() || std::str::from_utf8(name).is_ok()
+                };
+            if !fits {
+                out.headers.truncate(header_mark);
+                return false;
+            }
+            let (name_off, name_len) = shift(name_off, name_len);
+            let (value_off, value_len) = shift(h[2] as usize, h[3]);
+            out.headers
+                .extend_from_slice(&[name_off, name_len, value_off, value_len]);
+        }
+        if end > src.len() {
+            out.headers.truncate(header_mark);
+            return false;
+        }
+        out.push_record(
             self.input,
-            record.key,
-            record.value,
-            record.headers.iter(),
+            shift(key.0, key.1),
+            shift(value.0, value.1),
+            first_header,
             record.timestamp,
             None,
         );
+        if sink.pending.1 != lo {
+            sink.flush(src);
+            sink.pending = (lo, lo);
+        }
+        sink.pending.1 = end;
+        true
     }
 
     /// Starts an output record; nothing is emitted until [`OutputBuilder::emit`].
     pub fn record(&mut self) -> OutputBuilder<'_> {
-        let first_header = self.out.header_count();
+        // The builder appends to the output data: bytes forwarded before it go first.
+        self.sink.flush(&self.batch.data);
+        let out = &mut self.sink.out;
+        let first_header = out.header_count();
         OutputBuilder {
-            out: self.out,
+            out,
             input: self.input,
-            key: (0, sluice_abi::NONE),
-            value: (0, sluice_abi::NONE),
+            key: (0, NONE),
+            value: (0, NONE),
             first_header,
             timestamp: None,
             output: None,
@@ -255,24 +369,58 @@ pub fn __process<T: Transform>(batch: types::InputBatch) -> types::OutputBatch {
 
 /// Runs `plugin` over every record of `input`; an error discards that record's outputs.
 pub fn run_batch<T: Transform>(plugin: &mut T, input: &InputBatch) -> OutputBatch {
-    let mut out = OutputBatch::default();
-    out.data.reserve(input.data.len());
-    out.records.reserve(input.len() * sluice_abi::OUTPUT_WORDS);
-    out.headers.reserve(input.headers.len());
+    let mut sink = Sink {
+        out: OutputBatch::default(),
+        pending: (0, 0),
+    };
+    // Sized for an identity: one allocation each, whatever the plugin then does.
+    sink.out.data.reserve(input.data.len());
+    sink.out.records.reserve(input.len() * OUTPUT_WORDS);
+    sink.out.headers.reserve(input.headers.len());
     for (i, record) in input.iter().enumerate() {
-        let marks = (out.data.len(), out.records.len(), out.headers.len());
+        let marks = (
+            sink.out.data.len(),
+            sink.out.records.len(),
+            sink.out.headers.len(),
+            sink.pending,
+        );
         let mut emitter = Emitter {
-            out: &mut out,
+            sink: &mut sink,
+            batch: input,
             input: i as u32,
         };
         if let Err(message) = plugin.transform(&record, &mut emitter) {
-            out.data.truncate(marks.0);
-            out.records.truncate(marks.1);
-            out.headers.truncate(marks.2);
-            out.reject(i as u32, message);
+            // Also undoes a flush made during this record: the bytes it copied are cut and the
+            // range is pending again.
+            sink.out.data.truncate(marks.0);
+            sink.out.records.truncate(marks.1);
+            sink.out.headers.truncate(marks.2);
+            sink.pending = marks.3;
+            sink.out.reject(i as u32, message);
         }
     }
-    out
+    sink.flush(&input.data);
+    sink.out
+}
+
+/// Appends the span `[off, off + len)` to the run of bytes ending at `end`; false when it does not
+/// start there. Absent spans (`NONE`) take no bytes.
+#[inline]
+fn adjoin(end: &mut usize, off: usize, len: u32) -> bool {
+    if len == NONE {
+        return true;
+    }
+    if off != *end {
+        return false;
+    }
+    *end += len as usize;
+    true
+}
+
+/// The offset of `part` in `whole` when `part` is a view of it.
+fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let off = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    (off <= whole.len() && part.len() <= whole.len() - off).then_some(off)
 }
 
 /// Exports a [`Transform`] implementation as the plugin's component exports.
@@ -355,4 +503,232 @@ mod tests {
             .collect();
         assert_eq!(errs, vec![(1, "empty"), (2, "no value")]);
     }
+
+    /// What each record does, keyed by its value's first byte.
+    struct Mixed;
+
+    impl Transform for Mixed {
+        fn init(_: &Config) -> Result<Self, String> {
+            Ok(Mixed)
+        }
+        fn transform(&mut self, r: &Record<'_>, out: &mut Emitter<'_>) -> Result<(), String> {
+            match r.value.and_then(|v| v.first()) {
+                // Forwarded twice, then a new record in between forwards.
+                Some(b'2') => {
+                    out.forward(r);
+                    out.record().value(Some(b"between")).emit();
+                    out.forward(r);
+                }
+                // Forwarded, then rejected: its outputs are discarded, its neighbours kept.
+                Some(b'x') => {
+                    out.forward(r);
+                    out.record().value(Some(b"gone")).emit();
+                    return Err("rejected after forwarding".into());
+                }
+                // A record with the same views but another timestamp and a foreign key.
+                Some(b't') => {
+                    let changed = Record {
+                        timestamp: Some(99),
+                        key: Some(b"foreign"),
+                        ..*r
+                    };
+                    out.forward(&changed);
+                }
+                _ => out.forward(r),
+            }
+            Ok(())
+        }
+    }
+
+    /// The same transform written with the span-by-span path only.
+    fn expected(input: &InputBatch) -> Vec<Owned> {
+        let mut out = Vec::new();
+        for r in input.iter() {
+            let own = |r: &Record<'_>| Owned {
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.map(<[u8]>::to_vec),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect(),
+                timestamp: r.timestamp,
+            };
+            let between = Owned {
+                key: None,
+                value: Some(b"between".to_vec()),
+                headers: vec![],
+                timestamp: None,
+            };
+            match r.value.and_then(|v| v.first()) {
+                Some(b'2') => out.extend([own(&r), between, own(&r)]),
+                Some(b'x') => {}
+                Some(b't') => out.push(own(&Record {
+                    timestamp: Some(99),
+                    key: Some(b"foreign"),
+                    ..r
+                })),
+                _ => out.push(own(&r)),
+            }
+        }
+        out
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Owned {
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        headers: Vec<(String, Option<Vec<u8>>)>,
+        timestamp: Option<i64>,
+    }
+
+    fn outputs(out: &OutputBatch) -> Vec<Owned> {
+        out.iter()
+            .map(|r| Owned {
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.map(<[u8]>::to_vec),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect(),
+                timestamp: r.timestamp,
+            })
+            .collect()
+    }
+
+    fn h<'a>(name: &'a str, value: Option<&'a [u8]>) -> Header<'a> {
+        Header { name, value }
+    }
+
+    #[test]
+    fn forwarding_copies_the_same_records_as_span_by_span() {
+        let mut input = InputBatch::default();
+        let t = input.topic_index("t");
+        input.push(
+            Some(b"k0"),
+            Some(b"plain"),
+            [h("a", Some(b"1"))],
+            Some(5),
+            t,
+            0,
+            0,
+        );
+        input.push(None, None, [], None, t, 0, 1);
+        input.push(
+            Some(b""),
+            Some(b"2x"),
+            [h("n", None), h("b", Some(b""))],
+            None,
+            t,
+            0,
+            2,
+        );
+        input.push(
+            Some(b"k3"),
+            Some(b"x-bad"),
+            [h("c", Some(b"3"))],
+            None,
+            t,
+            0,
+            3,
+        );
+        input.push(
+            Some(b"k4"),
+            Some(b"tt"),
+            [h("d", Some(b"4"))],
+            Some(7),
+            t,
+            0,
+            4,
+        );
+        input.push(
+            None,
+            Some(b"last"),
+            [h("\u{e9}", Some(b"5"))],
+            None,
+            t,
+            0,
+            5,
+        );
+        let out = run_batch(&mut Mixed, &input);
+        out.validate(input.len()).unwrap();
+        assert_eq!(outputs(&out), expected(&input));
+        assert_eq!(out.errors.len(), 1);
+        assert_eq!(out.errors[0].input, 3);
+    }
+
+    struct Identity;
+
+    impl Transform for Identity {
+        fn init(_: &Config) -> Result<Self, String> {
+            Ok(Identity)
+        }
+        fn transform(&mut self, r: &Record<'_>, out: &mut Emitter<'_>) -> Result<(), String> {
+            out.forward(r);
+            Ok(())
+        }
+    }
+
+    /// An identity over a batch laid out by the host copies its data buffer as it is (one run of
+    /// bytes) and its views unchanged.
+    #[test]
+    fn identity_copies_the_batch_buffer_whole() {
+        let mut input = InputBatch::default();
+        let t = input.topic_index("t");
+        for i in 0..100u8 {
+            let trace = [i];
+            let headers = [h("trace", Some(&trace[..])), h("n", None)];
+            let key = [b'k', i];
+            // Values start with 'v': `expected` models `Mixed`, which keys on the first byte.
+            let mut value = [i; 40];
+            value[0] = b'v';
+            input.push(
+                Some(&key),
+                Some(&value),
+                headers,
+                Some(i.into()),
+                t,
+                0,
+                i.into(),
+            );
+        }
+        input.push(None, None, [], None, t, 0, 100);
+        let out = run_batch(&mut Identity, &input);
+        out.validate(input.len()).unwrap();
+        assert_eq!(out.data, input.data);
+        assert_eq!(out.headers, input.headers);
+        assert_eq!(outputs(&out), expected(&input));
+    }
+
+    /// A batch whose spans are not back to back (built by hand, as another host could) takes
+    /// the span-by-span path and still forwards the right bytes.
+    #[test]
+    fn forwarding_out_of_layout_spans_takes_the_slow_path() {
+        let mut input = InputBatch::default();
+        let t = input.topic_index("t");
+        input.push(
+            Some(b"key"),
+            Some(b"value"),
+            [h("hn", Some(b"hv"))],
+            None,
+            t,
+            0,
+            0,
+        );
+        input.push(Some(b"k2"), Some(b"v2"), [], None, t, 0, 1);
+        // Record 1's value now points at record 0's key: a gap and an overlap.
+        input.records[crate::tests::INPUT_VALUE_OFF] = 0;
+        input.records[crate::tests::INPUT_VALUE_OFF + 1] = 3;
+        // Record 0's header value points before its name.
+        input.headers[2] = 0;
+        let out = run_batch(&mut Mixed, &input);
+        out.validate(input.len()).unwrap();
+        assert_eq!(outputs(&out), expected(&input));
+        assert_eq!(out.record(1).value, Some(&b"key"[..]));
+        assert_eq!(out.record(0).headers.find("hn"), Some(Some(&b"ke"[..])));
+    }
+
+    /// Word index of record 1's value offset.
+    const INPUT_VALUE_OFF: usize = sluice_abi::INPUT_WORDS + 2;
 }

@@ -1,0 +1,762 @@
+//! End to end against what users would write instead (`make bench-e2e`, or
+//! `cargo bench -p sluice --bench e2e`): one librdkafka mock cluster in this process, one input
+//! topic of 500,000 JSON user records (~300 B, the shape examples/plugins/rust-mask-pii expects)
+//! on 16 partitions, and each contender as its own process reading it with its own consumer group
+//! into its own output topic:
+//!
+//! - `sluice run` with the Rust passthrough plugin;
+//! - a plain rdkafka consume → produce loop in Rust (this binary again, in loop mode), at-least-once:
+//!   it commits offsets after flushing each batch's records;
+//! - a Python confluent-kafka loop doing mask-pii's masking (bench/e2e_loop.py), also
+//!   at-least-once; confluent-kafka comes from PyPI into a venv under ~/.cache/sluice/bench-venv
+//!   when missing (its wheel bundles librdkafka);
+//! - `sluice run` with mask-pii in Rust, Python and JavaScript (whatever is in examples/plugins;
+//!   built like host/tests/languages.rs builds them).
+//!
+//! Throughput is read from each group's committed offsets between 10% and 90% of the input, so
+//! process start, plugin compilation and the group join do not count; CPU is the child's
+//! utime + stime from /proc over the same window (the mock cluster's CPU, in this process, is
+//! counted for nobody). Every contender must deliver all 500,000 records, each exactly the value
+//! expected (the input, or the input masked), or the bench fails.
+//!
+//! librdkafka's mock cluster keeps at most 5 MB of message sets per partition and drops the
+//! oldest beyond that: the input is produced lz4-compressed (about 3× smaller, 16 × 31,250
+//! records), and the output topics have 48 partitions so that uncompressed outputs fit too. The
+//! bench checks that no partition was trimmed.
+//!
+//! `SLUICE_E2E_ONLY=passthrough,rust-loop` runs only the named contenders.
+
+#![allow(dead_code)]
+// tests/languages.rs declares `mod common;` privately; this bench needs it too.
+#![allow(clippy::duplicate_mod)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/languages.rs"]
+mod languages;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{HostProcess, Kafka};
+use languages::Lang;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const TOTAL: usize = 500_000;
+const PARTITIONS: i32 = 16;
+const OUT_PARTITIONS: i32 = 48;
+const INPUT: &str = "users";
+/// The loops' batch: as many records as Sluice's default `batch.max_records`.
+const LOOP_BATCH: usize = 1000;
+
+// ---------------------------------------------------------------------------------------------
+// The records.
+
+const PEOPLE: [(&str, &str, &str); 12] = [
+    ("Zoë", "García", "zoe.garcia"),
+    ("Liam", "O'Brien", "liam.obrien"),
+    ("Aiko", "Tanaka", "aiko.tanaka"),
+    ("Mateo", "Rossi", "mateo.rossi"),
+    ("Olga", "Ivanova", "olga.ivanova"),
+    ("Kwame", "Mensah", "kwame.mensah"),
+    ("Sofía", "Hernández", "sofia.hernandez"),
+    ("Noah", "Schmidt", "noah.schmidt"),
+    ("Ingrid", "Larsen", "ingrid.larsen"),
+    ("Ravi", "Patel", "ravi.patel"),
+    ("Chloé", "Dubois", "chloe.dubois"),
+    ("Yusuf", "Demir", "yusuf.demir"),
+];
+
+const PLACES: [(&str, &str, &str, &str, &str); 8] = [
+    (
+        "Calle Mayor",
+        "Valencia",
+        "Comunidad Valenciana",
+        "Spain",
+        "+34",
+    ),
+    (
+        "Rue de la Paix",
+        "Lyon",
+        "Auvergne-Rhône-Alpes",
+        "France",
+        "+33",
+    ),
+    ("Hauptstraße", "Leipzig", "Sachsen", "Germany", "+49"),
+    ("Via Roma", "Torino", "Piemonte", "Italy", "+39"),
+    (
+        "Main Street",
+        "Springfield",
+        "Illinois",
+        "United States",
+        "+1",
+    ),
+    ("Karl Johans gate", "Bergen", "Vestland", "Norway", "+47"),
+    ("Nevsky Prospekt", "Kazan", "Tatarstan", "Russia", "+7"),
+    ("High Street", "Bristol", "England", "United Kingdom", "+44"),
+];
+
+const DOMAINS: [&str; 4] = [
+    "example.com",
+    "mail.example.org",
+    "example.net",
+    "corp.example",
+];
+
+/// User record `i` as compact JSON: the input, or (`masked`) what mask-pii makes of it with its
+/// default fields (`email`, `phone`).
+fn user(i: usize, masked: bool) -> String {
+    let (first, last, handle) = PEOPLE[i % PEOPLE.len()];
+    let (street, city, state, country, dial) = PLACES[(i / 7) % PLACES.len()];
+    let domain = DOMAINS[(i / 3) % DOMAINS.len()];
+    let email = format!("{handle}{}@{domain}", i % 10_000);
+    let phone = format!(
+        "{dial} {:03} {:03} {:03}",
+        (i * 7) % 1000,
+        (i * 13) % 1000,
+        i % 1000
+    );
+    let (email, phone) = if masked {
+        (format!("{}****@{domain}", &handle[..1]), mask_tail(&phone))
+    } else {
+        (email, phone)
+    };
+    format!(
+        concat!(
+            r#"{{"id":"u-{:07}","name":{{"title":"{}","first":"{}","last":"{}"}},"#,
+            r#""email":"{}","phone":"{}","location":{{"street":"{} {}","city":"{}","#,
+            r#""state":"{}","country":"{}","postcode":"{:05}"}},"#,
+            r#""registered":{{"date":"20{:02}-{:02}-{:02}T{:02}:{:02}:00Z","age":{}}}}}"#
+        ),
+        i,
+        ["Ms", "Mr", "Mx", "Dr"][i % 4],
+        first,
+        last.replace('\'', "’"),
+        email,
+        phone,
+        1 + i % 997,
+        street,
+        city,
+        state,
+        country,
+        (i * 37) % 100_000,
+        10 + i % 15,
+        1 + i % 12,
+        1 + i % 28,
+        i % 24,
+        i % 60,
+        i % 15,
+    )
+}
+
+/// mask-pii's masking of a non-email field: every letter and digit but the last two becomes `*`.
+fn mask_tail(text: &str) -> String {
+    let total = text.chars().filter(|c| c.is_alphanumeric()).count();
+    let mut seen = 0;
+    text.chars()
+        .map(|c| {
+            if !c.is_alphanumeric() {
+                return c;
+            }
+            seen += 1;
+            if seen + 2 > total { c } else { '*' }
+        })
+        .collect()
+}
+
+fn key(i: usize) -> String {
+    format!("u-{i:07}")
+}
+
+/// Loads the input: `TOTAL` records, round robin over the partitions, lz4-compressed in large
+/// batches so that 31,250 records fit under the mock cluster's 5 MB per partition.
+fn load_input(kafka: &Kafka) {
+    kafka.topic(INPUT, PARTITIONS);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("compression.type", "lz4")
+        .set("linger.ms", "50")
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "4000000")
+        .set("queue.buffering.max.messages", "200000")
+        .create()
+        .expect("loader producer");
+    let started = Instant::now();
+    for i in 0..TOTAL {
+        let (k, v) = (key(i), user(i, false));
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "source",
+            value: Some("signup-form"),
+        });
+        let mut record = BaseRecord::to(INPUT)
+            .key(k.as_bytes())
+            .payload(v.as_bytes())
+            .headers(headers)
+            .partition((i % PARTITIONS as usize) as i32);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("loading the input: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("flush the input");
+    let per = TOTAL / PARTITIONS as usize;
+    for (p, (low, high)) in watermarks(kafka, INPUT, PARTITIONS).into_iter().enumerate() {
+        assert!(
+            low == 0 && high == per as i64,
+            "input partition {p} holds offsets {low}..{high}, not 0..{per}: the mock cluster \
+             trimmed it (5 MB per partition) or records were lost"
+        );
+    }
+    let bytes: usize = (0..TOTAL).step_by(1000).map(|i| user(i, false).len()).sum();
+    eprintln!(
+        "loaded {TOTAL} records (~{} B each) on {PARTITIONS} partitions in {:.1} s",
+        bytes / (TOTAL / 1000),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn watermarks(kafka: &Kafka, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .create()
+        .expect("watermark consumer");
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("watermarks of {topic}[{p}]: {e}"))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contenders.
+
+#[derive(Clone)]
+enum Kind {
+    /// `sluice run` with this plugin; `memory_mb` overrides the pipeline's memory cap.
+    Sluice {
+        plugin: PathBuf,
+        memory_mb: Option<u32>,
+    },
+    RustLoop,
+    PythonLoop,
+}
+
+#[derive(Clone)]
+struct Contender {
+    label: &'static str,
+    name: &'static str,
+    kind: Kind,
+    masked: bool,
+}
+
+impl Contender {
+    fn group(&self) -> String {
+        match self.kind {
+            Kind::Sluice { .. } => format!("sluice-{}", self.name),
+            _ => format!("loop-{}", self.name),
+        }
+    }
+    fn output(&self) -> String {
+        format!("out-{}", self.name)
+    }
+}
+
+/// A running contender: `sluice run` (stopped with SIGTERM) or a loop (killed: everything it
+/// consumed is committed by then, and a loop has no shutdown to wait for).
+enum Running {
+    Sluice(HostProcess),
+    Loop(Child),
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        match self {
+            Running::Sluice(h) => h.pid(),
+            Running::Loop(c) => c.id(),
+        }
+    }
+    fn exited(&mut self) -> Option<String> {
+        match self {
+            Running::Sluice(h) => h.exited().map(|s| s.to_string()),
+            Running::Loop(c) => c.try_wait().unwrap().map(|s| s.to_string()),
+        }
+    }
+    fn stop(self) {
+        match self {
+            Running::Sluice(h) => {
+                h.terminate();
+            }
+            Running::Loop(mut c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+const SLUICE_CONFIG: &str = r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+[[pipeline]]
+name = "NAME"
+inputs = ["INPUT"]
+dead_letter_topic = "dlq-NAME"
+plugins = [{ path = "PLUGIN" }]
+commit_interval_ms = 100
+LIMITS
+[pipeline.outputs.main]
+kafka_topic = "OUTPUT"
+"#;
+
+fn start(c: &Contender, kafka: &Kafka, dir: &Path) -> Running {
+    match &c.kind {
+        Kind::Sluice { plugin, memory_mb } => {
+            let text = SLUICE_CONFIG
+                .replace("NAME", c.name)
+                .replace("INPUT", INPUT)
+                .replace("OUTPUT", &c.output())
+                .replace("PLUGIN", &plugin.display().to_string())
+                .replace(
+                    "LIMITS",
+                    &memory_mb
+                        .map(|m| format!("limits = {{ memory_mb = {m} }}"))
+                        .unwrap_or_default(),
+                );
+            let config = common::write_config(dir, &text, &kafka.bootstrap());
+            Running::Sluice(HostProcess::start(&config, c.name))
+        }
+        Kind::RustLoop => {
+            let child = Command::new(std::env::current_exe().unwrap())
+                .env(
+                    "SLUICE_E2E_RUST_LOOP",
+                    [kafka.bootstrap(), INPUT.into(), c.output(), c.group()].join("|"),
+                )
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("starting the Rust loop");
+            Running::Loop(child)
+        }
+        Kind::PythonLoop => {
+            let script = languages::repo().join("bench/e2e_loop.py");
+            let child = Command::new(python())
+                .arg(script)
+                .args([kafka.bootstrap(), INPUT.into(), c.output(), c.group()])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("starting the Python loop");
+            Running::Loop(child)
+        }
+    }
+}
+
+/// The venv's Python with confluent-kafka, made on first use.
+fn python() -> PathBuf {
+    let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+    let venv = home.join(".cache/sluice/bench-venv");
+    let python = venv.join("bin/python");
+    let has_it = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import confluent_kafka"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_it(&python) {
+        eprintln!("installing confluent-kafka into {}", venv.display());
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "confluent-kafka==2.16.1"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            ok && has_it(&python),
+            "could not install confluent-kafka into {} (python3 with venv and pip, and PyPI, \
+             are needed)",
+            venv.display()
+        );
+    }
+    python
+}
+
+/// CPU seconds (user + system) used so far by process `pid`, all its threads.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/stat: {e}"));
+    // Fields after the command name in parentheses, starting with field 3 (state).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+struct Figures {
+    records_per_s: f64,
+    cpu_per_million: f64,
+    cpu_total: f64,
+    wall_total: f64,
+}
+
+fn run(c: &Contender, kafka: &Kafka) -> Figures {
+    kafka.topic(&c.output(), OUT_PARTITIONS);
+    kafka.topic(&format!("dlq-{}", c.name), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let group = c.group();
+    let offsets: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("group.id", &group)
+        .create()
+        .expect("committed-offsets consumer");
+    let committed = || -> usize {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(INPUT, p);
+        }
+        let tpl = offsets
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        tpl.elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o.max(0) as usize,
+                _ => 0,
+            })
+            .sum()
+    };
+    let started = Instant::now();
+    let mut child = start(c, kafka, dir.path());
+    let pid = child.pid();
+    let mut marks: Vec<(Instant, usize, f64)> = Vec::new();
+    let shares = [0.1, 0.9, 1.0];
+    loop {
+        let n = committed();
+        let now = Instant::now();
+        while marks.len() < shares.len() && n as f64 >= shares[marks.len()] * TOTAL as f64 {
+            marks.push((now, n, cpu_seconds(pid)));
+        }
+        if marks.len() == shares.len() {
+            break;
+        }
+        if let Some(status) = child.exited() {
+            panic!(
+                "{}: exited ({status}) with {n} of {TOTAL} committed",
+                c.label
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "{}: only {n} of {TOTAL} records committed within 30 minutes",
+            c.label
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wall_total = started.elapsed().as_secs_f64();
+    let cpu_total = marks[2].2;
+    child.stop();
+    verify(c, kafka);
+    let (t0, n0, cpu0) = marks[0];
+    let (t1, n1, cpu1) = marks[1];
+    let records = (n1 - n0) as f64;
+    Figures {
+        records_per_s: records / (t1 - t0).as_secs_f64(),
+        cpu_per_million: (cpu1 - cpu0) / records * 1e6,
+        cpu_total,
+        wall_total,
+    }
+}
+
+/// Reads the contender's whole output topic: every input record exactly once or more (a replay
+/// is allowed by at-least-once, and reported), each with the expected value; no record trimmed
+/// by the mock cluster, none dead-lettered.
+fn verify(c: &Contender, kafka: &Kafka) {
+    let topic = c.output();
+    let marks = watermarks(kafka, &topic, OUT_PARTITIONS);
+    let stored: i64 = marks.iter().map(|(l, h)| h - l).sum();
+    for (p, (low, _)) in marks.iter().enumerate() {
+        assert_eq!(
+            *low, 0,
+            "{}: output partition {p} starts at offset {low}: the mock cluster dropped records \
+             (5 MB per partition)",
+            c.label
+        );
+    }
+    let dlq = watermarks(kafka, &format!("dlq-{}", c.name), 1)[0];
+    assert_eq!(dlq.1, 0, "{}: {} records dead-lettered", c.label, dlq.1);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("group.id", format!("verify-{}", c.name))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("verifying consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..OUT_PARTITIONS {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut seen = vec![0u8; TOTAL];
+    let (mut read, mut distinct) = (0i64, 0usize);
+    let mut last_progress = Instant::now();
+    while read < stored {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                read += 1;
+                last_progress = Instant::now();
+                let key = std::str::from_utf8(m.key().unwrap_or_default()).unwrap_or("");
+                let i: usize = key
+                    .strip_prefix("u-")
+                    .and_then(|k| k.parse().ok())
+                    .filter(|i| *i < TOTAL)
+                    .unwrap_or_else(|| panic!("{}: output with unknown key {key:?}", c.label));
+                let expected = user(i, c.masked);
+                assert!(
+                    m.payload() == Some(expected.as_bytes()),
+                    "{}: record {key}: expected {expected}, got {}",
+                    c.label,
+                    String::from_utf8_lossy(m.payload().unwrap_or_default())
+                );
+                assert!(
+                    m.headers().is_some_and(|h| {
+                        use rdkafka::message::Headers;
+                        h.iter()
+                            .any(|h| h.key == "source" && h.value == Some(b"signup-form"))
+                    }),
+                    "{}: record {key} lost its header",
+                    c.label
+                );
+                if seen[i] == 0 {
+                    distinct += 1;
+                }
+                seen[i] = 1;
+            }
+            Some(Err(e)) => panic!("{}: reading {topic}: {e}", c.label),
+            None => assert!(
+                last_progress.elapsed() < Duration::from_secs(60),
+                "{}: read {read} of {stored} stored outputs, then nothing for 60 s",
+                c.label
+            ),
+        }
+    }
+    assert_eq!(
+        distinct, TOTAL,
+        "{}: {distinct} of {TOTAL} input records reached {topic}",
+        c.label
+    );
+    eprintln!(
+        "{}: all {TOTAL} records delivered and checked ({} repeats)",
+        c.label,
+        read - TOTAL as i64
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plain Rust loop (this binary, started with SLUICE_E2E_RUST_LOOP=bootstrap|in|out|group).
+
+fn rust_loop(args: &str) {
+    let [bootstrap, input, output, group] = args.split('|').collect::<Vec<_>>()[..] else {
+        panic!("SLUICE_E2E_RUST_LOOP must be bootstrap|input|output|group");
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("loop consumer");
+    // The producer settings Sluice uses for at-least-once (host/src/sinks/kafka/mod.rs).
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .expect("loop producer");
+    consumer.subscribe(&[input]).expect("subscribe");
+    loop {
+        let mut n = 0;
+        let mut wait = Duration::from_millis(100);
+        while n < LOOP_BATCH {
+            let Some(m) = consumer.poll(wait) else { break };
+            let m = m.expect("consuming");
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(output);
+            if let Some(k) = m.key() {
+                record = record.key(k);
+            }
+            if let Some(v) = m.payload() {
+                record = record.payload(v);
+            }
+            if let Some(h) = m.headers() {
+                record = record.headers(h.detach());
+            }
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => panic!("producing: {e}"),
+                }
+            }
+            producer.poll(Duration::ZERO);
+            n += 1;
+            wait = Duration::ZERO;
+        }
+        if n == 0 {
+            continue;
+        }
+        // A flush: wait for every delivery report. Not `producer.flush()`: rdkafka's flush waits
+        // in 100 ms steps while no one serves the delivery reports, which would cap this loop
+        // at ten batches a second.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while producer.in_flight_count() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "records unacknowledged after 60 s"
+            );
+            producer.poll(Duration::from_millis(1));
+        }
+        consumer
+            .commit_consumer_state(CommitMode::Async)
+            .expect("commit");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() {
+    if let Ok(args) = std::env::var("SLUICE_E2E_RUST_LOOP") {
+        rust_loop(&args);
+        return;
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if std::env::var_os("SLUICE_LOG").is_none() {
+        // SAFETY: single-threaded here; read by the `sluice run` children.
+        unsafe { std::env::set_var("SLUICE_LOG", "warn") };
+    }
+    let only: Option<Vec<String>> = std::env::var("SLUICE_E2E_ONLY")
+        .ok()
+        .map(|s| s.split(',').map(str::to_string).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
+    let sluice = |plugin: PathBuf, memory_mb| Kind::Sluice { plugin, memory_mb };
+    let mut contenders = Vec::new();
+    let all: [(&str, &str, bool, &dyn Fn() -> Kind); 6] = [
+        ("Sluice, passthrough (Rust)", "passthrough", false, &|| {
+            sluice(common::plugin("passthrough"), None)
+        }),
+        ("plain rdkafka loop, Rust", "rust-loop", false, &|| {
+            Kind::RustLoop
+        }),
+        (
+            "confluent-kafka loop + masking, Python",
+            "python-loop",
+            true,
+            &|| {
+                python();
+                Kind::PythonLoop
+            },
+        ),
+        ("Sluice, mask-pii (Rust)", "mask-rust", true, &|| {
+            sluice(languages::mask_pii(Lang::Rust), None)
+        }),
+        // componentize-py 0.25.1 leaks about one input batch per call (host/tests/languages.rs):
+        // room for 500k records without the instance being rebuilt midway.
+        ("Sluice, mask-pii (Python)", "mask-python", true, &|| {
+            sluice(languages::mask_pii(Lang::Python), Some(1024))
+        }),
+        ("Sluice, mask-pii (JavaScript)", "mask-js", true, &|| {
+            sluice(languages::mask_pii(Lang::Js), None)
+        }),
+    ];
+    // Build or install everything first, so no contender's run includes a build.
+    for (label, name, masked, kind) in all {
+        if wanted(name) {
+            contenders.push(Contender {
+                label,
+                name,
+                kind: kind(),
+                masked,
+            });
+        }
+    }
+    let kafka = Kafka::new(1);
+    load_input(&kafka);
+    let mut results: HashMap<&str, Figures> = HashMap::new();
+    let mut rows = Vec::new();
+    for c in &contenders {
+        let f = run(c, &kafka);
+        eprintln!(
+            "{}: {:.0} records/s, {:.2} CPU-s per million records",
+            c.label, f.records_per_s, f.cpu_per_million
+        );
+        rows.push(format!(
+            "| {} | {:.0} | {:.2} | {:.1} s | {:.1} s |",
+            c.label, f.records_per_s, f.cpu_per_million, f.cpu_total, f.wall_total
+        ));
+        results.insert(c.name, f);
+    }
+    println!(
+        "\n{TOTAL} records of ~300 B on {PARTITIONS} partitions, one mock cluster; records/s and \
+         CPU between 10% and 90% committed; totals from process start to 100% committed\n"
+    );
+    println!(
+        "| contender | records/s | CPU-s per million records | CPU total | wall total |\n|---|---:|---:|---:|---:|"
+    );
+    for r in rows {
+        println!("{r}");
+    }
+    let ratio = |a: &str, b: &str, what: &str| {
+        if let (Some(a), Some(b)) = (results.get(a), results.get(b)) {
+            println!(
+                "{what}: {:.2}× the records/s at {:.2}× the CPU per record",
+                a.records_per_s / b.records_per_s,
+                a.cpu_per_million / b.cpu_per_million
+            );
+        }
+    };
+    println!();
+    ratio(
+        "passthrough",
+        "rust-loop",
+        "Sluice passthrough / plain Rust loop",
+    );
+    ratio(
+        "mask-rust",
+        "python-loop",
+        "Sluice mask-pii (Rust) / Python loop",
+    );
+    ratio(
+        "mask-python",
+        "python-loop",
+        "Sluice mask-pii (Python) / Python loop",
+    );
+    ratio(
+        "mask-js",
+        "python-loop",
+        "Sluice mask-pii (JavaScript) / Python loop",
+    );
+}
