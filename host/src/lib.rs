@@ -62,7 +62,7 @@ pub mod testing {
         pub use crate::sinks::Stamp;
         /// The Postgres sink.
         pub mod postgres {
-            pub use crate::sinks::postgres::{PostgresSink, Session};
+            pub use crate::sinks::postgres::{PostgresSink, Rows, Session};
         }
     }
     /// The metrics recorder.

@@ -632,3 +632,267 @@ fn the_postgres_example_lands_sign_ups_and_purchases_in_their_tables() {
     assert!(purchases > 10, "{purchases} purchases");
     assert!(offsets > 0, "exactly-once offsets are stored");
 }
+
+/// The sink driven as a worker drives it (plugin call, conversion, write), batch by batch.
+struct Driver {
+    config: sluice::testing::config::Config,
+    sink: std::sync::Arc<sluice::testing::sinks::postgres::PostgresSink>,
+    chain: sluice::testing::chain::Chain,
+    session: sluice::testing::sinks::postgres::Session,
+    rows: sluice::testing::sinks::postgres::Rows,
+    tokio: tokio::runtime::Runtime,
+}
+
+impl Driver {
+    fn new(url: &str, table: &str, extra: &str, delivery: &str) -> Driver {
+        use sluice::testing::runtime::{ComponentCache, PluginSpec, Runtime};
+        let text = format!(
+            r#"
+[kafka]
+bootstrap_servers = "unused:9092"
+[[pipeline]]
+name = "drive-{table}"
+inputs = ["in"]
+delivery = "{delivery}"
+plugins = [{{ path = "{}" }}]
+[pipeline.outputs.db.postgres]
+url = "{url}"
+table = "{table}"
+{extra}
+"#,
+            common::plugin("passthrough").display()
+        );
+        let config =
+            sluice::testing::config::Config::parse(&text, "drive.toml", ".".into()).unwrap();
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sink = tokio
+            .block_on(sluice::testing::sinks::postgres::PostgresSink::connect(
+                &config.pipelines[0].sink_spec(),
+                &config.pipelines[0].router(),
+            ))
+            .unwrap()
+            .unwrap();
+        let runtime = Runtime::new(ComponentCache::default_dir()).unwrap();
+        let spec = PluginSpec {
+            name: "passthrough".into(),
+            path: common::plugin("passthrough"),
+            config: vec![],
+            limits: Default::default(),
+            scope: String::new(),
+            tenant: String::new(),
+        };
+        let chain = sluice::testing::chain::Chain::new(vec![runtime.load(&spec).unwrap()]);
+        Driver {
+            config,
+            sink,
+            chain,
+            session: Default::default(),
+            rows: Default::default(),
+            tokio,
+        }
+    }
+
+    /// Converts `values` (input i is values[i], offset `first + i`), runs `between` (after the
+    /// conversion, before the write), keeps the rows of the inputs `keep` accepts (as a worker
+    /// does after another sink refused some) and writes. Returns the refused inputs and
+    /// whether the batch was skipped.
+    fn batch(
+        &mut self,
+        values: &[serde_json::Value],
+        first: i64,
+        between: impl FnOnce(),
+        keep: impl Fn(u32) -> bool,
+    ) -> (Vec<u32>, bool) {
+        let mut input = sluice_abi::InputBatch::default();
+        let t = input.topic_index("in");
+        for (i, v) in values.iter().enumerate() {
+            let v = v.to_string();
+            input.push(
+                None,
+                Some(v.as_bytes()),
+                [],
+                Some(1),
+                t,
+                0,
+                first + i as i64,
+            );
+        }
+        let router = self.config.pipelines[0].router();
+        let out = self.chain.process(&mut input).unwrap();
+        let mut failed: Vec<u32> = self
+            .sink
+            .encode(&router, &out, &input, &mut self.rows, &mut self.session)
+            .iter()
+            .map(|f| f.input)
+            .collect();
+        between();
+        self.rows.retain_inputs(|i| keep(i) && !failed.contains(&i));
+        let stamp = self
+            .sink
+            .exactly_once()
+            .then(|| sluice::testing::sinks::Stamp {
+                tp: ("in".into(), 0),
+                first_offset: first,
+                next_offset: first + values.len() as i64,
+            });
+        let written = self
+            .tokio
+            .block_on(self.sink.write(
+                &mut self.session,
+                &self.rows,
+                stamp.as_ref(),
+                &mut |_| Ok(()),
+                &|| false,
+            ))
+            .unwrap();
+        failed.extend(written.failures.iter().map(|f| f.input));
+        failed.sort();
+        (failed, written.skipped)
+    }
+}
+
+fn rows(ids: std::ops::Range<i64>, note: bool) -> Vec<serde_json::Value> {
+    ids.map(|id| {
+        if note {
+            serde_json::json!({"id": id, "qty": 1, "note": format!("n{id}")})
+        } else {
+            serde_json::json!({"id": id, "qty": 1})
+        }
+    })
+    .collect()
+}
+
+/// From the second batch on, a batch's first rows are sent while the rest are converted; the
+/// write then ends the `COPY` and commits. Every case where the streamed rows cannot simply be
+/// committed (a refused row, a row dropped after it was sent, rows leaving out a column) ends as
+/// the ordinary write would, with no transaction left open.
+#[test]
+fn streamed_rows_end_as_the_ordinary_write_would() {
+    let pg = Postgres::new();
+    pg.execute(
+        "CREATE TABLE s (id integer PRIMARY KEY, qty integer NOT NULL CHECK (qty > 0), \
+         note text DEFAULT 'none')",
+    );
+    let mut d = Driver::new(&pg.url, "s", "", "at-least-once");
+    let all = |_| true;
+    // The first batch opens the connection: written the ordinary way.
+    assert_eq!(
+        d.batch(&rows(0..2000, true), 0, || {}, all),
+        (vec![], false)
+    );
+
+    // The rows reach the database before the write is called.
+    let progress = || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let copying = pg.number(
+                "SELECT coalesce(sum(tuples_processed), 0)::bigint FROM pg_stat_progress_copy",
+            );
+            if copying > 0 || Instant::now() > deadline {
+                return copying;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut seen = 0;
+    assert_eq!(
+        d.batch(&rows(2000..4000, true), 2000, || seen = progress(), all),
+        (vec![], false)
+    );
+    assert!(seen > 0, "no row was copied before the write");
+    assert_eq!(pg.number("SELECT count(*) FROM s"), 4000);
+
+    // Refused rows (a duplicate key, a failed check) in a streamed batch: the batch is written
+    // again the ordinary way, which finds exactly them.
+    let mut bad = rows(4000..4100, true);
+    bad[10] = serde_json::json!({"id": 5, "qty": 1, "note": "duplicate"});
+    bad[70] = serde_json::json!({"id": 4070, "qty": 0, "note": "check"});
+    bad[80] = serde_json::json!({"id": 4080, "qty": "x"});
+    assert_eq!(d.batch(&bad, 4000, || {}, all), (vec![10, 70, 80], false));
+    assert_eq!(pg.number("SELECT count(*) FROM s"), 4097);
+    assert_eq!(
+        pg.number("SELECT count(*) FROM s WHERE id IN (4010, 4070, 4080)"),
+        0
+    );
+
+    // A row sent, then dropped because its input failed elsewhere: never written.
+    assert_eq!(
+        d.batch(&rows(5000..5100, true), 5000, || {}, |i| i != 3),
+        (vec![], false)
+    );
+    assert_eq!(
+        pg.number("SELECT count(*) FROM s WHERE id BETWEEN 5000 AND 5099"),
+        99
+    );
+    assert_eq!(pg.number("SELECT count(*) FROM s WHERE id = 5003"), 0);
+    // Every row dropped: nothing written, nothing left open.
+    assert_eq!(
+        d.batch(&rows(5100..5110, true), 5100, || {}, |_| false),
+        (vec![], false)
+    );
+    assert_eq!(pg.number("SELECT count(*) FROM s WHERE id >= 5100"), 0);
+
+    // Rows that leave out a column with a default, after a run that does not: the run is
+    // streamed, the rest written after it in the same transaction.
+    let mut mixed = rows(6000..6050, true);
+    mixed.extend(rows(6050..6100, false));
+    mixed.extend(rows(6100..6150, true));
+    assert_eq!(d.batch(&mixed, 6000, || {}, all), (vec![], false));
+    assert_eq!(pg.number("SELECT count(*) FROM s WHERE id >= 6000"), 150);
+    assert_eq!(pg.number("SELECT count(*) FROM s WHERE note = 'none'"), 50);
+
+    assert_eq!(
+        pg.number(
+            "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' \
+             OR query LIKE 'COPY%' AND state = 'active'"
+        ),
+        0,
+        "a transaction was left open"
+    );
+}
+
+/// Exactly-once and upserts on the streamed path: the offsets commit with the rows, a batch
+/// written before is skipped whole, and the last row of a key in a batch wins.
+#[test]
+fn streamed_rows_keep_exactly_once_and_upserts() {
+    let pg = Postgres::new();
+    pg.execute("CREATE TABLE u (id integer PRIMARY KEY, qty integer, note text)");
+    let mut d = Driver::new(
+        &pg.url,
+        "u",
+        "mode = \"upsert\"\nkey = [\"id\"]",
+        "exactly-once",
+    );
+    let all = |_| true;
+    assert_eq!(
+        d.batch(&rows(0..1000, true), 0, || {}, all),
+        (vec![], false)
+    );
+    let mut second = rows(0..1000, false);
+    for (i, v) in second.iter_mut().enumerate() {
+        v["qty"] = serde_json::json!(i as i64 + 1);
+    }
+    // id 7 twice: the later one wins.
+    second[999] = serde_json::json!({"id": 7, "qty": 70, "note": "last"});
+    assert_eq!(d.batch(&second, 1000, || {}, all), (vec![], false));
+    assert_eq!(pg.number("SELECT qty::bigint FROM u WHERE id = 7"), 70);
+    assert_eq!(pg.number("SELECT qty::bigint FROM u WHERE id = 8"), 9);
+    assert_eq!(
+        pg.number("SELECT next_offset FROM sluice_offsets WHERE pipeline = 'drive-u'"),
+        2000
+    );
+    // The same batch again (a replay): skipped, nothing changes.
+    let mut replay = second.clone();
+    replay[8] = serde_json::json!({"id": 8, "qty": -1});
+    assert_eq!(d.batch(&replay, 1000, || {}, all), (vec![], true));
+    assert_eq!(pg.number("SELECT qty::bigint FROM u WHERE id = 8"), 9);
+    assert_eq!(pg.number("SELECT count(*) FROM u"), 1000);
+    assert_eq!(
+        pg.number("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"),
+        0
+    );
+}

@@ -15,6 +15,8 @@ use super::*;
 #[derive(Default)]
 pub struct Session {
     pub(super) connections: HashMap<usize, Connection>,
+    /// The `COPY` of the batch being converted, when its first rows are already being sent.
+    pub(super) stream: Option<super::stream::Stream>,
 }
 
 pub(super) struct Connection {

@@ -325,34 +325,11 @@ fn numeric(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds a binary `COPY … FROM STDIN` stream.
-#[derive(Default)]
-pub struct CopyBuffer {
-    /// The stream so far.
-    pub bytes: Vec<u8>,
-}
+/// The start of a binary `COPY … FROM STDIN` stream: signature, flags, header extension length.
+pub const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
-impl CopyBuffer {
-    /// A stream with the binary `COPY` header.
-    pub fn new() -> Self {
-        let mut bytes = Vec::with_capacity(64 * 1024);
-        bytes.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        bytes.extend_from_slice(&0i32.to_be_bytes()); // flags
-        bytes.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-        CopyBuffer { bytes }
-    }
-
-    /// Starts a tuple of `fields` fields.
-    pub fn tuple(&mut self, fields: usize) {
-        self.bytes.extend_from_slice(&(fields as i16).to_be_bytes());
-    }
-
-    /// Ends the stream.
-    pub fn finish(mut self) -> Vec<u8> {
-        self.bytes.extend_from_slice(&(-1i16).to_be_bytes());
-        self.bytes
-    }
-}
+/// The end of a binary `COPY` stream: a field count of -1.
+pub const COPY_TRAILER: &[u8] = &[0xff, 0xff];
 
 /// Appends one field (length word + data) to `out`: SQL NULL for `None`.
 pub fn field(out: &mut Vec<u8>, ty: PgType, input: Option<Input<'_>>) -> Result<(), String> {

@@ -6,6 +6,7 @@ use tokio_postgres::Client;
 
 use super::config::{PostgresOutput, WriteMode};
 use super::encode::PgType;
+use super::fields::FieldIndex;
 
 /// Where a column's value comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct Table {
     pub key: Vec<usize>,
     /// Some column is filled from a field, so the value must be a JSON object.
     pub needs_object: bool,
+    /// The fields the columns are filled from, each once (a field can fill several columns).
+    pub fields: FieldIndex,
 }
 
 /// Quotes an identifier for SQL.
@@ -282,11 +285,16 @@ pub async fn resolve(
         })
         .collect::<Result<Vec<_>>>()?;
     let needs_object = columns.iter().any(|c| matches!(c.source, Source::Field(_)));
+    let fields = FieldIndex::new(columns.iter().map(|c| match &c.source {
+        Source::Field(name) => Some(name.as_str()),
+        _ => None,
+    }));
     Ok(Some(Table {
         output: output.to_string(),
         name,
         columns,
         key,
         needs_object,
+        fields,
     }))
 }

@@ -25,6 +25,14 @@ impl PostgresSink {
         stopping: &(dyn Fn() -> bool + Sync),
     ) -> Result<Written> {
         let mut written = Written::default();
+        // The first rows may already be on their way (see `stream`).
+        if let Some(stream) = session.stream.take()
+            && let Some(done) = self
+                .finish_stream(session, stream, rows, stamp, before_commit)
+                .await?
+        {
+            return Ok(done);
+        }
         for (db, database) in self.databases.iter().enumerate() {
             let tables: Vec<usize> = (0..self.tables.len())
                 .filter(|t| self.table_db[*t] == db && !rows.tables[*t].rows.is_empty())
@@ -77,6 +85,43 @@ impl PostgresSink {
         Ok(written)
     }
 
+    /// Stores the partition's next offset, unless the stored one is already past the batch's
+    /// first record (then `false`: the batch was written before, or by the partition's new
+    /// owner).
+    pub(super) async fn store_offsets(
+        &self,
+        client: &tokio_postgres::Client,
+        stamp: &Stamp,
+    ) -> Result<bool, tokio_postgres::Error> {
+        Ok(client
+            .execute(
+                "UPDATE sluice_offsets SET next_offset = $4, updated_at = now() \
+                 WHERE pipeline = $1 AND topic = $2 AND partition = $3 AND next_offset <= $5",
+                &[
+                    &self.pipeline,
+                    &&*stamp.tp.0,
+                    &stamp.tp.1,
+                    &stamp.next_offset,
+                    &stamp.first_offset,
+                ],
+            )
+            .await?
+            == 1
+            || client
+                .execute(
+                    "INSERT INTO sluice_offsets (pipeline, topic, partition, next_offset) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    &[
+                        &self.pipeline,
+                        &&*stamp.tp.0,
+                        &stamp.tp.1,
+                        &stamp.next_offset,
+                    ],
+                )
+                .await?
+                == 1)
+    }
+
     /// One transaction: every table's rows, bisected around refused ones, then the offsets.
     pub(super) async fn attempt(
         &self,
@@ -103,9 +148,8 @@ impl PostgresSink {
             while let Some((lo, hi)) = ranges.pop() {
                 let savepoint = tx.savepoint("sluice_rows").await?;
                 let result = write_rows(
-                    &savepoint,
+                    savepoint.client(),
                     &conn.statements,
-                    &self.tables[t],
                     t,
                     table_rows,
                     &table_rows.rows[lo..hi],
@@ -142,33 +186,7 @@ impl PostgresSink {
             }
         }
         if let Some(stamp) = stamp {
-            let stored = tx
-                .execute(
-                    "UPDATE sluice_offsets SET next_offset = $4, updated_at = now() \
-                     WHERE pipeline = $1 AND topic = $2 AND partition = $3 AND next_offset <= $5",
-                    &[
-                        &self.pipeline,
-                        &&*stamp.tp.0,
-                        &stamp.tp.1,
-                        &stamp.next_offset,
-                        &stamp.first_offset,
-                    ],
-                )
-                .await?
-                == 1
-                || tx
-                    .execute(
-                        "INSERT INTO sluice_offsets (pipeline, topic, partition, next_offset) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                        &[
-                            &self.pipeline,
-                            &&*stamp.tp.0,
-                            &stamp.tp.1,
-                            &stamp.next_offset,
-                        ],
-                    )
-                    .await?
-                    == 1;
+            let stored = self.store_offsets(tx.client(), stamp).await?;
             if !stored {
                 tx.rollback().await?;
                 return Ok(Written {
@@ -307,9 +325,8 @@ pub(super) fn is_omitted(column: &schema::Column, omitted: u64) -> bool {
 /// Writes `rows` (a range of one table's rows) as consecutive runs of rows leaving out the same
 /// columns, each one `COPY` (and for upserts, one insert from the staging table).
 pub(super) async fn write_rows(
-    tx: &tokio_postgres::Transaction<'_>,
+    client: &tokio_postgres::Client,
     statements: &HashMap<(usize, u64), Statements>,
-    table: &Table,
     t: usize,
     all: &TableRows,
     rows: &[Row],
@@ -324,29 +341,27 @@ pub(super) async fn write_rows(
                 .take_while(|r| r.omitted == omitted)
                 .count();
         let run = &rows[start..end];
-        let fields = table
-            .columns
-            .iter()
-            .filter(|c| !is_omitted(c, omitted))
-            .count();
         let statements = &statements[&(t, omitted)];
-        let upsert = statements.upsert.is_some();
-        let mut copy = CopyBuffer::new();
-        for (seq, row) in run.iter().enumerate() {
-            copy.tuple(fields + upsert as usize);
-            copy.bytes.extend_from_slice(&all.data[row.start..row.end]);
-            if upsert {
-                copy.bytes.extend_from_slice(&8i32.to_be_bytes());
-                copy.bytes.extend_from_slice(&(seq as i64).to_be_bytes());
+        let sink = client.copy_in(&statements.copy).await?;
+        futures::pin_mut!(sink);
+        // The rows are already tuples in the batch's buffer: send runs of adjacent ones as
+        // slices of it, with no copy on this side.
+        sink.feed(bytes::Bytes::from_static(COPY_HEADER)).await?;
+        let mut span = run[0].start..run[0].end;
+        for row in &run[1..] {
+            if row.start == span.end {
+                span.end = row.end;
+            } else {
+                sink.feed(all.frozen.slice(span)).await?;
+                span = row.start..row.end;
             }
         }
-        let sink = tx.copy_in(&statements.copy).await?;
-        futures::pin_mut!(sink);
-        sink.send(bytes::Bytes::from(copy.finish())).await?;
+        sink.feed(all.frozen.slice(span)).await?;
+        sink.feed(bytes::Bytes::from_static(COPY_TRAILER)).await?;
         sink.finish().await?;
         if let Some((insert, truncate)) = &statements.upsert {
-            tx.execute(insert, &[]).await?;
-            tx.execute(truncate, &[]).await?;
+            client.execute(insert, &[]).await?;
+            client.execute(truncate, &[]).await?;
         }
         start = end;
     }
