@@ -12,7 +12,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"sluice.dev/sdk/json"
 	"sluice.dev/sdk/sluice"
 )
 
@@ -42,40 +41,47 @@ func newMaskPii(config sluice.Config) (sluice.Transform, error) {
 	return m, nil
 }
 
+// JSONPaths are read by the host for the whole batch: `id` (path 0) and each masked field (1..).
+func (m *maskPii) JSONPaths() []string {
+	paths := []string{"/id"}
+	for _, f := range m.fields {
+		paths = append(paths, sluice.Pointer(f))
+	}
+	return paths
+}
+
 func (m *maskPii) Transform(r *sluice.Record, out *sluice.Emitter) error {
-	if r.Value == nil {
-		return errors.New("record has no value")
-	}
-	v, err := json.Parse(r.Value)
-	user, ok := v.(*json.Object)
-	if err != nil || !ok {
-		return errors.New("value is not a JSON object")
-	}
-	if id, ok := user.Get("id"); !ok || id == nil || id == "" {
-		return errors.New("missing or empty string field `id`")
-	} else if _, isString := id.(string); !isString {
-		return errors.New("missing or empty string field `id`")
-	}
-	for _, field := range m.fields {
-		v, ok := user.Get(field)
-		if !ok {
-			continue
+	doc := r.JSON()
+	if id, ok := doc.String(0); !ok || id == "" {
+		if r.Value == nil {
+			return errors.New("record has no value")
 		}
-		text, ok := v.(string)
-		if !ok {
+		if doc.Root() != sluice.Object {
+			return errors.New("value is not a JSON object")
+		}
+		return errors.New("missing or empty string field `id`")
+	}
+	for i, field := range m.fields {
+		path := i + 1
+		switch doc.Kind(path) {
+		case sluice.Missing:
+			continue
+		case sluice.String:
+		default:
 			return fmt.Errorf("field `%s` is not a string", field)
 		}
+		text, _ := doc.String(path)
 		if strings.Contains(field, "email") {
 			masked, err := maskEmail(text)
 			if err != nil {
 				return err
 			}
-			user.Set(field, masked)
+			doc.Set(path, masked)
 		} else {
-			user.Set(field, maskTail(text))
+			doc.Set(path, maskTail(text))
 		}
 	}
-	out.Emit(sluice.Output{Key: r.Key, Value: json.Marshal(user), Headers: r.Headers})
+	out.Emit(sluice.Output{Key: r.Key, JSON: doc, Headers: r.Headers})
 	return nil
 }
 
