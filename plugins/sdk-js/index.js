@@ -107,7 +107,8 @@ function asBytes(v) {
 
 /** Where `transform` writes the outputs of the record it is given. */
 export class Emitter {
-  constructor(data, records, headers, outputs, input) {
+  constructor(data, records, headers, outputs, input, hw) {
+    this._hw = hw; // the input batch's header words
     this._data = data;
     this._records = records;
     this._headers = headers;
@@ -138,9 +139,17 @@ export class Emitter {
   emit({ key = null, value = null, headers = [], timestamp = null, to = null } = {}) {
     const hs = this._headers;
     const first = hs.len / 4;
-    for (const [name, hv] of headers) {
-      this._span(utf8Encode(name), hs);
-      this._span(asBytes(hv), hs);
+    if (headers._first !== undefined && Object.isFrozen(headers)) {
+      // A record's own headers, unchanged: their spans are valid in the output's data as they are.
+      const n = headers.length * 4;
+      hs.reserve(n);
+      hs.buf.set(this._hw.subarray(headers._first * 4, headers._first * 4 + n), hs.len);
+      hs.len += n;
+    } else {
+      for (const [name, hv] of headers) {
+        this._span(utf8Encode(name), hs);
+        this._span(asBytes(hv), hs);
+      }
     }
     const r = this._records;
     r.push(this._input);
@@ -233,9 +242,12 @@ class InputRecord {
       const headers = [];
       for (let h = w[this._b + 4], end = h + w[this._b + 5]; h < end; h++) {
         const x = h * 4;
-        headers.push([utf8Decode(data.subarray(hw[x], hw[x] + hw[x + 1])), span(data, hw[x + 2], hw[x + 3])]);
+        headers.push(Object.freeze([utf8Decode(data.subarray(hw[x], hw[x] + hw[x + 1])), span(data, hw[x + 2], hw[x + 3])]));
       }
-      this._headers = headers;
+      // Frozen, and marked with where its words are: emitting it unchanged copies words, not
+      // bytes (see `Emitter.emit`).
+      headers._first = w[this._b + 4];
+      this._headers = Object.freeze(headers);
     }
     return this._headers;
   }
@@ -299,7 +311,7 @@ class JsonBatch {
     this.editChars = 0;
     this.editAscii = true;
     this.wdocs = new Words(64);
-    this.docmap = new Map();
+    this.docmap = new Int32Array(n).fill(-1); // input index -> its document in wdocs
     this.pending = []; // (position of an output's value span, document, input) triples
     if (paths.length > 0) {
       const docs = new Uint32Array(2 * n);
@@ -329,10 +341,10 @@ class JsonBatch {
     return i;
   }
   doc(i) {
-    let j = this.docmap.get(i);
-    if (j === undefined) {
+    let j = this.docmap[i];
+    if (j < 0) {
       j = this.wdocs.len >> 1;
-      this.docmap.set(i, j);
+      this.docmap[i] = j;
       this.wdocs.push(this.w[12 * i + 2]);
       this.wdocs.push(this.w[12 * i + 3]);
     }
@@ -544,7 +556,7 @@ export function defineTransform(Plugin) {
       const outHeaders = new Words(hw.length);
       const outputs = [];
       const errors = [];
-      const out = new Emitter(outData, outRecords, outHeaders, outputs, data);
+      const out = new Emitter(outData, outRecords, outHeaders, outputs, data, hw);
       const jb = new JsonBatch(data, w, n, paths, index);
       const edits = jb.editWords;
       const pending = jb.pending;

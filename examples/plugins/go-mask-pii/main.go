@@ -7,6 +7,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,6 +18,8 @@ import (
 
 type maskPii struct {
 	fields []string
+	email  []bool // whether fields[i] is masked as an email
+	buf    []byte
 }
 
 func newMaskPii(config sluice.Config) (sluice.Transform, error) {
@@ -38,6 +41,9 @@ func newMaskPii(config sluice.Config) (sluice.Transform, error) {
 			return nil, fmt.Errorf("unknown config key `%s` (expected `fields`)", p[0])
 		}
 	}
+	for _, f := range m.fields {
+		m.email = append(m.email, strings.Contains(f, "email"))
+	}
 	return m, nil
 }
 
@@ -52,7 +58,7 @@ func (m *maskPii) JSONPaths() []string {
 
 func (m *maskPii) Transform(r *sluice.Record, out *sluice.Emitter) error {
 	doc := r.JSON()
-	if id, ok := doc.String(0); !ok || id == "" {
+	if doc.Kind(0) != sluice.String || len(doc.Text(0)) == 0 {
 		if r.Value == nil {
 			return errors.New("record has no value")
 		}
@@ -70,49 +76,53 @@ func (m *maskPii) Transform(r *sluice.Record, out *sluice.Emitter) error {
 		default:
 			return fmt.Errorf("field `%s` is not a string", field)
 		}
-		text, _ := doc.String(path)
-		if strings.Contains(field, "email") {
-			masked, err := maskEmail(text)
+		text := doc.Text(path) // a view of the host's answer: masked into m.buf, copied by SetBytes
+		if m.email[i] {
+			masked, err := maskEmail(m.buf[:0], text)
 			if err != nil {
 				return err
 			}
-			doc.Set(path, masked)
+			m.buf = masked
 		} else {
-			doc.Set(path, maskTail(text))
+			m.buf = maskTail(m.buf[:0], text)
 		}
+		doc.SetBytes(path, m.buf)
 	}
 	out.Emit(sluice.Output{Key: r.Key, JSON: doc, Headers: r.Headers})
 	return nil
 }
 
-func maskEmail(email string) (string, error) {
-	local, domain, found := strings.Cut(email, "@")
-	if !found || local == "" || domain == "" || strings.Contains(domain, "@") {
-		return "", fmt.Errorf("invalid email `%s`", email)
+// maskEmail appends `a****@example.com` for email to buf.
+func maskEmail(buf, email []byte) ([]byte, error) {
+	local, domain, found := bytes.Cut(email, []byte{'@'})
+	if !found || len(local) == 0 || len(domain) == 0 || bytes.IndexByte(domain, '@') >= 0 {
+		return nil, fmt.Errorf("invalid email `%s`", email)
 	}
-	first, _ := utf8.DecodeRuneInString(local)
-	return string(first) + "****@" + domain, nil
+	_, n := utf8.DecodeRune(local)
+	buf = append(buf, local[:n]...)
+	buf = append(buf, "****@"...)
+	return append(buf, domain...), nil
 }
 
-func maskTail(text string) string {
+// maskTail appends text with every letter or digit but the last two replaced by `*` to buf.
+func maskTail(buf, text []byte) []byte {
 	total := 0
-	for _, c := range text {
+	for _, c := range string(text) {
 		if sluice.IsAlphanumeric(c) {
 			total++
 		}
 	}
-	var b strings.Builder
 	seen := 0
-	for _, c := range text {
+	for _, c := range string(text) {
 		if sluice.IsAlphanumeric(c) {
 			seen++
 			if seen+2 <= total {
 				c = '*'
 			}
 		}
-		b.WriteRune(c)
+		buf = utf8.AppendRune(buf, c)
 	}
-	return b.String()
+	return buf
 }
 
 func init() { sluice.Register(newMaskPii) }

@@ -88,7 +88,7 @@ func stringsAt(paths []string) (uint32, uint32) {
 
 func jsonRead(data []byte, docs []uint32, paths []string) (fields []uint32, text []byte) {
 	pp, pn := stringsAt(paths)
-	jsonReadRaw(ptrOf(data), uint32(len(data)), ptrOfWords(docs), uint32(len(docs)/2), pp, pn, addr(&jsonRet[0]))
+	jsonReadRaw(ptrOf(data), uint32(len(data)), ptrOfWords(docs), uint32(len(docs)), pp, pn, addr(&jsonRet[0]))
 	runtime.KeepAlive(data)
 	runtime.KeepAlive(docs)
 	runtime.KeepAlive(paths)
@@ -158,10 +158,10 @@ func (b *jsonBatch) finish(e *Emitter) {
 		return
 	}
 	pp, pn := stringsAt(b.paths)
-	jsonWriteRaw(ptrOf(b.data), uint32(len(b.data)), ptrOfWords(b.wdocs), uint32(len(b.wdocs)/2), pp, pn,
+	jsonWriteRaw(ptrOf(b.data), uint32(len(b.data)), ptrOfWords(b.wdocs), uint32(len(b.wdocs)), pp, pn,
 		ptrOfWords(b.edits), uint32(len(b.edits)), ptrOf(b.etext), uint32(len(b.etext)), addr(&jsonRet[0]))
 	runtime.KeepAlive(b)
-	out, docs := bytesAt(jsonRet[0], jsonRet[1]), wordsAt(jsonRet[2], jsonRet[3]*2)
+	out, docs := bytesAt(jsonRet[0], jsonRet[1]), wordsAt(jsonRet[2], jsonRet[3])
 	base := uint32(len(e.data))
 	e.data = append(e.data, out...)
 	var failed map[uint32]bool
@@ -277,8 +277,20 @@ func (d JSON) edit(i int, op uint32, text string) {
 // Set sets path i to the string s (a missing key of an existing object is added at its end).
 func (d JSON) Set(i int, s string) { d.edit(i, 1, s) }
 
-// SetRaw sets path i to the JSON text json.
-func (d JSON) SetRaw(i int, json []byte) { d.edit(i, 2, string(json)) }
+// SetBytes sets path i to the string held in s as UTF-8 (copied: s may be reused at once).
+func (d JSON) SetBytes(i int, s []byte) { d.editBytes(i, 1, s) }
+
+// SetRaw sets path i to the JSON text json (copied).
+func (d JSON) SetRaw(i int, json []byte) { d.editBytes(i, 2, json) }
+
+func (d JSON) editBytes(i int, op uint32, text []byte) {
+	if i < 0 || i >= len(d.b.paths) {
+		panic("sluice: JSON path index out of range (use an index into JSONPaths or one from Path)")
+	}
+	b := d.b
+	b.edits = append(b.edits, b.doc(d.i), uint32(i), op, uint32(len(b.etext)), uint32(len(text)))
+	b.etext = append(b.etext, text...)
+}
 
 // Remove removes path i (nothing if it is missing).
 func (d JSON) Remove(i int) { d.edit(i, 0, "") }

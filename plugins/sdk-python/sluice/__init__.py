@@ -93,10 +93,12 @@ class Record:
             batch = self._batch
             data, w, hw = batch.data, batch.records, batch.headers
             h0 = w[self._b + 4]
-            hs = []
+            hs = _Headers()
             for h in range(h0, h0 + w[self._b + 5]):
                 x = h * 4
                 hs.append((data[hw[x]:hw[x] + hw[x + 1]].decode(), _bytes(data, hw[x + 2], hw[x + 3])))
+            hs._first = h0
+            hs._orig = tuple(hs)
             self._headers = hs
         return self._headers
 
@@ -340,7 +342,16 @@ class Json:
     def set(self, path, value):
         """Sets ``path`` to the string ``value`` (a missing key of an existing object is added at
         its end)."""
-        self._edit(path, 1, value.encode())
+        jb = self._jb
+        if type(path) is not int or not 0 <= path < jb.nread:
+            path = jb.slot(path)
+        j = jb.docmap.get(self._i)
+        if j is None:
+            j = jb.doc(self._i)
+        b = value.encode()
+        t = jb.etext
+        jb.edits += (j, path, 1, len(t), len(b))
+        t += b
 
     def set_raw(self, path, json_text):
         """Sets ``path`` to the JSON text ``json_text`` (``str`` or UTF-8 ``bytes``); text that
@@ -352,12 +363,20 @@ class Json:
         self._edit(path, 0, b"")
 
 
+class _Headers(list):
+    """A record's headers: a list, which remembers where its words are in the batch so that
+    emitting it unchanged copies words, not bytes."""
+
+    __slots__ = ("_first", "_orig")
+
+
 class Emitter:
     """Where ``transform`` writes the outputs of the record it is given."""
 
-    __slots__ = ("_data", "_records", "_headers", "_outputs", "_input")
+    __slots__ = ("_data", "_records", "_headers", "_outputs", "_input", "_hw")
 
-    def __init__(self, data, records, headers, outputs):
+    def __init__(self, data, records, headers, outputs, hw=()):
+        self._hw = hw  # the input batch's header words: the output's data starts with its data
         self._data = data
         self._records = records
         self._headers = headers
@@ -383,11 +402,15 @@ class Emitter:
             key = key.encode()
         hs = self._headers
         first = len(hs) // 4
-        for name, hv in headers:
-            if isinstance(hv, str):
-                hv = hv.encode()
-            hs.extend(self._span(name.encode()))
-            hs.extend(self._span(hv))
+        if type(headers) is _Headers and tuple(headers) == headers._orig:
+            h0 = headers._first * 4
+            hs += self._hw[h0:h0 + len(headers) * 4]
+        else:
+            for name, hv in headers:
+                if isinstance(hv, str):
+                    hv = hv.encode()
+                hs.extend(self._span(name.encode()))
+                hs.extend(self._span(hv))
         ko, kl = self._span(key)
         if type(value) is Json:  # the edited document: filled in after the batch's `write`
             jb = value._jb
@@ -491,7 +514,7 @@ def export(cls):
             out_headers = []
             outputs = []
             errors = []
-            out = Emitter(out_data, out_records, out_headers, outputs)
+            out = Emitter(out_data, out_records, out_headers, outputs, batch.headers)
             jb = batch._json = _JsonBatch(batch, WitWorld.paths, WitWorld.index)
             edits = jb.edits
             pending = jb.pending
