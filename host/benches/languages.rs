@@ -9,6 +9,7 @@
 //! host/tests/languages.rs.
 //!
 //! `cargo bench -p sluice --bench languages` (or `make bench-languages`); prints a Markdown table.
+//! `SLUICE_BENCH_LANGS=rust,c,cpp` limits it to those languages.
 
 #![allow(dead_code)]
 
@@ -103,7 +104,15 @@ fn main() {
         "| language | mask-pii ns/record | identity ns/record | floor ns/record | identity / floor | floor | component (mask-pii) | cold compile + validate | precompiled load |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    // `SLUICE_BENCH_LANGS=rust,c,cpp` measures only those languages.
+    let only = std::env::var("SLUICE_BENCH_LANGS").ok();
     for lang in languages::LANGS {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|l| l.trim() == lang.name()))
+        {
+            continue;
+        }
         let mask = mask_pii(lang);
         let id = identity(lang);
         let (floor_path, floor_name) = floor(lang);

@@ -19,7 +19,7 @@ CC="${CC:-clang-19}"
 shopt -s nullglob
 sources=("$SRC"/*.c ${LANG_SOURCES:-})
 objects=()
-for s in "$SDK"/sluice.c "$SDK"/sluice_json.c "$SDK"/sluice_text.c; do
+for s in "$SDK"/sluice.c "$SDK"/sluice_json.c "$SDK"/sluice_text.c "$SDK"/sluice_hostjson.c; do
   clang-19 --target=wasm32-wasi -O2 -Wall -Werror -I"$SDK" -c "$s" -o "$TMP/sdk-$(basename "$s").o"
   objects+=("$TMP/sdk-$(basename "$s").o")
 done

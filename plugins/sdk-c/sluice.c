@@ -5,6 +5,7 @@
  * `cabi_realloc` and frees nothing, so the guest does, and reads outputs before calling
  * `cabi_post_*`. */
 #include "sluice.h"
+#include "sluice_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,9 +13,11 @@
 #include <string.h>
 
 #define NONE 0xFFFFFFFFu
+/* Value-span length of an output whose value is an edited document still to be written. */
+#define JSON_PENDING 0xFFFFFFFEu
 #define EXPORT(name) __attribute__((export_name(name)))
 
-__attribute__((import_module("sluice:plugin/host@0.1.0"), import_name("log")))
+__attribute__((import_module("sluice:plugin/host@0.2.0"), import_name("log")))
 extern void sluice_host_log(int32_t level, const char *ptr, size_t len);
 
 /* Frees what cabi_realloc handed out: a zero-size allocation is the alignment, not a pointer. */
@@ -189,6 +192,12 @@ static void push_span(sluice_emitter *out, words_buf *w, sluice_bytes b) {
         words_push(w, NONE);
         return;
     }
+    if (b.ptr == sluice__json_marker) {
+        /* An edited document (sluice_edit_value): its slot, filled in after the batch. */
+        words_push(w, (uint32_t)b.len);
+        words_push(w, JSON_PENDING);
+        return;
+    }
     if (b.ptr >= out->in_data && b.ptr + b.len <= out->in_data + out->in_len) {
         /* A view of the input (a record's key, value or header): already in the output. */
         words_push(w, (uint32_t)(b.ptr - out->in_data));
@@ -260,6 +269,53 @@ int sluice_reject_message(sluice_emitter *out, const char *message, size_t len) 
     return -1;
 }
 
+uint32_t sluice__emitter_input(const sluice_emitter *out) {
+    return out->input;
+}
+
+/* Puts the documents of sluice_edit_value in place: one host `write` per set of paths, then each
+ * placeholder's span points at its document; an input whose document could not be written loses
+ * its outputs and is rejected. */
+static void finish_json(void) {
+    sluice__json_write();
+    size_t n = em.records.len / 10;
+    uint32_t *failed = NULL;
+    size_t failed_count = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t *r = em.records.ptr + i * 10;
+        if (r[4] != JSON_PENDING) continue;
+        const uint8_t *p;
+        size_t len;
+        if (sluice__json_result(r[3], &p, &len)) {
+            r[3] = (uint32_t)em.data.len;
+            r[4] = (uint32_t)len;
+            bytes_push(&em.data, p, len);
+        } else {
+            r[3] = 0;
+            r[4] = NONE;
+            if (!failed_count || failed[failed_count - 1] != r[0]) {
+                failed = realloc(failed, (failed_count + 1) * 4);
+                failed[failed_count++] = r[0];
+            }
+        }
+    }
+    sluice__json_end();
+    if (!failed_count) return;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t *r = em.records.ptr + i * 10;
+        bool drop = false;
+        for (size_t f = 0; f < failed_count; f++) drop |= failed[f] == r[0];
+        if (!drop) memmove(em.records.ptr + kept++ * 10, r, 40);
+    }
+    em.records.len = kept * 10;
+    for (size_t f = 0; f < failed_count; f++) {
+        em.input = failed[f];
+        sluice_reject(&em, "the edited JSON value could not be written: the value is not valid JSON, or an edit's parent is missing or not an object or array, or a raw JSON edit is invalid");
+    }
+    free(failed);
+}
+
 static sluice_bytes span(const uint8_t *data, uint32_t off, uint32_t len) {
     if (len == NONE) return sluice_none();
     return sluice_some(data + off, len);
@@ -298,6 +354,7 @@ void *sluice_export_process(uint8_t *data, size_t data_len, uint32_t *words, siz
         headers[h].name = span(data, hwords[h * 4], hwords[h * 4 + 1]);
         headers[h].value = span(data, hwords[h * 4 + 2], hwords[h * 4 + 3]);
     }
+    sluice__json_begin(data, data_len, words, n);
     for (size_t i = 0; i < n; i++) {
         const uint32_t *w = words + i * 12;
         sluice_record rec;
@@ -322,6 +379,8 @@ void *sluice_export_process(uint8_t *data, size_t data_len, uint32_t *words, siz
             if (!em.rejected) sluice_reject(&em, "rejected (code %d)", rc);
         }
     }
+    if (sluice__json_pending()) finish_json();
+    else sluice__json_end();
     for (size_t i = 0; i < topic_count; i++) release((void *)(uintptr_t)topics[i * 2], topics[i * 2 + 1]);
     release(topics, topic_count);
     release(hwords, hword_count);

@@ -75,6 +75,7 @@ impl Plugin {
             },
             log,
             deadline: None,
+            json: Default::default(),
         };
         let mut store = Store::new(&self.engine, state);
         if self.enforce_limits {
@@ -196,6 +197,16 @@ pub struct PluginState {
     log: GuestLog,
     /// When the current call must end; host calls that wait give up then.
     pub(super) deadline: Option<Instant>,
+    /// The `json` host calls' working state.
+    pub(super) json: super::json::JsonState,
+}
+
+impl PluginState {
+    /// The plugin's memory cap (`limits.memory_mb`) in bytes: what the host may also spend on
+    /// its behalf in one host call.
+    pub(super) fn memory_cap(&self) -> usize {
+        self.memory.limit
+    }
 }
 
 impl WasiView for PluginState {
@@ -315,6 +326,16 @@ fn classify(error: wasmtime::Error, state: &PluginState) -> CallFailure {
     // Instance, table and memory counts: wasmtime fails instantiation with this message.
     let over_count = !state.memory.hit && format!("{error:#}").contains("resource limit exceeded");
     let exit = error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|e| e.0);
+    if let Some(hit) = error.downcast_ref::<super::json::JsonLimitHit>() {
+        let reason = match hit.limit {
+            super::json::Limit::Memory { .. } => Reason::Memory,
+            super::json::Limit::Deadline => Reason::Deadline,
+        };
+        return CallFailure {
+            reason,
+            message: hit.to_string(),
+        };
+    }
     let reason = if state.memory.hit
         || error.downcast_ref::<MemoryLimitHit>().is_some()
         || table_full

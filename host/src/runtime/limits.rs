@@ -23,6 +23,9 @@
 //! | [`MAX_LINE`], [`LINE_OVERHEAD`], [`BURST_SECONDS`] | the log budget's lines and bursts | 4096 B, 200 B, 8 s | dropped log bytes |
 //! | [`MAX_CACHE_BYTES`], [`MAX_CACHE_ENTRIES`] | the compiled-component cache on disk | 1 GiB, 256 | LRU eviction |
 //! | [`MAX_CONCURRENT_COMPILES`] | compiles running at once on the host | 2 | compiles wait |
+//! | `limits.memory_mb` (at most [`MAX_JSON_CALL_BYTES`]) | host memory of one `json` host call | 128 MB | `limit:memory` |
+//! | `limits.timeout_ms`, read every [`CHECK_WORK_UNITS`] | time of one `json` host call | 2000 ms | `limit:deadline` |
+//! | [`FALLBACK_BYTES_PER_BYTE`] | what serde_json's fallback is charged per document byte | 32 | `limit:memory` |
 //!
 //! A limit hit while an instance is created or runs `init` fails with `LoadError::InitFailed`
 //! and the same reason. Enforcement lives where the resource is used: the memory cap in the
@@ -229,3 +232,19 @@ pub const MAX_CACHE_ENTRIES: usize = 256;
 /// Most compiles running at once on the host (default 2; compiles are also serialised per
 /// tenant, else per pipeline). A compile over the limit waits for a slot (no dead-letter reason).
 pub const MAX_CONCURRENT_COMPILES: usize = 2;
+
+/// Units of work (bytes scanned or written, nodes visited) a `json` host call does between two
+/// readings of the clock (default 65536, tens of microseconds): the call's deadline
+/// (`limits.timeout_ms`) is checked that often, and a call past it traps with `limit:deadline`.
+pub const CHECK_WORK_UNITS: u64 = 1 << 16;
+
+/// Host memory a `json` host call may hold at most, whatever `limits.memory_mb` says (default
+/// 2 GiB, so that every offset fits a WIT `u32`). Below it, a call holds at most
+/// `limits.memory_mb` of host memory (results, parsed documents, re-encoded text); over, it traps
+/// with `limit:memory`.
+pub const MAX_JSON_CALL_BYTES: u64 = 1 << 31;
+
+/// Host bytes charged per document byte when serde_json parses a document the fast path is not
+/// sure of (default 32, above what a `serde_json::Value` takes for the densest JSON, `[0,0,…]`).
+/// A fallback whose charge does not fit `limits.memory_mb` traps with `limit:memory`.
+pub const FALLBACK_BYTES_PER_BYTE: u64 = 32;

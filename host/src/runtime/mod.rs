@@ -16,6 +16,7 @@ mod cache;
 mod compile;
 mod guest_log;
 mod instance;
+mod json;
 pub mod limits;
 
 use std::path::PathBuf;
@@ -40,13 +41,15 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "transform",
+        // The json calls trap when they hit a limit (see `json`).
+        imports: { "sluice:plugin/json": trappable },
     });
 }
 
 use bindings::{Transform, TransformPre};
 
 /// The world every plugin must implement.
-pub const WORLD: &str = "sluice:plugin/transform@0.1.0";
+pub const WORLD: &str = "sluice:plugin/transform@0.2.0";
 
 /// The engines, linkers and component caches shared by every plugin of the host.
 pub struct Runtime {

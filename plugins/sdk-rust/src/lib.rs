@@ -33,6 +33,8 @@ use sluice_abi::{InputBatch, OutputBatch};
 
 extern crate self as sluice_plugin;
 
+pub mod json;
+
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
@@ -235,7 +237,11 @@ pub fn __process<T: Transform>(batch: types::InputBatch) -> types::OutputBatch {
             .as_mut()
             .and_then(|p| p.downcast_mut::<T>())
             .expect("the host calls init before process");
-        run_batch(plugin, &input)
+        // Host JSON access (`json`) reads before the first record and writes after the last.
+        json::begin(&input);
+        let mut out = run_batch(plugin, &input);
+        json::finish(&mut out);
+        out
     });
     types::OutputBatch {
         data: out.data,
