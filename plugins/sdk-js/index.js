@@ -428,6 +428,16 @@ class JsonBatch {
       r[pos] = base + d[2 * j];
       r[pos + 1] = n;
     }
+    if (failed.size > 0) {
+      // A rejected input emits nothing: drop its outputs, as after an exception.
+      let to = 0;
+      for (let k = 0; k < outRecords.len; k += 10) {
+        if (failed.has(r[k])) continue;
+        if (to !== k) r.copyWithin(to, k, k + 10);
+        to += 10;
+      }
+      outRecords.len = to;
+    }
   }
   failure(i) {
     if (this.w[12 * i + 3] === NONE) return "record has no value";
@@ -521,6 +531,39 @@ function span(data, off, len) {
   return len === NONE ? null : data.subarray(off, off + len);
 }
 
+/** Runs `call(i, out)` for i in 0..n with one emitter (no input data), each call's outputs
+ * discarded and an error recorded when it throws: the output batch of `on-timer`. */
+export function runCalls(n, call) {
+  const outData = new Bytes(4096);
+  const outRecords = new Words(n * 10);
+  const outHeaders = new Words(64);
+  const outputs = [];
+  const errors = [];
+  const empty = new Uint8Array(0);
+  const out = new Emitter(outData, outRecords, outHeaders, outputs, empty, new Uint32Array(0));
+  for (let i = 0; i < n; i++) {
+    out._input = i;
+    const m0 = outData.len;
+    const m1 = outRecords.len;
+    const m2 = outHeaders.len;
+    try {
+      call(i, out);
+    } catch (e) {
+      outData.len = m0;
+      outRecords.len = m1;
+      outHeaders.len = m2;
+      errors.push({ input: i, message: message(e) });
+    }
+  }
+  return {
+    data: outData.buf.subarray(0, outData.len),
+    records: outRecords.buf.subarray(0, outRecords.len),
+    headers: outHeaders.buf.subarray(0, outHeaders.len),
+    outputs,
+    errors,
+  };
+}
+
 function message(e) {
   if (e instanceof Error) return e.message || e.name;
   return String(e);
@@ -532,6 +575,7 @@ export function defineTransform(Plugin) {
   let paths = [];
   let index = new Map();
   return {
+    instance: () => plugin,
     init(config) {
       try {
         plugin = new Plugin(new Config(config));

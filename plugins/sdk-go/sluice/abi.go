@@ -197,6 +197,38 @@ func exportProcess(dataPtr, dataLen, recPtr, recLen, hdrPtr, hdrLen, topicPtr, t
 		}
 	}
 	jb.finish(e)
+	return finishCall(e)
+}
+
+// RunCalls is the batch machinery of exports other than process (sluice.dev/sdk/state's
+// on-timer): it runs call(i, out) for i in 0..n with one emitter, discarding a call's outputs and
+// rejecting its input when it returns an error, and returns the output batch's address.
+func RunCalls(n int, call func(i int, out *Emitter) error) uint32 {
+	e := &emitter
+	e.data = e.data[:0]
+	e.records = e.records[:0]
+	e.headers = e.headers[:0]
+	e.outputs = e.outputs[:0]
+	errWords = errWords[:0]
+	errBytes = errBytes[:0]
+	for i := 0; i < n; i++ {
+		e.input = uint32(i)
+		marks := [3]int{len(e.data), len(e.records), len(e.headers)}
+		if err := call(i, e); err != nil {
+			e.data = e.data[:marks[0]]
+			e.records = e.records[:marks[1]]
+			e.headers = e.headers[:marks[2]]
+			reject(i, err.Error())
+		}
+	}
+	return finishCall(e)
+}
+
+// Instance is the plugin instance the registered constructor made (nil before init).
+func Instance() Transform { return instance }
+
+// finishCall lays out the output batch of an exported call and collects garbage.
+func finishCall(e *Emitter) uint32 {
 	outPairs = outPairs[:0]
 	for _, o := range e.outputs {
 		b := []byte(o)

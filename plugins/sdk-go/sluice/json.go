@@ -181,6 +181,15 @@ func (b *jsonBatch) finish(e *Emitter) {
 		e.records[pos] = base + docs[2*j]
 		e.records[pos+1] = n
 	}
+	if failed != nil { // a rejected input emits nothing: drop its outputs, as after an error
+		kept := e.records[:0]
+		for k := 0; k < len(e.records); k += 10 {
+			if !failed[e.records[k]] {
+				kept = append(kept, e.records[k:k+10]...)
+			}
+		}
+		e.records = kept
+	}
 }
 
 // JSON is a record's value as a JSON document, read and edited by the host with serde_json's

@@ -28,7 +28,7 @@ from componentize_py_types import Err as _Err
 
 __all__ = [
     "Transform", "Record", "Emitter", "Config", "Reject", "ConfigError", "export", "log",
-    "debug", "info", "warn", "error", "Json", "pointer", "MISSING", "NULL", "FALSE", "TRUE",
+    "debug", "info", "warn", "error", "StatefulTransform", "Json", "pointer", "MISSING", "NULL", "FALSE", "TRUE",
     "NUMBER", "STRING", "ARRAY", "OBJECT",
 ]
 
@@ -233,6 +233,9 @@ class _JsonBatch:
                 continue
             out_records[pos] = base + d[2 * j]
             out_records[pos + 1] = n
+        if failed:  # a rejected input emits nothing: drop its outputs, as after an exception
+            r = out_records
+            out_records[:] = [w for k in range(0, len(r), 10) if r[k] not in failed for w in r[k:k + 10]]
 
     def failure(self, i):
         if self.words[i * 12 + 3] == NONE:
@@ -456,6 +459,16 @@ class Transform:
         raise NotImplementedError
 
 
+class StatefulTransform(Transform):
+    """Base class of a plugin of the ``stateful-transform`` world: keyed state and timers
+    (``sluice.state``) and ``on_timer(self, timer, out)``, called for every timer that fired, with
+    the same emitter as ``transform`` (raise to dead-letter the timer). ``build.sh`` builds a
+    plugin whose sources name ``StatefulTransform`` for that world."""
+
+    def on_timer(self, timer, out):
+        pass
+
+
 def _log(level, message):
     _host.log(level, str(message))
 
@@ -537,4 +550,30 @@ def export(cls):
             return _types.OutputBatch(data=bytes(out_data), records=out_records, headers=out_headers,
                                       outputs=outputs, errors=errors)
 
+    if issubclass(cls, StatefulTransform):
+        from . import state as _state
+
+        class StatefulWitWorld(WitWorld):
+            def on_timer(self, fired):
+                plugin = WitWorld.plugin
+                out_data = bytearray()
+                out_records = []
+                out_headers = []
+                outputs = []
+                errors = []
+                out = Emitter(out_data, out_records, out_headers, outputs)
+                for i, timer in enumerate(_state._fired(fired)):
+                    out._input = i
+                    marks = (len(out_data), len(out_records), len(out_headers))
+                    try:
+                        plugin.on_timer(timer, out)
+                    except Exception as e:
+                        del out_data[marks[0]:]
+                        del out_records[marks[1]:]
+                        del out_headers[marks[2]:]
+                        errors.append(_types.InputError(input=i, message=str(e) or type(e).__name__))
+                return _types.OutputBatch(data=bytes(out_data), records=out_records, headers=out_headers,
+                                          outputs=outputs, errors=errors)
+
+        return StatefulWitWorld
     return WitWorld
