@@ -6,8 +6,8 @@ export type Bytes = Uint8Array | null;
 export interface Record {
   key: Bytes;
   value: Bytes;
-  /** [name, value] pairs in producer order; frozen (copy it to change it). */
-  readonly headers: readonly (readonly [string, Bytes])[];
+  /** [name, value] pairs in producer order. */
+  headers: [string, Bytes][];
   /** The value as a JSON document read and edited by the host (see `Json`). */
   readonly json: Json;
   /** Milliseconds since the Unix epoch, or null. */

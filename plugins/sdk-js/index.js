@@ -115,6 +115,7 @@ export class Emitter {
     this._outputs = outputs;
     this._in = input; // the input batch's data: the output's data starts with a copy of it
     this._input = 0;
+    this._rec = null; // the record being transformed
   }
   _span(b, words) {
     if (b === null) {
@@ -132,57 +133,84 @@ export class Emitter {
   }
   /**
    * Emits one output. `key`/`value`: Uint8Array, string (UTF-8) or null, and `value` may be a
-   * record's `json` view: the edited document; `headers`: [name, value]
-   * pairs; `timestamp`: milliseconds (default: the input's); `to`: a named output declared in the
-   * pipeline config (default: the pipeline's default output).
+   * record's `json` view: the edited document; `headers`: [name, value] pairs; `timestamp`:
+   * milliseconds (default: the input's); `to`: a named output declared in the pipeline config
+   * (default: the pipeline's default output).
    */
-  emit({ key = null, value = null, headers = [], timestamp = null, to = null } = {}) {
+  emit(o) {
+    // Written for StarlingMonkey's interpreter, where every call and allocation counts: no
+    // destructuring, words written in place, a record's own key/value/headers recognised by
+    // identity and passed on as spans of the input.
     const hs = this._headers;
-    const first = hs.len / 4;
-    if (headers._first !== undefined && Object.isFrozen(headers)) {
-      // A record's own headers, unchanged: their spans are valid in the output's data as they are.
-      const n = headers.length * 4;
-      hs.reserve(n);
-      hs.buf.set(this._hw.subarray(headers._first * 4, headers._first * 4 + n), hs.len);
-      hs.len += n;
-    } else {
-      for (const [name, hv] of headers) {
-        this._span(utf8Encode(name), hs);
-        this._span(asBytes(hv), hs);
+    const first = hs.len >> 2;
+    const headers = o.headers;
+    const rec = this._rec;
+    if (headers !== undefined && headers !== null && headers.length > 0) {
+      if (rec !== null && headers === rec._headers && rec._headersIntact()) {
+        const n = headers.length * 4;
+        hs.reserve(n);
+        const h0 = rec._w[rec._b + 4] * 4;
+        hs.buf.set(this._hw.subarray(h0, h0 + n), hs.len);
+        hs.len += n;
+      } else {
+        for (const [name, hv] of headers) {
+          this._span(utf8Encode(name), hs);
+          this._span(asBytes(hv), hs);
+        }
       }
     }
     const r = this._records;
-    r.push(this._input);
-    this._span(asBytes(key), r);
+    r.reserve(10);
+    const n = r.len;
+    r.buf[n] = this._input;
+    r.len = n + 1;
+    const key = o.key;
+    if (rec !== null && key === rec._key && key !== undefined) {
+      r.buf[n + 1] = rec._w[rec._b];
+      r.buf[n + 2] = rec._w[rec._b + 1];
+      r.len = n + 3;
+    } else {
+      this._span(asBytes(key), r);
+    }
+    const value = o.value;
     if (value instanceof Json) {
       // The edited document: filled in after the batch's one `write` call.
       const jb = value._jb;
       jb.pending.push(r.len, jb.doc(value._i), this._input);
-      r.push(0);
-      r.push(NONE);
+      r.buf[n + 3] = 0;
+      r.buf[n + 4] = NONE;
+      r.len = n + 5;
+    } else if (rec !== null && value === rec._value && value !== undefined) {
+      r.buf[n + 3] = rec._w[rec._b + 2];
+      r.buf[n + 4] = rec._w[rec._b + 3];
+      r.len = n + 5;
     } else {
       this._span(asBytes(value), r);
     }
-    r.push(first);
-    r.push(hs.len / 4 - first);
+    const b = r.buf;
+    b[n + 5] = first;
+    b[n + 6] = (hs.len >> 2) - first;
+    const timestamp = o.timestamp;
     if (timestamp === null || timestamp === undefined) {
-      r.push(0);
-      r.push(0x80000000);
+      b[n + 7] = 0;
+      b[n + 8] = 0x80000000;
     } else {
       const t = BigInt.asUintN(64, BigInt(timestamp));
-      r.push(Number(t & 0xffffffffn));
-      r.push(Number(t >> 32n));
+      b[n + 7] = Number(t & 0xffffffffn);
+      b[n + 8] = Number(t >> 32n);
     }
+    const to = o.to;
     if (to === null || to === undefined) {
-      r.push(NONE);
+      b[n + 9] = NONE;
     } else {
-      let o = this._outputs.indexOf(to);
-      if (o < 0) {
-        o = this._outputs.length;
+      let k = this._outputs.indexOf(to);
+      if (k < 0) {
+        k = this._outputs.length;
         this._outputs.push(to);
       }
-      r.push(o);
+      b[n + 9] = k;
     }
+    r.len = n + 10;
   }
   /** Sends `record` on unchanged (key, value, headers, timestamp) to the default output. */
   forward(record) {
@@ -227,12 +255,17 @@ class InputRecord {
     this._hw = hw;
     this._topics = topics;
     this._headers = undefined;
+    this._hcopy = undefined;
+    this._key = undefined;
+    this._value = undefined;
   }
   get key() {
-    return span(this._data, this._w[this._b], this._w[this._b + 1]);
+    if (this._key === undefined) this._key = span(this._data, this._w[this._b], this._w[this._b + 1]);
+    return this._key;
   }
   get value() {
-    return span(this._data, this._w[this._b + 2], this._w[this._b + 3]);
+    if (this._value === undefined) this._value = span(this._data, this._w[this._b + 2], this._w[this._b + 3]);
+    return this._value;
   }
   get headers() {
     if (this._headers === undefined) {
@@ -240,16 +273,28 @@ class InputRecord {
       const hw = this._hw;
       const data = this._data;
       const headers = [];
+      const copy = [];
       for (let h = w[this._b + 4], end = h + w[this._b + 5]; h < end; h++) {
         const x = h * 4;
-        headers.push(Object.freeze([utf8Decode(data.subarray(hw[x], hw[x] + hw[x + 1])), span(data, hw[x + 2], hw[x + 3])]));
+        const pair = [utf8Decode(data.subarray(hw[x], hw[x] + hw[x + 1])), span(data, hw[x + 2], hw[x + 3])];
+        headers.push(pair);
+        copy.push(pair, pair[0], pair[1]);
       }
-      // Frozen, and marked with where its words are: emitting it unchanged copies words, not
-      // bytes (see `Emitter.emit`).
-      headers._first = w[this._b + 4];
-      this._headers = Object.freeze(headers);
+      this._headers = headers;
+      this._hcopy = copy;
     }
     return this._headers;
+  }
+  /** Whether the headers array handed out is as it was made (so its words can be reused). */
+  _headersIntact() {
+    const h = this._headers;
+    const c = this._hcopy;
+    if (h.length * 3 !== c.length) return false;
+    for (let k = 0, j = 0; k < h.length; k++, j += 3) {
+      const pair = h[k];
+      if (pair !== c[j] || pair.length !== 2 || pair[0] !== c[j + 1] || pair[1] !== c[j + 2]) return false;
+    }
+    return true;
   }
   get timestamp() {
     const lo = this._w[this._b + 6];
@@ -607,6 +652,7 @@ export function defineTransform(Plugin) {
       for (let i = 0; i < n; i++) {
         const record = new InputRecord(data, w, i * 12, hw, topics, jb);
         out._input = i;
+        out._rec = record;
         const m0 = outData.len;
         const m1 = outRecords.len;
         const m2 = outHeaders.len;
