@@ -103,7 +103,8 @@ export function cancel(domain, key, at) {
 
 /** The partition's watermark (ms), or null before any record. */
 export function watermark() {
-  const w = hostWatermark();
+  // As a signed 64-bit integer whatever the bindings hand over (a BigInt, maybe unsigned).
+  const w = BigInt.asIntN(64, BigInt(hostWatermark()));
   return w === I64_MIN ? null : Number(w);
 }
 
