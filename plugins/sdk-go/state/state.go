@@ -218,6 +218,8 @@ func exportOnTimer(dataPtr, dataLen, timersPtr, timersLen uint32) uint32 {
 
 type timerError struct{}
 
-func (timerError) Error() string { return "the plugin has no OnTimer method (see sluice.dev/sdk/state)" }
+func (timerError) Error() string {
+	return "the plugin has no OnTimer method (see sluice.dev/sdk/state)"
+}
 
 var errTimers = timerError{}
