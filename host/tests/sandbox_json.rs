@@ -20,8 +20,20 @@ fn batch() -> InputBatch {
     let mut b = InputBatch::default();
     let topic = b.topic_index("in");
     for n in 0..RECORDS {
-        let v = if n == BAD { "bad".to_string() } else { format!("ok-{n}") };
-        b.push(None, Some(v.as_bytes()), std::iter::empty(), None, topic, 0, n as i64);
+        let v = if n == BAD {
+            "bad".to_string()
+        } else {
+            format!("ok-{n}")
+        };
+        b.push(
+            None,
+            Some(v.as_bytes()),
+            std::iter::empty(),
+            None,
+            topic,
+            0,
+            n as i64,
+        );
     }
     b
 }
@@ -58,8 +70,17 @@ fn attack(mode: &str, limits: Limits, reason: Reason, within: Duration) -> Strin
     let took = started.elapsed();
     let rss_after = status_kb("VmRSS:");
     let failed: Vec<(u32, Reason)> = out.failures.iter().map(|f| (f.input, f.reason)).collect();
-    assert_eq!(failed, vec![(BAD as u32, reason)], "{mode}: {:?}", out.failures);
-    assert_eq!(out.emitted().count(), RECORDS - 1, "{mode}: the neighbours are forwarded");
+    assert_eq!(
+        failed,
+        vec![(BAD as u32, reason)],
+        "{mode}: {:?}",
+        out.failures
+    );
+    assert_eq!(
+        out.emitted().count(),
+        RECORDS - 1,
+        "{mode}: the neighbours are forwarded"
+    );
     assert!(took < within, "{mode} took {took:?}");
     assert!(
         rss_after < rss_before + 3 * cap_mb * 1024,
@@ -85,7 +106,12 @@ fn a_write_of_a_terabyte_is_a_memory_limit() {
         memory_mb: 64,
         ..Limits::default()
     };
-    let message = attack("write-bytes", limits, Reason::Memory, Duration::from_secs(20));
+    let message = attack(
+        "write-bytes",
+        limits,
+        Reason::Memory,
+        Duration::from_secs(20),
+    );
     assert!(message.contains("json.write"), "{message}");
 }
 
@@ -96,7 +122,12 @@ fn reading_one_document_millions_of_times_stops_at_the_deadline() {
         ..Limits::default()
     };
     // Bisection runs the bad record about twice more (see sandbox_runtime.rs): a few deadlines.
-    let message = attack("spin-read", limits, Reason::Deadline, Duration::from_secs(10));
+    let message = attack(
+        "spin-read",
+        limits,
+        Reason::Deadline,
+        Duration::from_secs(10),
+    );
     assert!(message.contains("json.read"), "{message}");
     assert!(message.contains("limits.timeout_ms"), "{message}");
 }
@@ -107,7 +138,12 @@ fn writing_one_document_millions_of_times_stops_at_the_deadline() {
         timeout_ms: 300,
         ..Limits::default()
     };
-    let message = attack("spin-write", limits, Reason::Deadline, Duration::from_secs(10));
+    let message = attack(
+        "spin-write",
+        limits,
+        Reason::Deadline,
+        Duration::from_secs(10),
+    );
     assert!(message.contains("json.write"), "{message}");
 }
 

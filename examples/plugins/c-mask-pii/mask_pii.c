@@ -16,6 +16,8 @@
 
 static char **fields;
 static size_t field_count;
+/* Per field: whether its name contains `email` (decided once, in init). */
+static bool *is_email;
 /* `/id`, then one pointer per masked field. */
 static sluice_paths *paths;
 /* The masked text of the current field. */
@@ -51,6 +53,8 @@ const char *sluice_init(const sluice_config *config) {
         if (strcmp(key, "fields") != 0)
             return sluice_errorf("unknown config key `%s` (expected `fields`)", key);
     }
+    is_email = malloc(field_count * sizeof *is_email);
+    for (size_t f = 0; f < field_count; f++) is_email[f] = strstr(fields[f], "email") != NULL;
     char **pointers = malloc((field_count + 1) * sizeof *pointers);
     pointers[0] = sluice_pointer("id", 2);
     for (size_t f = 0; f < field_count; f++) pointers[f + 1] = sluice_pointer(fields[f], strlen(fields[f]));
@@ -108,7 +112,7 @@ int sluice_transform(const sluice_record *record, sluice_emitter *out) {
         sluice_field v = sluice_doc_get(&doc, f + 1);
         if (v.kind == SLUICE_JSON_MISSING) continue;
         if (v.kind != SLUICE_JSON_STRING) return sluice_reject(out, "field `%s` is not a string", fields[f]);
-        if (strstr(fields[f], "email")) {
+        if (is_email[f]) {
             long n = mask_email(v.ptr, v.len);
             if (n < 0) {
                 /* Built by hand: the email may hold a NUL, which printf would stop at. */

@@ -54,6 +54,8 @@ std::string mask_tail(std::string_view text) {
 
 struct MaskPii {
     std::vector<std::string> fields;
+    /// Per field: whether its name contains `email` (decided once, in init).
+    std::vector<bool> is_email;
     /// `/id`, then one pointer per masked field.
     sluice::json::Paths json;
 
@@ -71,6 +73,7 @@ struct MaskPii {
         for (size_t i = 0; i < config.size(); i++)
             if (config.key_at(i) != "fields")
                 return sluice::reject("unknown config key `" + std::string(config.key_at(i)) + "` (expected `fields`)");
+        for (auto &f : m.fields) m.is_email.push_back(f.find("email") != std::string::npos);
         std::vector<std::string> paths{"/id"};
         for (auto &f : m.fields) paths.push_back(sluice::json::Paths::pointer(f));
         m.json = sluice::json::Paths(paths);
@@ -89,7 +92,7 @@ struct MaskPii {
             auto v = doc.get(i + 1);
             if (v.kind == SLUICE_JSON_MISSING) continue;
             if (v.kind != SLUICE_JSON_STRING) return sluice::reject("field `" + fields[i] + "` is not a string");
-            if (fields[i].find("email") != std::string::npos) {
+            if (is_email[i]) {
                 auto masked = mask_email(v.text);
                 if (!masked) return sluice::reject(masked.error());
                 edit.set_str(i + 1, *masked);

@@ -18,7 +18,8 @@ use sluice_plugin::json::{Field, Paths};
 use sluice_plugin::{Config, Emitter, Record, Transform, export_transform};
 
 struct MaskPii {
-    fields: Vec<String>,
+    /// Each masked field, and whether it is an email (its name contains `email`).
+    fields: Vec<(String, bool)>,
     /// `/id`, then one pointer per masked field.
     json: Paths,
     masked: String,
@@ -41,10 +42,17 @@ impl Transform for MaskPii {
         if let Some((key, _)) = config.iter().find(|(k, _)| *k != "fields") {
             return Err(format!("unknown config key `{key}` (expected `fields`)"));
         }
-        let paths = std::iter::once("/id".to_string()).chain(fields.iter().map(|f| Paths::pointer(f)));
+        let paths =
+            std::iter::once("/id".to_string()).chain(fields.iter().map(|f| Paths::pointer(f)));
         Ok(MaskPii {
             json: Paths::new(paths),
-            fields,
+            fields: fields
+                .into_iter()
+                .map(|f| {
+                    let email = f.contains("email");
+                    (f, email)
+                })
+                .collect(),
             masked: String::new(),
         })
     }
@@ -61,14 +69,14 @@ impl Transform for MaskPii {
             _ => return Err("missing or empty string field `id`".into()),
         }
         let edit = doc.edit();
-        for (i, field) in self.fields.iter().enumerate() {
+        for (i, (field, email)) in self.fields.iter().enumerate() {
             let text = match doc.get(1 + i) {
                 Field::Missing => continue,
                 Field::String(text) => text,
                 _ => return Err(format!("field `{field}` is not a string")),
             };
             self.masked.clear();
-            if field.contains("email") {
+            if *email {
                 mask_email(text, &mut self.masked)?;
             } else {
                 mask_tail(text, &mut self.masked);

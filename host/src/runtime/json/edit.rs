@@ -1,10 +1,8 @@
 //! JSON Pointers (as `serde_json::Value::pointer` reads them) and the edits of `write`, on the
 //! trees of [`super::tree`].
 
-use super::tree::{
-    self, Buf, Bufs, COMPACT, KEY_ESCAPED, Kind, MAX_NESTING, NIL, Node, STR_ESCAPED,
-};
-use super::{Arena, Limit, Work};
+use super::tree::{Buf, Bufs, COMPACT, KEY_ESCAPED, Kind, MAX_NESTING, NIL, Node, STR_ESCAPED};
+use super::{Arena, Limit, Work, text};
 
 /// One segment of a pointer.
 pub struct Segment {
@@ -25,9 +23,18 @@ pub struct Path {
 
 /// Parses every pointer once per call.
 pub fn parse_paths(paths: &[String], work: &mut Work) -> Result<Vec<Path>, Limit> {
-    let bytes: usize = paths.iter().map(|p| p.len() + 64).sum();
-    work.memory("parsed paths", (bytes as u64).saturating_mul(2))?;
-    work.add(bytes as u64)?;
+    // What the parsed form takes: per segment a `Segment` and its key (a pointer of many empty
+    // segments, `////…`, is the worst case), per path a `Path`.
+    let per_segment = (std::mem::size_of::<Segment>() + 16) as u64;
+    let bytes: u64 = paths
+        .iter()
+        .map(|p| {
+            let segments = p.bytes().filter(|&b| b == b'/').count() as u64;
+            std::mem::size_of::<Path>() as u64 + 2 * p.len() as u64 + per_segment * segments
+        })
+        .sum();
+    work.memory("parsed paths", bytes)?;
+    work.add(bytes)?;
     Ok(paths.iter().map(|p| parse(p)).collect())
 }
 
@@ -55,11 +62,11 @@ fn parse(pointer: &str) -> Path {
                 s.parse().ok()
             };
             let mut key = Vec::with_capacity(s.len() + 2);
-            tree::escaped_into(&s, &mut key);
+            text::escaped_into(&s, &mut key);
             key.pop();
             key.remove(0);
             Segment {
-                escaped: tree::needs_escape(&s),
+                escaped: text::needs_escape(&s),
                 key,
                 index,
             }
@@ -278,7 +285,7 @@ fn new_value(
     };
     work.add(s.len() as u64)?;
     let at = arena.scratch.len();
-    tree::escaped_into(s, &mut arena.scratch);
+    text::escaped_into(s, &mut arena.scratch);
     work.node(arena.nodes.len())?;
     work.memory("edited values", arena.bytes())?;
     arena.nodes.push(Node {
@@ -292,7 +299,11 @@ fn new_value(
         kind: Kind::String,
         buf: Buf::Scratch,
         key_buf: Buf::Scratch,
-        flags: if tree::needs_escape(s) { STR_ESCAPED } else { 0 },
+        flags: if text::needs_escape(s) {
+            STR_ESCAPED
+        } else {
+            0
+        },
     });
     Ok(Some(((arena.nodes.len() - 1) as u32, 0)))
 }

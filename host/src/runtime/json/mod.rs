@@ -30,128 +30,22 @@
 //! the next call; a `write` of the same bytes takes each document's tree from there instead of
 //! scanning it again.
 
+mod budget;
 mod edit;
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
+mod text;
 mod tree;
 
-use std::time::Instant;
-
 use super::bindings::sluice::plugin::json as wit;
-use super::limits::{CHECK_WORK_UNITS, FALLBACK_BYTES_PER_BYTE, MAX_JSON_CALL_BYTES};
 use super::instance::PluginState;
+use super::limits::FALLBACK_BYTES_PER_BYTE;
+use budget::JsonBadCall;
+pub use budget::{JsonLimitHit, Limit, Work};
 use edit::{Path, apply, parse_paths};
 use tree::{Buf, Bufs, Kind, NIL, Node, Scan, Scanner};
-
-/// A limit a json call hit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Limit {
-    /// Host memory over `limits.memory_mb`.
-    Memory {
-        /// What was being allocated.
-        what: &'static str,
-        /// Bytes it would have brought the call to.
-        bytes: u64,
-        /// The cap.
-        limit: u64,
-    },
-    /// The call's deadline passed.
-    Deadline,
-}
-
-/// The trap of a json host call stopped by a limit; the runtime reports it as `limit:memory` or
-/// `limit:deadline`.
-#[derive(Debug, thiserror::Error)]
-pub struct JsonLimitHit {
-    /// `read` or `write`.
-    pub call: &'static str,
-    /// Which limit.
-    pub limit: Limit,
-}
-
-impl std::fmt::Display for JsonLimitHit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.limit {
-            Limit::Memory { what, bytes, limit } => write!(
-                f,
-                "memory limit: the json.{} host call would hold {bytes} bytes of host memory ({what}), above the plugin's cap of {limit} bytes (limits.memory_mb)",
-                self.call
-            ),
-            Limit::Deadline => write!(
-                f,
-                "the json.{} host call was still working at the plugin's deadline (limits.timeout_ms)",
-                self.call
-            ),
-        }
-    }
-}
-
-/// A plugin passed spans or edits outside its own buffers: a bug in the plugin, the call traps.
-#[derive(Debug, thiserror::Error)]
-#[error("json.{call}: {message}")]
-pub struct JsonBadCall {
-    call: &'static str,
-    message: String,
-}
-
-/// The budget of one call: its deadline, its host memory, and the work done since the clock was
-/// last read.
-pub struct Work {
-    deadline: Option<Instant>,
-    max_bytes: u64,
-    max_nodes: usize,
-    since_check: u64,
-}
-
-impl Work {
-    /// A budget ending at `deadline` (none = unbounded time) holding at most `max_bytes` of host
-    /// memory.
-    pub fn new(deadline: Option<Instant>, max_bytes: u64) -> Self {
-        let max_bytes = max_bytes.min(MAX_JSON_CALL_BYTES);
-        Work {
-            deadline,
-            max_bytes,
-            max_nodes: (max_bytes / std::mem::size_of::<Node>() as u64) as usize,
-            since_check: 0,
-        }
-    }
-
-    /// Counts `units` of work; reads the clock every [`CHECK_WORK_UNITS`].
-    pub fn add(&mut self, units: u64) -> Result<(), Limit> {
-        self.since_check += units;
-        if self.since_check >= CHECK_WORK_UNITS {
-            self.since_check = 0;
-            if self.deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Limit::Deadline);
-            }
-        }
-        Ok(())
-    }
-
-    /// Refuses a node beyond what the memory cap holds (`count` nodes exist).
-    pub fn node(&mut self, count: usize) -> Result<(), Limit> {
-        if count >= self.max_nodes {
-            return Err(Limit::Memory {
-                what: "parsed documents",
-                bytes: ((count + 1) * std::mem::size_of::<Node>()) as u64,
-                limit: self.max_bytes,
-            });
-        }
-        Ok(())
-    }
-
-    /// Refuses `bytes` of host memory in all beyond the cap.
-    pub fn memory(&self, what: &'static str, bytes: u64) -> Result<(), Limit> {
-        if bytes > self.max_bytes {
-            return Err(Limit::Memory {
-                what,
-                bytes,
-                limit: self.max_bytes,
-            });
-        }
-        Ok(())
-    }
-}
 
 /// The parsed documents of a call, and the host's own text they point into.
 #[derive(Default)]
@@ -280,8 +174,11 @@ fn doc_ranges(
     data: &[u8],
     docs: &[u32],
 ) -> wasmtime::Result<Vec<Option<(usize, usize)>>> {
-    if docs.len() % 2 != 0 {
-        return Err(bad(call, format!("`docs` holds {} words, not pairs", docs.len())));
+    if !docs.len().is_multiple_of(2) {
+        return Err(bad(
+            call,
+            format!("`docs` holds {} words, not pairs", docs.len()),
+        ));
     }
     docs.chunks_exact(2)
         .enumerate()
@@ -323,7 +220,7 @@ impl JsonState {
         work.memory("the `fields` result", words.saturating_mul(4))
             .map_err(&hit)?;
         let mut fields = Vec::with_capacity(words as usize);
-        let mut text = Vec::new();
+        let mut text = Vec::with_capacity(data.len() / 4);
         let mut roots = Vec::with_capacity(ranges.len());
         let mut depths = Vec::with_capacity(ranges.len());
         for range in &ranges {
@@ -356,12 +253,14 @@ impl JsonState {
                 }
                 let n = &nodes[found as usize];
                 let at = text.len();
-                let max = work.max_bytes.saturating_sub(self.arena.bytes() + words * 4);
+                let max = work
+                    .max_bytes
+                    .saturating_sub(self.arena.bytes() + words * 4);
                 match n.kind {
                     Kind::String => {
                         let content = bufs.get(n.buf, n.start + 1, n.len - 2);
                         if n.flags & tree::STR_ESCAPED != 0 {
-                            tree::decode_canonical(content, &mut text);
+                            text::decode_canonical(content, &mut text);
                         } else {
                             text.extend_from_slice(content);
                         }
@@ -369,13 +268,16 @@ impl JsonState {
                     Kind::Number => text.extend_from_slice(bufs.get(n.buf, n.start, n.len)),
                     Kind::Array | Kind::Object => {
                         tree::emit(nodes, &bufs, found, &mut text, max as usize)
-                            .map_err(&hit)?;
+                            .map_err(|l| hit(work.over_cap(l)))?;
                     }
                     _ => {}
                 }
                 work.add((text.len() - at) as u64).map_err(&hit)?;
-                work.memory("the `text` result", (text.len() as u64).saturating_add(words * 4))
-                    .map_err(&hit)?;
+                work.memory(
+                    "the `text` result",
+                    (text.len() as u64).saturating_add(words * 4),
+                )
+                .map_err(&hit)?;
                 fields.extend_from_slice(&[n.kind as u32, at as u32, (text.len() - at) as u32]);
             }
             work.add(1 + paths.len() as u64).map_err(&hit)?;
@@ -416,8 +318,11 @@ impl JsonState {
         let ranges = doc_ranges(CALL, &data, &docs)?;
         let paths: Vec<Path> = parse_paths(&paths, work).map_err(&hit)?;
         // Edits per document, in the order given.
-        if edits.len() % 5 != 0 {
-            return Err(bad(CALL, format!("`edits` holds {} words, not 5 per edit", edits.len())));
+        if !edits.len().is_multiple_of(5) {
+            return Err(bad(
+                CALL,
+                format!("`edits` holds {} words, not 5 per edit", edits.len()),
+            ));
         }
         let mut per_doc = vec![0u32; ranges.len() + 1];
         for (i, e) in edits.chunks_exact(5).enumerate() {
@@ -474,7 +379,10 @@ impl JsonState {
             }
             let root = match root {
                 Some(r) => r,
-                None => self.arena.parse(&data, Buf::Doc, s, e, work).map_err(&hit)?,
+                None => self
+                    .arena
+                    .parse(&data, Buf::Doc, s, e, work)
+                    .map_err(&hit)?,
             };
             let Some((mut root, _)) = root else {
                 spans.extend_from_slice(&[0, u32::MAX]);
@@ -485,8 +393,17 @@ impl JsonState {
                 let e = &edits[i as usize * 5..i as usize * 5 + 5];
                 let path = &paths[e[1] as usize];
                 let value = (e[3] as usize, e[3] as usize + e[4] as usize);
-                match apply(&mut self.arena, &data, &text, &mut root, path, e[2], value, work)
-                    .map_err(&hit)?
+                match apply(
+                    &mut self.arena,
+                    &data,
+                    &text,
+                    &mut root,
+                    path,
+                    e[2],
+                    value,
+                    work,
+                )
+                .map_err(&hit)?
                 {
                     true => {}
                     false => {
@@ -502,10 +419,14 @@ impl JsonState {
             let at = out.len();
             let max = work.max_bytes.saturating_sub(self.arena.bytes());
             let bufs = self.arena.bufs(&data, &text);
-            tree::emit(&self.arena.nodes, &bufs, root, &mut out, max as usize).map_err(&hit)?;
+            tree::emit(&self.arena.nodes, &bufs, root, &mut out, max as usize)
+                .map_err(|l| hit(work.over_cap(l)))?;
             work.add((out.len() - at) as u64).map_err(&hit)?;
-            work.memory("the written documents", self.arena.bytes() + out.len() as u64)
-                .map_err(&hit)?;
+            work.memory(
+                "the written documents",
+                self.arena.bytes() + out.len() as u64,
+            )
+            .map_err(&hit)?;
             if out.len() >= u32::MAX as usize {
                 return Err(hit(Limit::Memory {
                     what: "the written documents",
@@ -517,7 +438,10 @@ impl JsonState {
         }
         drop(cache);
         self.arena.clear();
-        Ok(wit::Documents { data: out, docs: spans })
+        Ok(wit::Documents {
+            data: out,
+            docs: spans,
+        })
     }
 
     /// Releases what a call grew beyond [`KEEP_BYTES`].

@@ -1,8 +1,6 @@
 //! The fast path against serde_json itself: hand-written tricky documents, then generated and
 //! mutated ones, read and edited both ways and compared byte for byte.
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use super::{JsonState, Limit, Work};
@@ -141,7 +139,7 @@ fn reference_write(doc: &[u8], edits: &[Edit]) -> Option<Vec<u8>> {
 
 /// Reads `paths` of `docs` with the fast path and checks every field against serde_json; then
 /// applies `edits` (per document) both ways and compares the written bytes.
-fn check(docs: &[&[u8]], paths: &[String], edits: &[Vec<(usize, u32, Vec<u8>)>]) {
+pub(super) fn check(docs: &[&[u8]], paths: &[String], edits: &[Vec<(usize, u32, Vec<u8>)>]) {
     let (data, spans) = batch(docs);
     let mut state = JsonState::default();
     let got = state
@@ -179,16 +177,28 @@ fn check(docs: &[&[u8]], paths: &[String], edits: &[Vec<(usize, u32, Vec<u8>)>])
             state = JsonState::default();
         }
         let out = state
-            .write(data.clone(), spans.clone(), paths.to_vec(), words.clone(), text.clone(), &mut work())
+            .write(
+                data.clone(),
+                spans.clone(),
+                paths.to_vec(),
+                words.clone(),
+                text.clone(),
+                &mut work(),
+            )
             .unwrap();
         for (d, doc) in docs.iter().enumerate() {
             let list: Vec<Edit> = edits
                 .get(d)
-                .map(|l| l.iter().map(|(p, op, t)| (paths[*p].clone(), *op, t.clone())).collect())
+                .map(|l| {
+                    l.iter()
+                        .map(|(p, op, t)| (paths[*p].clone(), *op, t.clone()))
+                        .collect()
+                })
                 .unwrap_or_default();
             let want = reference_write(doc, &list);
             let (at, len) = (out.docs[2 * d], out.docs[2 * d + 1]);
-            let got = (len != u32::MAX).then(|| out.data[at as usize..(at + len) as usize].to_vec());
+            let got =
+                (len != u32::MAX).then(|| out.data[at as usize..(at + len) as usize].to_vec());
             assert_eq!(
                 got.as_deref().map(String::from_utf8_lossy),
                 want.as_deref().map(String::from_utf8_lossy),
@@ -199,13 +209,34 @@ fn check(docs: &[&[u8]], paths: &[String], edits: &[Vec<(usize, u32, Vec<u8>)>])
     }
 }
 
-fn strings(p: &[&str]) -> Vec<String> {
+pub(super) fn strings(p: &[&str]) -> Vec<String> {
     p.iter().map(|s| s.to_string()).collect()
 }
 
-const PATHS: &[&str] = &[
-    "", "/a", "/b", "/a/0", "/a/b", "/0", "/1", "/00", "/+1", "/-", "/a~1b", "/~0", "/~01", "x",
-    "/ü", "/\"q", "/a\\b", "/", "//", "/e\u{1}", "/a/b/c", "/n/0/a", "/18446744073709551616",
+pub(super) const PATHS: &[&str] = &[
+    "",
+    "/a",
+    "/b",
+    "/a/0",
+    "/a/b",
+    "/0",
+    "/1",
+    "/00",
+    "/+1",
+    "/-",
+    "/a~1b",
+    "/~0",
+    "/~01",
+    "x",
+    "/ü",
+    "/\"q",
+    "/a\\b",
+    "/",
+    "//",
+    "/e\u{1}",
+    "/a/b/c",
+    "/n/0/a",
+    "/18446744073709551616",
 ];
 
 #[test]
@@ -286,7 +317,11 @@ fn tricky_documents_read_and_write_as_serde_json() {
             1 => vec![(2, 0, vec![]), (1, 2, b" [ 1 , {\"z\" : -0 } ] ".to_vec())],
             2 => vec![(3, 1, b"v".to_vec()), (4, 2, b"{\"k\":1,\"k\":2}".to_vec())],
             3 => vec![(0, 2, b"{\"a\":[7]}".to_vec()), (3, 2, b"1e2".to_vec())],
-            4 => vec![(10, 1, b"slash".to_vec()), (11, 0, vec![]), (14, 1, b"\xff".to_vec())],
+            4 => vec![
+                (10, 1, b"slash".to_vec()),
+                (11, 0, vec![]),
+                (14, 1, b"\xff".to_vec()),
+            ],
             _ => vec![(1, 0, vec![]), (2, 2, b"nope".to_vec())],
         })
         .collect();
@@ -304,151 +339,12 @@ fn sets_that_nest_too_deep_fail_the_document() {
         &[path, "/a/b".into()],
         &[
             vec![(0, 2, deep.clone().into_bytes())],
-            vec![(0, 2, format!("[{deep}]").into_bytes()), (1, 1, b"x".to_vec())],
+            vec![
+                (0, 2, format!("[{deep}]").into_bytes()),
+                (1, 1, b"x".to_vec()),
+            ],
         ],
     );
-}
-
-/// A random JSON document: random whitespace, keys from a small set (so that paths hit and keys
-/// repeat), escapes canonical or not, numbers of every shape.
-fn gen_value(rng: &mut StdRng, depth: usize, out: &mut Vec<u8>) {
-    let ws = |rng: &mut StdRng, out: &mut Vec<u8>| {
-        if rng.random_bool(0.15) {
-            for _ in 0..rng.random_range(1..3) {
-                out.push(b" \t\n\r"[rng.random_range(0..4)]);
-            }
-        }
-    };
-    ws(rng, out);
-    let pick = if depth > 6 { rng.random_range(0..6) } else { rng.random_range(0..9) };
-    match pick {
-        0 => out.extend_from_slice(b"null"),
-        1 => out.extend_from_slice(if rng.random() { b"true" } else { b"false" }),
-        2 | 3 => gen_number(rng, out),
-        4 | 5 => gen_string(rng, out),
-        6 => {
-            out.push(b'[');
-            let n = rng.random_range(0..4);
-            for i in 0..n {
-                if i > 0 {
-                    out.push(b',');
-                }
-                gen_value(rng, depth + 1, out);
-            }
-            ws(rng, out);
-            out.push(b']');
-        }
-        _ => {
-            out.push(b'{');
-            let n = rng.random_range(0..5);
-            for i in 0..n {
-                if i > 0 {
-                    out.push(b',');
-                }
-                ws(rng, out);
-                const KEYS: &[&str] =
-                    &["\"a\"", "\"b\"", "\"0\"", "\"1\"", "\"a/b\"", "\"~\"", "\"\\u0061\"", "\"\\\"q\"", "\"ü\"", "\"n\"", "\"\""];
-                out.extend_from_slice(KEYS[rng.random_range(0..KEYS.len())].as_bytes());
-                ws(rng, out);
-                out.push(b':');
-                gen_value(rng, depth + 1, out);
-            }
-            ws(rng, out);
-            out.push(b'}');
-        }
-    }
-    ws(rng, out);
-}
-
-fn gen_number(rng: &mut StdRng, out: &mut Vec<u8>) {
-    const NUMS: &[&str] = &[
-        "0", "-0", "1", "-1", "42", "123456789012345678", "1234567890123456789",
-        "18446744073709551615", "18446744073709551616", "-9223372036854775808",
-        "-9223372036854775809", "0.5", "-0.0", "1e2", "1E-2", "1.25e+3", "1e400", "5e-324",
-        "0.1", "3.0", "100000000000000000000000", "2.2250738585072014e-308", "9007199254740993",
-    ];
-    if rng.random_bool(0.5) {
-        out.extend_from_slice(NUMS[rng.random_range(0..NUMS.len())].as_bytes());
-    } else {
-        let v: i64 = rng.random_range(-100000..100000);
-        out.extend_from_slice(v.to_string().as_bytes());
-        if rng.random_bool(0.3) {
-            out.extend_from_slice(format!(".{}", rng.random_range(0..1000)).as_bytes());
-        }
-        if rng.random_bool(0.2) {
-            out.extend_from_slice(format!("e{}", rng.random_range(-30..30)).as_bytes());
-        }
-    }
-}
-
-fn gen_string(rng: &mut StdRng, out: &mut Vec<u8>) {
-    const PARTS: &[&str] = &[
-        "a", "b", "hello", "ü", "😀", "\\n", "\\t", "\\\"", "\\\\", "\\/", "\\u0041", "\\u00e9",
-        "\\u001f", "\\u001F", "\\u0000", "\\u0008", "\\b", "\\f", "\\r", "\\ud83d\\ude00",
-        "\\ud800", "\\udc00", "\\u2028", "\u{7f}", " ", "@", "~",
-    ];
-    out.push(b'"');
-    for _ in 0..rng.random_range(0..5) {
-        out.extend_from_slice(PARTS[rng.random_range(0..PARTS.len())].as_bytes());
-    }
-    out.push(b'"');
-}
-
-/// Breaks a document now and then: truncation, a stray byte, invalid UTF-8, trailing garbage.
-fn mutate(rng: &mut StdRng, doc: &mut Vec<u8>) {
-    match rng.random_range(0..12) {
-        0 if !doc.is_empty() => {
-            let n = rng.random_range(0..doc.len());
-            doc.truncate(n);
-        }
-        1 if !doc.is_empty() => {
-            let i = rng.random_range(0..doc.len());
-            doc[i] = b"{}[],:\"\\ 0e-.x\xff\x00"[rng.random_range(0..16)];
-        }
-        2 => doc.extend_from_slice(b" x"),
-        3 => {
-            let i = rng.random_range(0..=doc.len());
-            doc.insert(i, 0xc3);
-        }
-        _ => {}
-    }
-}
-
-#[test]
-fn generated_documents_read_and_write_as_serde_json() {
-    let mut rng = StdRng::seed_from_u64(16);
-    let paths = strings(PATHS);
-    for round in 0..2000 {
-        let mut docs = Vec::new();
-        for _ in 0..20 {
-            let mut d = Vec::new();
-            gen_value(&mut rng, 0, &mut d);
-            if round % 2 == 1 {
-                mutate(&mut rng, &mut d);
-            }
-            docs.push(d);
-        }
-        let edits: Vec<Vec<(usize, u32, Vec<u8>)>> = (0..docs.len())
-            .map(|_| {
-                (0..rng.random_range(0..4))
-                    .map(|_| {
-                        let p = rng.random_range(0..paths.len());
-                        match rng.random_range(0..3) {
-                            0 => (p, 0, Vec::new()),
-                            1 => (p, 1, "x\"\u{1}ü".as_bytes().to_vec()),
-                            _ => {
-                                let mut v = Vec::new();
-                                gen_value(&mut rng, 3, &mut v);
-                                (p, 2, v)
-                            }
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        let refs: Vec<&[u8]> = docs.iter().map(|d| d.as_slice()).collect();
-        check(&refs, &paths, &edits);
-    }
 }
 
 #[test]
@@ -457,14 +353,24 @@ fn a_canonical_document_is_copied_and_an_edit_touches_only_its_parents() {
     let (data, spans) = batch(&[doc]);
     let mut state = JsonState::default();
     let paths = strings(&["/email", "/name/first", "/n"]);
-    let got = state.read(data.clone(), spans.clone(), paths.clone(), &mut work()).unwrap();
+    let got = state
+        .read(data.clone(), spans.clone(), paths.clone(), &mut work())
+        .unwrap();
     assert_eq!(got.fields[0], 7);
-    let t = |i: usize| &got.text[got.fields[2 + 3 * i] as usize..][..got.fields[3 + 3 * i] as usize];
+    let t =
+        |i: usize| &got.text[got.fields[2 + 3 * i] as usize..][..got.fields[3 + 3 * i] as usize];
     assert_eq!(t(0), b"a@b.c");
     assert_eq!(t(1), "Zoë".as_bytes());
     assert_eq!(t(2), b"[1,2]");
     let out = state
-        .write(data, spans, paths, vec![0, 0, 1, 0, 5], b"x@y.z".to_vec(), &mut work())
+        .write(
+            data,
+            spans,
+            paths,
+            vec![0, 0, 1, 0, 5],
+            b"x@y.z".to_vec(),
+            &mut work(),
+        )
         .unwrap();
     assert_eq!(
         String::from_utf8(out.data).unwrap(),
@@ -475,15 +381,31 @@ fn a_canonical_document_is_copied_and_an_edit_touches_only_its_parents() {
 #[test]
 fn bad_spans_and_edits_trap_with_a_message() {
     let mut state = JsonState::default();
-    let e = state.read(b"{}".to_vec(), vec![0, 3], vec![], &mut work()).unwrap_err();
+    let e = state
+        .read(b"{}".to_vec(), vec![0, 3], vec![], &mut work())
+        .unwrap_err();
     assert!(e.to_string().contains("outside `data`"), "{e}");
     let e = state
-        .write(b"{}".to_vec(), vec![0, 2], vec!["/a".into()], vec![0, 1, 1, 0, 0], vec![], &mut work())
+        .write(
+            b"{}".to_vec(),
+            vec![0, 2],
+            vec!["/a".into()],
+            vec![0, 1, 1, 0, 0],
+            vec![],
+            &mut work(),
+        )
         .unwrap_err();
     assert!(e.to_string().contains("out of range"), "{e}");
     // An absent document stays absent.
     let out = state
-        .write(b"{}".to_vec(), vec![0, u32::MAX], vec![], vec![], vec![], &mut work())
+        .write(
+            b"{}".to_vec(),
+            vec![0, u32::MAX],
+            vec![],
+            vec![],
+            vec![],
+            &mut work(),
+        )
         .unwrap();
     assert_eq!(out.docs, vec![0, u32::MAX]);
 }
@@ -494,8 +416,39 @@ fn results_beyond_the_memory_budget_are_a_memory_limit() {
     let doc = format!("[{}]", vec!["1"; 10_000].join(","));
     let (data, spans) = batch(&[doc.as_bytes(); 4]);
     let err = state
-        .read(data, spans, vec!["".into(); 100], &mut Work::new(None, 1 << 20))
+        .read(
+            data,
+            spans,
+            vec!["".into(); 100],
+            &mut Work::new(None, 1 << 20),
+        )
         .unwrap_err();
     let hit = err.downcast_ref::<super::JsonLimitHit>().expect("a limit");
     assert!(matches!(hit.limit, Limit::Memory { .. }), "{hit}");
+}
+
+#[test]
+fn the_scanners_utf8_check_is_std_s() {
+    const SOME: [u8; 12] = [
+        0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xf5, 0xff,
+    ];
+    for a in 0x80..=0xffu8 {
+        for b in 0..=0xffu8 {
+            for c in SOME {
+                for d in SOME {
+                    let s = [a, b, c, d];
+                    let want = match std::str::from_utf8(&s) {
+                        Ok(t) => t.chars().next().map(char::len_utf8),
+                        Err(e) if e.valid_up_to() > 0 => std::str::from_utf8(&s[..e.valid_up_to()])
+                            .unwrap()
+                            .chars()
+                            .next()
+                            .map(char::len_utf8),
+                        Err(_) => None,
+                    };
+                    assert_eq!(super::text::utf8_len(&s), want, "{s:x?}");
+                }
+            }
+        }
+    }
 }

@@ -13,6 +13,7 @@
 //! duplicate keys, lone surrogates, a number serde_json refuses, nesting at serde_json's limit)
 //! is [`Scan::Unsure`], and the caller lets serde_json decide.
 
+use super::text::{decode_any, escaped_into, hex4, needs_escape, utf8_len};
 use super::{Limit, Work};
 
 /// No node.
@@ -139,6 +140,17 @@ pub struct Scanner<'a> {
     deepest: usize,
 }
 
+/// Bytes a string holds as they are: ASCII other than controls, `"` and `\\`.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 0x80 {
+        t[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    t
+};
+
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\n' | b'\t' | b'\r')
 }
@@ -259,8 +271,7 @@ impl<'a> Scanner<'a> {
                     let value: serde_json::Value =
                         serde_json::from_slice(token).map_err(|_| Scan::Unsure)?;
                     node.start = self.scratch.len() as u32;
-                    serde_json::to_writer(&mut *self.scratch, &value)
-                        .expect("writing to a Vec");
+                    serde_json::to_writer(&mut *self.scratch, &value).expect("writing to a Vec");
                     node.len = self.scratch.len() as u32 - node.start;
                     node.buf = Buf::Scratch;
                     node.flags = 0;
@@ -286,7 +297,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn container(&mut self, parent: u32, depth: usize) -> Result<u32, Scan> {
-        if depth >= MAX_NESTING + 1 {
+        if depth > MAX_NESTING {
             return Err(Scan::Unsure);
         }
         self.deepest = self.deepest.max(depth);
@@ -310,13 +321,22 @@ impl<'a> Scanner<'a> {
                     let k = self.pos;
                     let (escaped, canonical) = self.string()?;
                     let key = if canonical {
-                        (k + 1, self.pos - k - 2, self.buf, if escaped { KEY_ESCAPED } else { 0 })
+                        (
+                            k + 1,
+                            self.pos - k - 2,
+                            self.buf,
+                            if escaped { KEY_ESCAPED } else { 0 },
+                        )
                     } else {
                         compact = false;
                         let decoded = decode_any(&self.src[k + 1..self.pos - 1])?;
                         let at = self.scratch.len();
                         escaped_into(&decoded, self.scratch);
-                        let flags = if needs_escape(&decoded) { KEY_ESCAPED } else { 0 };
+                        let flags = if needs_escape(&decoded) {
+                            KEY_ESCAPED
+                        } else {
+                            0
+                        };
                         (at + 1, self.scratch.len() - at - 2, Buf::Scratch, flags)
                     };
                     compact &= !self.skip_ws();
@@ -377,7 +397,11 @@ impl<'a> Scanner<'a> {
             doc: if self.buf == Buf::Doc { self.src } else { &[] },
             scratch: self.scratch,
             edit: if self.buf == Buf::Edit { self.src } else { &[] },
-            canon: if self.buf == Buf::Canon { self.src } else { &[] },
+            canon: if self.buf == Buf::Canon {
+                self.src
+            } else {
+                &[]
+            },
         };
         let nodes = &*self.nodes;
         let key = |i: u32| {
@@ -387,15 +411,21 @@ impl<'a> Scanner<'a> {
         self.work.add((count * count.min(16)) as u64)?;
         let mut c = nodes[me as usize].first;
         if count <= 16 {
-            // Most objects are small: compare pairwise, without allocating.
-            let mut keys: [&[u8]; 16] = [&[]; 16];
+            // Most objects are small: compare pairwise, without allocating, on a fingerprint
+            // (length and first bytes) before the bytes themselves.
+            let mut keys: [(u64, &[u8]); 16] = [(0, &[]); 16];
             let mut i = 0;
             while c != NIL {
                 let k = key(c);
-                if keys[..i].contains(&k) {
+                let mut head = [0u8; 8];
+                let n = k.len().min(7);
+                head[..n].copy_from_slice(&k[..n]);
+                head[7] = k.len() as u8;
+                let f = u64::from_le_bytes(head);
+                if keys[..i].iter().any(|(g, o)| *g == f && *o == k) {
                     return Ok(true);
                 }
-                keys[i] = k;
+                keys[i] = (f, k);
                 i += 1;
                 c = nodes[c as usize].next;
             }
@@ -413,31 +443,28 @@ impl<'a> Scanner<'a> {
     /// A string at `self.pos` (on its quote), left after its closing quote. Returns (has
     /// escapes, is canonical as it is).
     fn string(&mut self) -> Result<(bool, bool), Scan> {
-        self.pos += 1;
-        let from = self.pos;
+        let s = &self.src[..self.end];
+        let mut p = self.pos + 1;
         let mut escaped = false;
         let mut canonical = true;
-        let mut ascii = true;
         loop {
-            let b = *self.src[..self.end].get(self.pos).ok_or(Scan::Unsure)?;
+            // Plain bytes first, in a tight loop: most of a document is string content.
+            while p < s.len() && PLAIN[s[p] as usize] {
+                p += 1;
+            }
+            let b = *s.get(p).ok_or(Scan::Unsure)?;
             match b {
                 b'"' => break,
-                0..=0x1f => return Err(Scan::Unsure),
                 b'\\' => {
                     escaped = true;
-                    let e = *self.src[..self.end]
-                        .get(self.pos + 1)
-                        .ok_or(Scan::Unsure)?;
-                    match e {
-                        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 2,
+                    match *s.get(p + 1).ok_or(Scan::Unsure)? {
+                        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => p += 2,
                         b'/' => {
                             canonical = false;
-                            self.pos += 2;
+                            p += 2;
                         }
                         b'u' => {
-                            let hex = self.src[..self.end]
-                                .get(self.pos + 2..self.pos + 6)
-                                .ok_or(Scan::Unsure)?;
+                            let hex = s.get(p + 2..p + 6).ok_or(Scan::Unsure)?;
                             let cp = hex4(hex).ok_or(Scan::Unsure)?;
                             // serde_json writes \u00xx (lowercase) only for control characters
                             // that have no short escape.
@@ -445,22 +472,16 @@ impl<'a> Scanner<'a> {
                             if cp >= 0x20 || short || hex.iter().any(u8::is_ascii_uppercase) {
                                 canonical = false;
                             }
-                            self.pos += 6;
+                            p += 6;
                         }
                         _ => return Err(Scan::Unsure),
                     }
                 }
-                0x80.. => {
-                    ascii = false;
-                    self.pos += 1;
-                }
-                _ => self.pos += 1,
+                0x80.. => p += utf8_len(&s[p..]).ok_or(Scan::Unsure)?,
+                _ => return Err(Scan::Unsure),
             }
         }
-        if !ascii && std::str::from_utf8(&self.src[from..self.pos]).is_err() {
-            return Err(Scan::Unsure);
-        }
-        self.pos += 1;
+        self.pos = p + 1;
         Ok((escaped, canonical))
     }
 
@@ -513,129 +534,6 @@ impl<'a> Scanner<'a> {
         let simple = integer && digits <= 18 && !(neg && s[digits_from] == b'0');
         Ok((p - start, simple))
     }
-}
-
-fn hex4(h: &[u8]) -> Option<u32> {
-    let mut v = 0u32;
-    for &c in h {
-        v = v * 16 + (c as char).to_digit(16)?;
-    }
-    Some(v)
-}
-
-/// Decodes the content of a string with any JSON escapes; a lone surrogate is [`Scan::Unsure`].
-pub fn decode_any(s: &[u8]) -> Result<String, Scan> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] != b'\\' {
-            out.push(s[i]);
-            i += 1;
-            continue;
-        }
-        let e = s[i + 1];
-        i += 2;
-        let c = match e {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let hi = hex4(&s[i..i + 4]).ok_or(Scan::Unsure)?;
-                i += 4;
-                match hi {
-                    0xd800..=0xdbff => {
-                        if s.get(i..i + 2) != Some(b"\\u") {
-                            return Err(Scan::Unsure);
-                        }
-                        let lo = hex4(s.get(i + 2..i + 6).ok_or(Scan::Unsure)?)
-                            .ok_or(Scan::Unsure)?;
-                        if !(0xdc00..=0xdfff).contains(&lo) {
-                            return Err(Scan::Unsure);
-                        }
-                        i += 6;
-                        char::from_u32(0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00))
-                            .ok_or(Scan::Unsure)?
-                    }
-                    0xdc00..=0xdfff => return Err(Scan::Unsure),
-                    _ => char::from_u32(hi).ok_or(Scan::Unsure)?,
-                }
-            }
-            _ => return Err(Scan::Unsure),
-        };
-        let mut b = [0u8; 4];
-        out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-    }
-    String::from_utf8(out).map_err(|_| Scan::Unsure)
-}
-
-/// Decodes the content of a canonical string (only serde_json's escapes) into `out`.
-pub fn decode_canonical(s: &[u8], out: &mut Vec<u8>) {
-    let mut i = 0;
-    while i < s.len() {
-        let run = s[i..].iter().position(|&b| b == b'\\').unwrap_or(s.len() - i);
-        out.extend_from_slice(&s[i..i + run]);
-        i += run;
-        if i >= s.len() {
-            break;
-        }
-        let c = match s[i + 1] {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'b' => 8,
-            b'f' => 12,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            _ => {
-                // \u00xx
-                let v = hex4(&s[i + 2..i + 6]).expect("canonical escape") as u8;
-                i += 4;
-                v
-            }
-        };
-        out.push(c);
-        i += 2;
-    }
-}
-
-/// Whether serde_json escapes some character of `s`.
-pub fn needs_escape(s: &str) -> bool {
-    s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
-}
-
-/// Writes `s` in quotes as serde_json does.
-pub fn escaped_into(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut from = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            8 => b'b',
-            12 => b'f',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0..=0x1f => 0,
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[from..i]);
-        from = i + 1;
-        if short == 0 {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        } else {
-            out.extend_from_slice(&[b'\\', short]);
-        }
-    }
-    out.extend_from_slice(&bytes[from..]);
-    out.push(b'"');
 }
 
 /// Writes node `n` as serde_json serialises it; stops with [`Limit::Memory`] once `out` holds

@@ -57,7 +57,13 @@ impl Transform for HostileJson {
                 let doc = big_string();
                 let n = 4 << 20;
                 let edits: Vec<u32> = (0..n as u32).flat_map(|d| [d, 0, 2, 0, 1]).collect();
-                let got = json::write(&doc, &same_span(doc.len(), n), &[String::new()], &edits, b"1");
+                let got = json::write(
+                    &doc,
+                    &same_span(doc.len(), n),
+                    &[String::new()],
+                    &edits,
+                    b"1",
+                );
                 Err(format!("write returned {} bytes", got.data.len()))
             }
             "write-bytes" => {
