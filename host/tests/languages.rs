@@ -858,7 +858,12 @@ fn json_edits_agree_in_python_js_and_go() {
     let summary: Vec<(u32, String)> = got
         .iter()
         .map(|o| match o {
-            Outcome::Output { input, value, headers, .. } => {
+            Outcome::Output {
+                input,
+                value,
+                headers,
+                ..
+            } => {
                 assert_eq!(headers, &[("h".to_string(), Some(b"v".to_vec()))]);
                 (*input, String::from_utf8(value.clone().unwrap()).unwrap())
             }
