@@ -272,7 +272,8 @@ impl<'a> Doc<'a> {
     }
 }
 
-/// An edited copy of a record's value; edits apply in order, when the batch ends.
+/// An edited copy of a record's value; edits apply in order, when the batch ends. It belongs to
+/// the batch it was made in: keeping it for a later batch edits (or emits) another document.
 #[derive(Debug)]
 pub struct Edit {
     slot: u32,

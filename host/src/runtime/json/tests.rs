@@ -452,3 +452,26 @@ fn the_scanners_utf8_check_is_std_s() {
         }
     }
 }
+
+#[test]
+fn the_eight_byte_string_check_agrees_with_the_byte_table() {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(8);
+    let interesting = [
+        0u8, 0x1f, 0x20, 0x21, b'"', b'\\', 0x5b, 0x7f, 0x80, 0xff, b'a',
+    ];
+    for _ in 0..200_000 {
+        let bytes: [u8; 8] = std::array::from_fn(|_| {
+            if rand::Rng::random_bool(&mut rng, 0.8) {
+                b'a' + rand::Rng::random_range(&mut rng, 0..26)
+            } else {
+                interesting[rand::Rng::random_range(&mut rng, 0..interesting.len())]
+            }
+        });
+        let want = bytes.iter().any(|&b| !super::text::PLAIN[b as usize]);
+        assert_eq!(
+            super::text::special(u64::from_le_bytes(bytes)),
+            want,
+            "{bytes:x?}"
+        );
+    }
+}

@@ -2,6 +2,29 @@
 
 use super::tree::Scan;
 
+/// Bytes a string holds as they are: ASCII other than controls, `"` and `\\`.
+pub static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 0x80 {
+        t[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    t
+};
+
+/// Whether any byte of `w` is not [`PLAIN`]: a quote, a backslash, a control character or a
+/// non-ASCII byte (exact as a whole; which byte is left to the byte loop).
+pub fn special(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let quote = zero(w ^ (ONES * b'"' as u64));
+    let backslash = zero(w ^ (ONES * b'\\' as u64));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (quote | backslash | control | (w & HIGH)) != 0
+}
+
 /// The length of the UTF-8 sequence starting `s` (its first byte is not ASCII), if it is valid
 /// (no overlong form, no surrogate, at most U+10FFFF): what `str::from_utf8` accepts, checked in
 /// place rather than in a second pass over the string.
