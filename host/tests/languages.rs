@@ -804,3 +804,84 @@ fn python_leaks_per_call() {
     assert!(message.contains("memory limit"), "{message}");
     assert!((400..900).contains(&round), "trapped at batch {round}");
 }
+
+/// The host JSON access of the Python, JavaScript and Go SDKs (`plugins/testing/*-json-edits`):
+/// declared and undeclared paths, set, set-raw, remove, an edit that cannot be applied, a
+/// rejection after edits, and values that are absent or not JSON. Every language gives the same
+/// outcomes, and these are what serde_json gives.
+#[test]
+fn json_edits_agree_in_python_js_and_go() {
+    let values: [Option<&[u8]>; 10] = [
+        Some(br#"{"name":"ann","tags":[1,2],"drop":true,"keep":1}"#),
+        Some(br#"{"name":"bob","n":"x"}"#),
+        Some(br#"{"name":"#),
+        None,
+        Some(br#"{"name":"cy","fail":true}"#),
+        Some(br#"{"name":"di","reject":true,"tags":[7]}"#),
+        Some(b"[1,2]"),
+        Some(br#" {"tags":[1.5e3],"drop":{"a":1}, "n":null} "#),
+        Some("{\"name\":\"\u{e9}\\\"q\",\"name\":\"la\\u0001st\"}".as_bytes()),
+        Some(br#"{"name":"ed","tags":[3]}"#),
+    ];
+    let mut batch = InputBatch::default();
+    let t = batch.topic_index("t");
+    for (i, v) in values.iter().enumerate() {
+        let key = format!("k{i}");
+        batch.push(
+            Some(key.as_bytes()),
+            *v,
+            [Header {
+                name: "h",
+                value: Some(b"v"),
+            }],
+            Some(1_000 + i as i64),
+            t,
+            0,
+            i as i64,
+        );
+    }
+    let mut want = None;
+    for lang in [Lang::Python, Lang::Js, Lang::Go] {
+        let dir = format!("plugins/testing/{}-json-edits", lang.name());
+        let plugin = load(&build(lang, Path::new(&dir)), &[]).unwrap();
+        let mut instance = plugin.instantiate().unwrap();
+        // Twice on one instance: nothing of one batch's JSON work leaks into the next.
+        for _ in 0..2 {
+            let got = outcomes(&instance.process(&mut batch).unwrap());
+            match &want {
+                None => want = Some(got),
+                Some(w) => assert_eq!(&got, w, "{} differs from python", lang.name()),
+            }
+        }
+    }
+    let got = want.unwrap();
+    let summary: Vec<(u32, String)> = got
+        .iter()
+        .map(|o| match o {
+            Outcome::Output {
+                input,
+                value,
+                headers,
+                ..
+            } => {
+                assert_eq!(headers, &[("h".to_string(), Some(b"v".to_vec()))]);
+                (*input, String::from_utf8(value.clone().unwrap()).unwrap())
+            }
+            Outcome::Rejected { input, message } => (*input, format!("rejected: {message}")),
+        })
+        .collect();
+    let edit_failed = "rejected: the edited JSON value could not be written: an edit's parent is missing or not an object or array, an array index is out of range, or raw JSON does not parse";
+    let expected: Vec<(u32, String)> = vec![
+        (0, r#"{"name":"seen:ann","tags":[10,2],"keep":1}"#.into()),
+        (1, r#"{"name":"seen:bob","n":"x","n_kind":5}"#.into()),
+        (2, "rejected: value is not valid JSON".into()),
+        (3, "rejected: record has no value".into()),
+        (4, edit_failed.into()),
+        (5, "rejected: asked to reject".into()),
+        (6, "[1,2]".into()),
+        (7, r#"{"tags":[1500.0],"n":null,"n_kind":1}"#.into()),
+        (8, r#"{"name":"seen:la\u0001st"}"#.into()),
+        (9, r#"{"name":"seen:ed","tags":[30]}"#.into()),
+    ];
+    assert_eq!(summary, expected);
+}

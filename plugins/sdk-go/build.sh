@@ -19,7 +19,10 @@ export GOCACHE="${GOCACHE:-${SLUICE_TOOLCHAINS:-$HOME/.cache/sluice/toolchains}/
 export GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local GOWORK=off
 (cd "$SRC" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -o "$TMP/core.wasm" .)
 python3 "$SDK/adapter_arena.py" "$TMP/core.wasm" "$TMP/core-arena.wasm"
-wasm-tools component embed "$ROOT/wit" --world transform "$TMP/core-arena.wasm" -o "$TMP/embedded.wasm"
+# A plugin that imports sluice.dev/sdk/state exports on-timer: the `stateful-transform` world.
+WORLD=transform
+if grep -qa 'on-timer' "$TMP/core-arena.wasm"; then WORLD=stateful-transform; fi
+wasm-tools component embed "$ROOT/wit" --world "$WORLD" "$TMP/core-arena.wasm" -o "$TMP/embedded.wasm"
 wasm-tools component new "$TMP/embedded.wasm" --adapt "wasi_snapshot_preview1=$SLUICE_ADAPTER" -o "$TMP/plugin.wasm"
 mkdir -p "$(dirname "$OUT")"
 mv "$TMP/plugin.wasm" "$OUT"

@@ -23,6 +23,10 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 esbuild "$ENTRY" --bundle --format=esm --platform=neutral --log-level=warning \
   --alias:sluice="$SDK" --external:'sluice:plugin/*' --outfile="$TMP/plugin.js"
-componentize-js "$TMP/plugin.js" --wit "$ROOT/wit" --world-name transform \
+# A plugin that imports the host's state or timers (through "sluice/state") implements the
+# `stateful-transform` world; any other the `transform` world.
+WORLD=transform
+if grep -q '"sluice:plugin/\(state\|timers\)@' "$TMP/plugin.js"; then WORLD=stateful-transform; fi
+componentize-js "$TMP/plugin.js" --wit "$ROOT/wit" --world-name "$WORLD" \
   --disable stdio random clocks http fetch-event -o "$TMP/plugin.wasm" >/dev/null
 mv "$TMP/plugin.wasm" "$OUT"

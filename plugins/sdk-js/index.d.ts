@@ -8,6 +8,8 @@ export interface Record {
   value: Bytes;
   /** [name, value] pairs in producer order. */
   headers: [string, Bytes][];
+  /** The value as a JSON document read and edited by the host (see `Json`). */
+  readonly json: Json;
   /** Milliseconds since the Unix epoch, or null. */
   timestamp: number | null;
   topic: string;
@@ -17,10 +19,46 @@ export interface Record {
   header(name: string): Bytes;
 }
 
+/** What a JSON path found. */
+export declare const Kind: {
+  readonly MISSING: 0;
+  readonly NULL: 1;
+  readonly FALSE: 2;
+  readonly TRUE: 3;
+  readonly NUMBER: 4;
+  readonly STRING: 5;
+  readonly ARRAY: 6;
+  readonly OBJECT: 7;
+};
+
+/** An index into the plugin's `jsonPaths`, or a JSON Pointer. */
+export type JsonPath = number | string;
+
+/** A record's value as a JSON document, read and edited by the host with serde_json's rules.
+ * Emit the edited document with `out.emit({ value: record.json })`. */
+export declare class Json {
+  /** Whether the value is valid JSON. */
+  readonly valid: boolean;
+  /** What `path` found (`kind("")`: the whole document's). */
+  kind(path: JsonPath): number;
+  /** The string at `path`, or null when it is missing or not a string. */
+  string(path: JsonPath): string | null;
+  /** The JSON text at `path` (a string's decoded value), or null when missing. */
+  text(path: JsonPath): string | null;
+  /** The value at `path` (`JSON.parse` of its text), or `fallback` when missing. */
+  get<T = unknown>(path: JsonPath, fallback?: T): unknown;
+  set(path: JsonPath, value: string): void;
+  setRaw(path: JsonPath, json: string | Uint8Array): void;
+  remove(path: JsonPath): void;
+}
+
+/** The JSON Pointer of the field reached through `keys` (`~` and `/` escaped). */
+export declare function pointer(...keys: (string | number)[]): string;
+
 export interface Output {
   key?: Bytes | string;
-  value?: Bytes | string;
-  headers?: [string, Bytes | string][];
+  value?: Bytes | string | Json;
+  headers?: readonly (readonly [string, Bytes | string])[];
   /** Milliseconds; default: the input's timestamp. */
   timestamp?: number | null;
   /** A named output declared in the pipeline config; default: the pipeline's default output. */
@@ -46,6 +84,8 @@ export declare class Reject extends Error {}
 export declare class ConfigError extends Error {}
 
 export interface Plugin {
+  /** JSON Pointers read by the host for every record of a batch in one call. */
+  jsonPaths?: string[];
   transform(record: Record, out: Emitter): void;
 }
 

@@ -19,7 +19,8 @@
 // The SDK runs the batch loop over the host's batch encoding (wit/sluice.wit); authors see plain
 // records. `build.sh` bundles the module with this SDK (esbuild) and makes the component
 // (componentize-js).
-import { log as hostLog } from "sluice:plugin/host@0.1.0";
+import { log as hostLog } from "sluice:plugin/host@0.2.0";
+import { read as jsonRead, write as jsonWrite } from "sluice:plugin/json@0.2.0";
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 const utf8Decode = (b) => decoder.decode(b);
@@ -106,13 +107,15 @@ function asBytes(v) {
 
 /** Where `transform` writes the outputs of the record it is given. */
 export class Emitter {
-  constructor(data, records, headers, outputs, input) {
+  constructor(data, records, headers, outputs, input, hw) {
+    this._hw = hw; // the input batch's header words
     this._data = data;
     this._records = records;
     this._headers = headers;
     this._outputs = outputs;
     this._in = input; // the input batch's data: the output's data starts with a copy of it
     this._input = 0;
+    this._rec = null; // the record being transformed
   }
   _span(b, words) {
     if (b === null) {
@@ -129,41 +132,85 @@ export class Emitter {
     }
   }
   /**
-   * Emits one output. `key`/`value`: Uint8Array, string (UTF-8) or null; `headers`: [name, value]
-   * pairs; `timestamp`: milliseconds (default: the input's); `to`: a named output declared in the
-   * pipeline config (default: the pipeline's default output).
+   * Emits one output. `key`/`value`: Uint8Array, string (UTF-8) or null, and `value` may be a
+   * record's `json` view: the edited document; `headers`: [name, value] pairs; `timestamp`:
+   * milliseconds (default: the input's); `to`: a named output declared in the pipeline config
+   * (default: the pipeline's default output).
    */
-  emit({ key = null, value = null, headers = [], timestamp = null, to = null } = {}) {
+  emit(o) {
+    // Written for StarlingMonkey's interpreter, where every call and allocation counts: no
+    // destructuring, words written in place, a record's own key/value/headers recognised by
+    // identity and passed on as spans of the input.
     const hs = this._headers;
-    const first = hs.len / 4;
-    for (const [name, hv] of headers) {
-      this._span(utf8Encode(name), hs);
-      this._span(asBytes(hv), hs);
+    const first = hs.len >> 2;
+    const headers = o.headers;
+    const rec = this._rec;
+    if (headers !== undefined && headers !== null && headers.length > 0) {
+      if (rec !== null && headers === rec._headers && rec._headersIntact()) {
+        const n = headers.length * 4;
+        hs.reserve(n);
+        const h0 = rec._w[rec._b + 4] * 4;
+        hs.buf.set(this._hw.subarray(h0, h0 + n), hs.len);
+        hs.len += n;
+      } else {
+        for (const [name, hv] of headers) {
+          this._span(utf8Encode(name), hs);
+          this._span(asBytes(hv), hs);
+        }
+      }
     }
     const r = this._records;
-    r.push(this._input);
-    this._span(asBytes(key), r);
-    this._span(asBytes(value), r);
-    r.push(first);
-    r.push(hs.len / 4 - first);
+    r.reserve(10);
+    const n = r.len;
+    r.buf[n] = this._input;
+    r.len = n + 1;
+    const key = o.key;
+    if (rec !== null && key === rec._key && key !== undefined) {
+      r.buf[n + 1] = rec._w[rec._b];
+      r.buf[n + 2] = rec._w[rec._b + 1];
+      r.len = n + 3;
+    } else {
+      this._span(asBytes(key), r);
+    }
+    const value = o.value;
+    if (value instanceof Json) {
+      // The edited document: filled in after the batch's one `write` call.
+      const jb = value._jb;
+      jb.pending.push(r.len, jb.doc(value._i), this._input);
+      r.buf[n + 3] = 0;
+      r.buf[n + 4] = NONE;
+      r.len = n + 5;
+    } else if (rec !== null && value === rec._value && value !== undefined) {
+      r.buf[n + 3] = rec._w[rec._b + 2];
+      r.buf[n + 4] = rec._w[rec._b + 3];
+      r.len = n + 5;
+    } else {
+      this._span(asBytes(value), r);
+    }
+    const b = r.buf;
+    b[n + 5] = first;
+    b[n + 6] = (hs.len >> 2) - first;
+    const timestamp = o.timestamp;
     if (timestamp === null || timestamp === undefined) {
-      r.push(0);
-      r.push(0x80000000);
+      b[n + 7] = 0;
+      b[n + 8] = 0x80000000;
     } else {
       const t = BigInt.asUintN(64, BigInt(timestamp));
-      r.push(Number(t & 0xffffffffn));
-      r.push(Number(t >> 32n));
+      b[n + 7] = Number(t & 0xffffffffn);
+      b[n + 8] = Number(t >> 32n);
     }
+    const to = o.to;
     if (to === null || to === undefined) {
-      r.push(NONE);
+      b[n + 9] = NONE;
     } else {
-      let o = this._outputs.indexOf(to);
-      if (o < 0) {
-        o = this._outputs.length;
+      let k = this._outputs.indexOf(to);
+      if (k < 0) {
+        k = this._outputs.length;
         this._outputs.push(to);
       }
-      r.push(o);
+      b[n + 9] = k;
     }
+    r.len = n + 10;
   }
   /** Sends `record` on unchanged (key, value, headers, timestamp) to the default output. */
   forward(record) {
@@ -200,19 +247,25 @@ export class Emitter {
  * [name, value] pairs, `timestamp` milliseconds or null. Views into the batch, valid during the
  * call; each field is decoded when first read. */
 class InputRecord {
-  constructor(data, w, b, hw, topics) {
+  constructor(data, w, b, hw, topics, jb) {
+    this._jb = jb;
     this._data = data;
     this._w = w;
     this._b = b;
     this._hw = hw;
     this._topics = topics;
     this._headers = undefined;
+    this._hcopy = undefined;
+    this._key = undefined;
+    this._value = undefined;
   }
   get key() {
-    return span(this._data, this._w[this._b], this._w[this._b + 1]);
+    if (this._key === undefined) this._key = span(this._data, this._w[this._b], this._w[this._b + 1]);
+    return this._key;
   }
   get value() {
-    return span(this._data, this._w[this._b + 2], this._w[this._b + 3]);
+    if (this._value === undefined) this._value = span(this._data, this._w[this._b + 2], this._w[this._b + 3]);
+    return this._value;
   }
   get headers() {
     if (this._headers === undefined) {
@@ -220,13 +273,28 @@ class InputRecord {
       const hw = this._hw;
       const data = this._data;
       const headers = [];
+      const copy = [];
       for (let h = w[this._b + 4], end = h + w[this._b + 5]; h < end; h++) {
         const x = h * 4;
-        headers.push([utf8Decode(data.subarray(hw[x], hw[x] + hw[x + 1])), span(data, hw[x + 2], hw[x + 3])]);
+        const pair = [utf8Decode(data.subarray(hw[x], hw[x] + hw[x + 1])), span(data, hw[x + 2], hw[x + 3])];
+        headers.push(pair);
+        copy.push(pair, pair[0], pair[1]);
       }
       this._headers = headers;
+      this._hcopy = copy;
     }
     return this._headers;
+  }
+  /** Whether the headers array handed out is as it was made (so its words can be reused). */
+  _headersIntact() {
+    const h = this._headers;
+    const c = this._hcopy;
+    if (h.length * 3 !== c.length) return false;
+    for (let k = 0, j = 0; k < h.length; k++, j += 3) {
+      const pair = h[k];
+      if (pair !== c[j] || pair.length !== 2 || pair[0] !== c[j + 1] || pair[1] !== c[j + 2]) return false;
+    }
+    return true;
   }
   get timestamp() {
     const lo = this._w[this._b + 6];
@@ -248,10 +316,297 @@ class InputRecord {
     for (const [hn, hv] of this.headers) if (hn === name) return hv;
     return null;
   }
+  /** The record's value as a JSON document (`Json`): the fields the plugin declared in
+   * `jsonPaths`, read by the host for the whole batch, and edits to it. */
+  get json() {
+    return new Json(this._jb, (this._b / 12) | 0);
+  }
+}
+
+/** What a JSON path found: the `kind` enum of the `json` interface (wit/sluice.wit). */
+export const Kind = Object.freeze({ MISSING: 0, NULL: 1, FALSE: 2, TRUE: 3, NUMBER: 4, STRING: 5, ARRAY: 6, OBJECT: 7 });
+const STRING = 5;
+
+/** The JSON Pointer (RFC 6901) of the field reached through `keys`: `pointer("a/b", 0)` is
+ * `"/a~1b/0"`; `pointer()` is `""`, the whole document. */
+export function pointer(...keys) {
+  let p = "";
+  for (const k of keys) p += "/" + String(k).replaceAll("~", "~0").replaceAll("/", "~1");
+  return p;
+}
+
+const EDIT_FAILED =
+  "the edited JSON value could not be written: an edit's parent is missing or not an object or array, an array index is out of range, or raw JSON does not parse";
+
+/** One batch's JSON work: what the host read for the declared paths (one `read` call before the
+ * records are transformed) and the edits recorded, written in one `write` call after. */
+class JsonBatch {
+  constructor(data, w, n, paths, index) {
+    this.data = data;
+    this.w = w;
+    this.nread = paths.length;
+    this.stride = 1 + 3 * paths.length;
+    this.paths = paths;
+    this.index = index;
+    this.fields = null;
+    this.text = null;
+    this.textStr = null; // the whole `text` decoded when it is ASCII: fields are substrings of it
+    this.editWords = new Words(64); // 5 per edit, offsets into the strings' joined text
+    this.editValues = []; // string or Uint8Array per edit
+    this.editChars = 0;
+    this.editAscii = true;
+    this.wdocs = new Words(64);
+    this.docmap = new Int32Array(n).fill(-1); // input index -> its document in wdocs
+    this.pending = []; // (position of an output's value span, document, input) triples
+    if (paths.length > 0) {
+      const docs = new Uint32Array(2 * n);
+      for (let i = 0; i < n; i++) {
+        docs[2 * i] = w[12 * i + 2];
+        docs[2 * i + 1] = w[12 * i + 3];
+      }
+      const f = jsonRead(data, docs, paths);
+      this.fields = f.fields;
+      this.text = f.text;
+      const t = utf8Decode(f.text);
+      if (t.length === f.text.length) this.textStr = t;
+    }
+  }
+  slot(path) {
+    let i = typeof path === "string" ? this.index.get(path) : undefined;
+    if (i === undefined) {
+      if (typeof path !== "string") throw new RangeError(`JSON path index ${path} is not one of the ${this.nread} declared in jsonPaths`);
+      if (this.paths.length === this.nread) {
+        this.paths = this.paths.slice();
+        this.index = new Map(this.index);
+      }
+      i = this.paths.length;
+      this.paths.push(path);
+      this.index.set(path, i);
+    }
+    return i;
+  }
+  doc(i) {
+    let j = this.docmap[i];
+    if (j < 0) {
+      j = this.wdocs.len >> 1;
+      this.docmap[i] = j;
+      this.wdocs.push(this.w[12 * i + 2]);
+      this.wdocs.push(this.w[12 * i + 3]);
+    }
+    return j;
+  }
+  readOne(i, path) {
+    return jsonRead(this.data, new Uint32Array([this.w[12 * i + 2], this.w[12 * i + 3]]), path === null ? [] : [path]);
+  }
+  str(o, n) {
+    return this.textStr !== null ? this.textStr.substring(o, o + n) : utf8Decode(this.text.subarray(o, o + n));
+  }
+  edit(i, path, op, value) {
+    const p = typeof path === "number" && path >= 0 && path < this.nread ? path : this.slot(path);
+    const e = this.editWords;
+    e.reserve(5);
+    const b = e.buf;
+    const n = e.len;
+    b[n] = this.doc(i);
+    b[n + 1] = p;
+    b[n + 2] = op;
+    b[n + 3] = this.editChars;
+    if (typeof value === "string") {
+      b[n + 4] = value.length;
+      this.editChars += value.length;
+    } else {
+      this.editAscii = false;
+      b[n + 4] = 0;
+    }
+    e.len = n + 5;
+    this.editValues.push(value);
+  }
+  /** The edits' text, and their words pointing into it. */
+  editText() {
+    const values = this.editValues;
+    const words = this.editWords.buf.subarray(0, this.editWords.len);
+    if (this.editAscii) {
+      const bytes = utf8Encode(values.join(""));
+      if (bytes.length === this.editChars) return bytes; // ASCII: byte offsets are char offsets
+    }
+    const parts = values.map(asBytes);
+    let total = 0;
+    for (const p of parts) total += p.length;
+    const bytes = new Uint8Array(total);
+    let o = 0;
+    for (let k = 0; k < parts.length; k++) {
+      bytes.set(parts[k], o);
+      words[5 * k + 3] = o;
+      words[5 * k + 4] = parts[k].length;
+      o += parts[k].length;
+    }
+    return bytes;
+  }
+  rollback(edits, pending, chars) {
+    this.editWords.len = edits;
+    this.editValues.length = edits / 5;
+    this.pending.length = pending;
+    this.editChars = chars;
+  }
+  finish(outData, outRecords, errors) {
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    const text = this.editText();
+    const res = jsonWrite(this.data, this.wdocs.buf.subarray(0, this.wdocs.len), this.paths, this.editWords.buf.subarray(0, this.editWords.len), text);
+    const base = outData.len;
+    outData.push(res.data);
+    const d = res.docs;
+    const r = outRecords.buf;
+    const failed = new Set();
+    for (let k = 0; k < pending.length; k += 3) {
+      const pos = pending[k];
+      const j = pending[k + 1];
+      const i = pending[k + 2];
+      const n = d[2 * j + 1];
+      if (n === NONE) {
+        if (!failed.has(i)) {
+          failed.add(i);
+          errors.push({ input: i, message: this.failure(i) });
+        }
+        continue;
+      }
+      r[pos] = base + d[2 * j];
+      r[pos + 1] = n;
+    }
+    if (failed.size > 0) {
+      // A rejected input emits nothing: drop its outputs, as after an exception.
+      let to = 0;
+      for (let k = 0; k < outRecords.len; k += 10) {
+        if (failed.has(r[k])) continue;
+        if (to !== k) r.copyWithin(to, k, k + 10);
+        to += 10;
+      }
+      outRecords.len = to;
+    }
+  }
+  failure(i) {
+    if (this.w[12 * i + 3] === NONE) return "record has no value";
+    const root = this.fields !== null ? this.fields[i * this.stride] : this.readOne(i, null).fields[0];
+    return root !== 0 ? EDIT_FAILED : "value is not valid JSON";
+  }
+}
+
+/** A record's value as a JSON document, read and edited by the host with serde_json's rules.
+ *
+ * A path is an index into the plugin's `jsonPaths` (fastest) or a JSON Pointer string; declared
+ * paths were read for the whole batch in one host call, an undeclared one costs a host call of
+ * its own. Edits (`set`, `setRaw`, `remove`) apply in order; emit the edited document with
+ * `out.emit({ value: record.json })`: the SDK fills it in after the batch, with all of this
+ * record's edits applied, serialised as serde_json does. A view is valid during the `transform`
+ * call it was made in. */
+export class Json {
+  constructor(jb, i) {
+    this._jb = jb;
+    this._i = i;
+  }
+  /** [kind, offset, length, text source] of `path`. */
+  _field(path) {
+    const jb = this._jb;
+    const i = typeof path === "string" ? jb.index.get(path) : path;
+    if (typeof i === "number" && i >= 0 && i < jb.nread) {
+      const x = this._i * jb.stride + 1 + 3 * i;
+      const f = jb.fields;
+      return [f[x], f[x + 1], f[x + 2], null];
+    }
+    if (typeof path !== "string") throw new RangeError(`JSON path index ${path} is not one of the ${jb.nread} declared in jsonPaths`);
+    const f = jb.readOne(this._i, path);
+    return [f.fields[1], f.fields[2], f.fields[3], f.text];
+  }
+  /** Whether the value is valid JSON (false for an absent value too). */
+  get valid() {
+    return this.kind("") !== 0;
+  }
+  /** What `path` found: a `Kind` (`MISSING` when the value is not valid JSON). `kind("")`, the
+   * whole document's, costs no host call. */
+  kind(path) {
+    const jb = this._jb;
+    if (typeof path === "number" && path >= 0 && path < jb.nread) return jb.fields[this._i * jb.stride + 1 + 3 * path];
+    if (path === "") return jb.fields !== null ? jb.fields[this._i * jb.stride] : jb.readOne(this._i, null).fields[0];
+    return this._field(path)[0];
+  }
+  /** The string at `path`, or null when it is missing or not a string. */
+  string(path) {
+    const jb = this._jb;
+    if (typeof path === "number" && path >= 0 && path < jb.nread) {
+      const x = this._i * jb.stride + 1 + 3 * path;
+      const f = jb.fields;
+      return f[x] === STRING ? jb.str(f[x + 1], f[x + 2]) : null;
+    }
+    const [k, o, n, text] = this._field(path);
+    if (k !== STRING) return null;
+    return text === null ? jb.str(o, n) : utf8Decode(text.subarray(o, o + n));
+  }
+  /** The JSON text at `path` (compact, as serde_json prints it; a string's is its decoded value),
+   * or null when it is missing. */
+  text(path) {
+    const [k, o, n, text] = this._field(path);
+    if (k === 0) return null;
+    if (k === 1) return "null";
+    if (k === 2) return "false";
+    if (k === 3) return "true";
+    return text === null ? this._jb.str(o, n) : utf8Decode(text.subarray(o, o + n));
+  }
+  /** The value at `path` as JavaScript (`JSON.parse` of its text), or `fallback` when missing. */
+  get(path, fallback = undefined) {
+    const k = this.kind(path);
+    if (k === 0) return fallback;
+    if (k === STRING) return this.string(path);
+    return JSON.parse(this.text(path));
+  }
+  /** Sets `path` to the string `value` (a missing key of an existing object is added at its end). */
+  set(path, value) {
+    this._jb.edit(this._i, path, 1, String(value));
+  }
+  /** Sets `path` to the JSON text `json` (string or UTF-8 Uint8Array). */
+  setRaw(path, json) {
+    this._jb.edit(this._i, path, 2, json);
+  }
+  /** Removes `path` (nothing if it is missing). */
+  remove(path) {
+    this._jb.edit(this._i, path, 0, "");
+  }
 }
 
 function span(data, off, len) {
   return len === NONE ? null : data.subarray(off, off + len);
+}
+
+/** Runs `call(i, out)` for i in 0..n with one emitter (no input data), each call's outputs
+ * discarded and an error recorded when it throws: the output batch of `on-timer`. */
+export function runCalls(n, call) {
+  const outData = new Bytes(4096);
+  const outRecords = new Words(n * 10);
+  const outHeaders = new Words(64);
+  const outputs = [];
+  const errors = [];
+  const empty = new Uint8Array(0);
+  const out = new Emitter(outData, outRecords, outHeaders, outputs, empty, new Uint32Array(0));
+  for (let i = 0; i < n; i++) {
+    out._input = i;
+    const m0 = outData.len;
+    const m1 = outRecords.len;
+    const m2 = outHeaders.len;
+    try {
+      call(i, out);
+    } catch (e) {
+      outData.len = m0;
+      outRecords.len = m1;
+      outHeaders.len = m2;
+      errors.push({ input: i, message: message(e) });
+    }
+  }
+  return {
+    data: outData.buf.subarray(0, outData.len),
+    records: outRecords.buf.subarray(0, outRecords.len),
+    headers: outHeaders.buf.subarray(0, outHeaders.len),
+    outputs,
+    errors,
+  };
 }
 
 function message(e) {
@@ -262,13 +617,21 @@ function message(e) {
 /** Makes the component's `init` and `process` exports from a plugin class. */
 export function defineTransform(Plugin) {
   let plugin = null;
+  let paths = [];
+  let index = new Map();
   return {
+    instance: () => plugin,
     init(config) {
       try {
         plugin = new Plugin(new Config(config));
+        paths = Array.from(plugin.jsonPaths ?? [], String);
       } catch (e) {
         throw message(e); // refuses the config: result::err(message)
       }
+      index = new Map();
+      paths.forEach((p, i) => {
+        if (!index.has(p)) index.set(p, i);
+      });
     },
     process(batch) {
       const data = batch.data;
@@ -282,22 +645,31 @@ export function defineTransform(Plugin) {
       const outHeaders = new Words(hw.length);
       const outputs = [];
       const errors = [];
-      const out = new Emitter(outData, outRecords, outHeaders, outputs, data);
+      const out = new Emitter(outData, outRecords, outHeaders, outputs, data, hw);
+      const jb = new JsonBatch(data, w, n, paths, index);
+      const edits = jb.editWords;
+      const pending = jb.pending;
       for (let i = 0; i < n; i++) {
-        const record = new InputRecord(data, w, i * 12, hw, topics);
+        const record = new InputRecord(data, w, i * 12, hw, topics, jb);
         out._input = i;
+        out._rec = record;
         const m0 = outData.len;
         const m1 = outRecords.len;
         const m2 = outHeaders.len;
+        const m3 = edits.len;
+        const m4 = pending.length;
+        const m5 = jb.editChars;
         try {
           plugin.transform(record, out);
         } catch (e) {
           outData.len = m0;
           outRecords.len = m1;
           outHeaders.len = m2;
+          jb.rollback(m3, m4, m5);
           errors.push({ input: i, message: message(e) });
         }
       }
+      jb.finish(outData, outRecords, errors);
       return {
         data: outData.buf.subarray(0, outData.len),
         records: outRecords.buf.subarray(0, outRecords.len),

@@ -11,7 +11,17 @@ OUT="$(realpath -m "$2")"
 "$ROOT/scripts/toolchains.sh" python
 eval "$("$ROOT/scripts/toolchains.sh" env)"
 mkdir -p "$(dirname "$OUT")"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+# The WIT without its doc comments: componentize-py copies them into docstrings of the generated
+# bindings unescaped, and a comment's `\u00xx` is then a Python syntax error.
+mkdir "$TMP/wit"
+for f in "$ROOT"/wit/*.wit; do sed -E 's#^([[:space:]]*)///.*$#\1//#' "$f" >"$TMP/wit/$(basename "$f")"; done
+# A plugin whose sources use `sluice.StatefulTransform` implements the `stateful-transform`
+# world (keyed state and timers); any other the `transform` world.
+WORLD="${SLUICE_WORLD:-transform}"
+if [ -z "${SLUICE_WORLD:-}" ] && grep -rqs --include='*.py' 'StatefulTransform' "$SRC"; then WORLD=stateful-transform; fi
 cd "$SRC"
 export PYTHONDONTWRITEBYTECODE=1
-componentize-py -d "$ROOT/wit" -w transform componentize app -p "$SRC" -p "$SDK" -o "$OUT.tmp" >/dev/null
+componentize-py -d "$TMP/wit" -w "$WORLD" componentize app -p "$SRC" -p "$SDK" -o "$OUT.tmp" >/dev/null
 mv "$OUT.tmp" "$OUT"

@@ -7,17 +7,19 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
-	"sluice.dev/sdk/json"
 	"sluice.dev/sdk/sluice"
 )
 
 type maskPii struct {
 	fields []string
+	email  []bool // whether fields[i] is masked as an email
+	buf    []byte
 }
 
 func newMaskPii(config sluice.Config) (sluice.Transform, error) {
@@ -39,74 +41,88 @@ func newMaskPii(config sluice.Config) (sluice.Transform, error) {
 			return nil, fmt.Errorf("unknown config key `%s` (expected `fields`)", p[0])
 		}
 	}
+	for _, f := range m.fields {
+		m.email = append(m.email, strings.Contains(f, "email"))
+	}
 	return m, nil
 }
 
+// JSONPaths are read by the host for the whole batch: `id` (path 0) and each masked field (1..).
+func (m *maskPii) JSONPaths() []string {
+	paths := []string{"/id"}
+	for _, f := range m.fields {
+		paths = append(paths, sluice.Pointer(f))
+	}
+	return paths
+}
+
 func (m *maskPii) Transform(r *sluice.Record, out *sluice.Emitter) error {
-	if r.Value == nil {
-		return errors.New("record has no value")
-	}
-	v, err := json.Parse(r.Value)
-	user, ok := v.(*json.Object)
-	if err != nil || !ok {
-		return errors.New("value is not a JSON object")
-	}
-	if id, ok := user.Get("id"); !ok || id == nil || id == "" {
-		return errors.New("missing or empty string field `id`")
-	} else if _, isString := id.(string); !isString {
-		return errors.New("missing or empty string field `id`")
-	}
-	for _, field := range m.fields {
-		v, ok := user.Get(field)
-		if !ok {
-			continue
+	doc := r.JSON()
+	if doc.Kind(0) != sluice.String || len(doc.Text(0)) == 0 {
+		if r.Value == nil {
+			return errors.New("record has no value")
 		}
-		text, ok := v.(string)
-		if !ok {
+		if doc.Root() != sluice.Object {
+			return errors.New("value is not a JSON object")
+		}
+		return errors.New("missing or empty string field `id`")
+	}
+	for i, field := range m.fields {
+		path := i + 1
+		switch doc.Kind(path) {
+		case sluice.Missing:
+			continue
+		case sluice.String:
+		default:
 			return fmt.Errorf("field `%s` is not a string", field)
 		}
-		if strings.Contains(field, "email") {
-			masked, err := maskEmail(text)
+		text := doc.Text(path) // a view of the host's answer: masked into m.buf, copied by SetBytes
+		if m.email[i] {
+			masked, err := maskEmail(m.buf[:0], text)
 			if err != nil {
 				return err
 			}
-			user.Set(field, masked)
+			m.buf = masked
 		} else {
-			user.Set(field, maskTail(text))
+			m.buf = maskTail(m.buf[:0], text)
 		}
+		doc.SetBytes(path, m.buf)
 	}
-	out.Emit(sluice.Output{Key: r.Key, Value: json.Marshal(user), Headers: r.Headers})
+	out.Emit(sluice.Output{Key: r.Key, JSON: doc, Headers: r.Headers})
 	return nil
 }
 
-func maskEmail(email string) (string, error) {
-	local, domain, found := strings.Cut(email, "@")
-	if !found || local == "" || domain == "" || strings.Contains(domain, "@") {
-		return "", fmt.Errorf("invalid email `%s`", email)
+// maskEmail appends `a****@example.com` for email to buf.
+func maskEmail(buf, email []byte) ([]byte, error) {
+	local, domain, found := bytes.Cut(email, []byte{'@'})
+	if !found || len(local) == 0 || len(domain) == 0 || bytes.IndexByte(domain, '@') >= 0 {
+		return nil, fmt.Errorf("invalid email `%s`", email)
 	}
-	first, _ := utf8.DecodeRuneInString(local)
-	return string(first) + "****@" + domain, nil
+	_, n := utf8.DecodeRune(local)
+	buf = append(buf, local[:n]...)
+	buf = append(buf, "****@"...)
+	return append(buf, domain...), nil
 }
 
-func maskTail(text string) string {
+// maskTail appends text with every letter or digit but the last two replaced by `*` to buf.
+func maskTail(buf, text []byte) []byte {
 	total := 0
-	for _, c := range text {
+	for _, c := range string(text) {
 		if sluice.IsAlphanumeric(c) {
 			total++
 		}
 	}
-	var b strings.Builder
 	seen := 0
-	for _, c := range text {
+	for _, c := range string(text) {
 		if sluice.IsAlphanumeric(c) {
 			seen++
 			if seen+2 <= total {
 				c = '*'
 			}
 		}
-		b.WriteRune(c)
+		buf = utf8.AppendRune(buf, c)
 	}
-	return b.String()
+	return buf
 }
 
 func init() { sluice.Register(newMaskPii) }

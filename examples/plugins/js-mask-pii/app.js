@@ -4,8 +4,7 @@
 // an `email` field becomes `a****@example.com`, any other field keeps only its last two letters
 // or digits. Rejects a record without a value, a value that is not a JSON object, a missing or
 // empty string `id`, an invalid email and a masked field that is not a string.
-import { defineTransform, Reject, ConfigError } from "sluice";
-import { parse, stringify } from "sluice/json";
+import { defineTransform, pointer, Kind, Reject, ConfigError } from "sluice";
 import { isAlphanumeric, trim } from "sluice/text";
 
 class MaskPii {
@@ -19,26 +18,26 @@ class MaskPii {
     for (const key of config.keys()) {
       if (key !== "fields") throw new ConfigError(`unknown config key \`${key}\` (expected \`fields\`)`);
     }
+    // Read by the host for the whole batch: `id` (path 0) and each masked field (1..).
+    this.jsonPaths = ["/id", ...this.fields.map((f) => pointer(f))];
+    this.masks = this.fields.map((f) => (f.includes("email") ? maskEmail : maskTail));
   }
 
   transform(record, out) {
-    if (record.value === null) throw new Reject("record has no value");
-    let user = null;
-    try {
-      user = parse(record.value);
-    } catch {
-      user = null;
+    const doc = record.json;
+    if (doc.kind(0) !== Kind.STRING || doc.string(0) === "") {
+      if (record.value === null) throw new Reject("record has no value");
+      if (doc.kind("") !== Kind.OBJECT) throw new Reject("value is not a JSON object");
+      throw new Reject("missing or empty string field `id`");
     }
-    if (!(user instanceof Map)) throw new Reject("value is not a JSON object");
-    const id = user.get("id");
-    if (typeof id !== "string" || id.length === 0) throw new Reject("missing or empty string field `id`");
-    for (const field of this.fields) {
-      if (!user.has(field)) continue;
-      const text = user.get(field);
-      if (typeof text !== "string") throw new Reject(`field \`${field}\` is not a string`);
-      user.set(field, field.includes("email") ? maskEmail(text) : maskTail(text));
+    const masks = this.masks;
+    for (let i = 0; i < masks.length; i++) {
+      const kind = doc.kind(i + 1);
+      if (kind === Kind.MISSING) continue;
+      if (kind !== Kind.STRING) throw new Reject(`field \`${this.fields[i]}\` is not a string`);
+      doc.set(i + 1, masks[i](doc.string(i + 1)));
     }
-    out.emit({ key: record.key, value: stringify(user), headers: record.headers });
+    out.emit({ key: record.key, value: doc, headers: record.headers });
   }
 }
 
@@ -51,7 +50,20 @@ function maskEmail(email) {
   return `${first}****@${domain}`;
 }
 
+const ASCII = /^[\x00-\x7f]*$/;
+const ASCII_ALNUM = /[0-9A-Za-z]/g;
+
 function maskTail(text) {
+  if (ASCII.test(text)) {
+    // Every letter or digit before the second-to-last one becomes `*` ([0-9A-Za-z] in ASCII).
+    let seen = 0;
+    let p = text.length;
+    while (p > 0 && seen < 2) {
+      const c = text.charCodeAt(--p);
+      if ((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122)) seen++;
+    }
+    return seen < 2 ? text : text.slice(0, p).replace(ASCII_ALNUM, "*") + text.slice(p);
+  }
   const chars = Array.from(text); // code points
   const total = chars.filter((c) => isAlphanumeric(c.codePointAt(0))).length;
   let seen = 0;

@@ -6,8 +6,10 @@ digits. Rejects a record without a value, a value that is not a JSON object, a m
 string `id`, an invalid email and a masked field that is not a string.
 """
 
+import re
+
 import sluice
-from sluice import json
+from sluice import OBJECT, STRING, MISSING
 from sluice.text import is_alphanumeric, trim
 
 
@@ -20,27 +22,28 @@ class MaskPii(sluice.Transform):
         for key in config.keys():
             if key != "fields":
                 raise sluice.ConfigError(f"unknown config key `{key}` (expected `fields`)")
+        # Read by the host for the whole batch: `id` (path 0) and each masked field (1..).
+        self.json_paths = ["/id"] + [sluice.pointer(f) for f in self.fields]
+        self.masks = [(i + 1, f, mask_email if "email" in f else mask_tail)
+                      for i, f in enumerate(self.fields)]
 
     def transform(self, record, out):
-        if record.value is None:
-            raise sluice.Reject("record has no value")
-        try:
-            user = json.loads(record.value)
-        except ValueError:
-            user = None
-        if type(user) is not dict:
-            raise sluice.Reject("value is not a JSON object")
-        id_ = user.get("id")
-        if type(id_) is not str or not id_:
+        doc = record.json
+        id_kind = doc.kind(0)
+        if id_kind != STRING or not doc.string(0):
+            if record.value is None:
+                raise sluice.Reject("record has no value")
+            if doc.kind("") != OBJECT:
+                raise sluice.Reject("value is not a JSON object")
             raise sluice.Reject("missing or empty string field `id`")
-        for field in self.fields:
-            if field not in user:
+        for path, field, mask in self.masks:
+            kind = doc.kind(path)
+            if kind == MISSING:
                 continue
-            text = user[field]
-            if type(text) is not str:
+            if kind != STRING:
                 raise sluice.Reject(f"field `{field}` is not a string")
-            user[field] = mask_email(text) if "email" in field else mask_tail(text)
-        out.emit(key=record.key, value=json.dumps(user), headers=record.headers)
+            doc.set(path, mask(doc.string(path)))
+        out.emit(key=record.key, value=doc, headers=record.headers)
 
 
 def mask_email(email):
@@ -50,7 +53,14 @@ def mask_email(email):
     return f"{local[0]}****@{domain}"
 
 
+_ASCII_ALNUM = re.compile("[0-9A-Za-z]")
+_DROP_ASCII_ALNUM = str.maketrans("", "", "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
 def mask_tail(text):
+    if text.isascii():  # letters and digits are [0-9A-Za-z] here: count and replace in C
+        total = len(text) - len(text.translate(_DROP_ASCII_ALNUM))
+        return _ASCII_ALNUM.sub("*", text, count=total - 2) if total > 2 else text
     total = sum(1 for c in text if is_alphanumeric(c))
     seen = 0
     chars = []

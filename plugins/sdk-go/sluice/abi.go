@@ -56,7 +56,7 @@ func init() {
 // Register sets the constructor of the plugin. Call it from an init function of package main.
 func Register(f func(Config) (Transform, error)) { factory = f }
 
-//go:wasmimport sluice:plugin/host@0.1.0 log
+//go:wasmimport sluice:plugin/host@0.2.0 log
 func hostLogRaw(level uint32, ptr unsafe.Pointer, n uint32)
 
 func hostLog(level Level, message string) {
@@ -127,6 +127,10 @@ func exportInit(ptr, n uint32) uint32 {
 	} else {
 		instance, err = factory(cfg)
 	}
+	pluginPath = nil
+	if p, ok := instance.(JSONPaths); ok && err == nil {
+		pluginPath = append([]string(nil), p.JSONPaths()...)
+	}
 	initRet = [3]uint32{}
 	if err != nil {
 		initError = append([]byte(err.Error()), 0)
@@ -165,6 +169,7 @@ func exportProcess(dataPtr, dataLen, recPtr, recLen, hdrPtr, hdrLen, topicPtr, t
 		w := hwords[h*4:]
 		headers[h] = Header{Name: string(data[w[0] : w[0]+w[1]]), Value: span(data, w[2], w[3])}
 	}
+	jb.start(data, words, pluginPath)
 	var r Record
 	for i := 0; i < len(words)/12; i++ {
 		w := words[i*12:]
@@ -177,22 +182,53 @@ func exportProcess(dataPtr, dataLen, recPtr, recLen, hdrPtr, hdrLen, topicPtr, t
 			Topic:        topics[w[8]],
 			Partition:    int32(w[9]),
 			Offset:       int64(uint64(w[10]) | uint64(w[11])<<32),
+			index:        i,
 		}
 		e.input = uint32(i)
-		marks := [3]int{len(e.data), len(e.records), len(e.headers)}
+		marks := [6]int{len(e.data), len(e.records), len(e.headers), len(jb.edits), len(jb.etext), len(jb.pending)}
 		if err := instance.Transform(&r, e); err != nil {
 			e.data = e.data[:marks[0]]
 			e.records = e.records[:marks[1]]
 			e.headers = e.headers[:marks[2]]
-			msg := []byte(err.Error())
-			errBytes = append(errBytes, msg)
-			p := uint32(0)
-			if len(msg) > 0 {
-				p = addr(&msg[0])
-			}
-			errWords = append(errWords, uint32(i), p, uint32(len(msg)))
+			jb.edits = jb.edits[:marks[3]]
+			jb.etext = jb.etext[:marks[4]]
+			jb.pending = jb.pending[:marks[5]]
+			reject(i, err.Error())
 		}
 	}
+	jb.finish(e)
+	return finishCall(e)
+}
+
+// RunCalls is the batch machinery of exports other than process (sluice.dev/sdk/state's
+// on-timer): it runs call(i, out) for i in 0..n with one emitter, discarding a call's outputs and
+// rejecting its input when it returns an error, and returns the output batch's address.
+func RunCalls(n int, call func(i int, out *Emitter) error) uint32 {
+	e := &emitter
+	e.data = e.data[:0]
+	e.records = e.records[:0]
+	e.headers = e.headers[:0]
+	e.outputs = e.outputs[:0]
+	errWords = errWords[:0]
+	errBytes = errBytes[:0]
+	for i := 0; i < n; i++ {
+		e.input = uint32(i)
+		marks := [3]int{len(e.data), len(e.records), len(e.headers)}
+		if err := call(i, e); err != nil {
+			e.data = e.data[:marks[0]]
+			e.records = e.records[:marks[1]]
+			e.headers = e.headers[:marks[2]]
+			reject(i, err.Error())
+		}
+	}
+	return finishCall(e)
+}
+
+// Instance is the plugin instance the registered constructor made (nil before init).
+func Instance() Transform { return instance }
+
+// finishCall lays out the output batch of an exported call and collects garbage.
+func finishCall(e *Emitter) uint32 {
 	outPairs = outPairs[:0]
 	for _, o := range e.outputs {
 		b := []byte(o)
@@ -208,6 +244,17 @@ func exportProcess(dataPtr, dataLen, recPtr, recLen, hdrPtr, hdrLen, topicPtr, t
 	}
 	collect()
 	return addr(&ret[0])
+}
+
+// reject records input i's error message.
+func reject(i int, message string) {
+	msg := []byte(message)
+	errBytes = append(errBytes, msg)
+	p := uint32(1)
+	if len(msg) > 0 {
+		p = addr(&msg[0])
+	}
+	errWords = append(errWords, uint32(i), p, uint32(len(msg)))
 }
 
 func ptrOf(b []byte) uint32 {

@@ -50,6 +50,7 @@ type Record struct {
 	Topic        string
 	Partition    int32
 	Offset       int64
+	index        int
 }
 
 // Header returns the value of the first header called name.
@@ -62,10 +63,12 @@ func (r *Record) Header(name string) ([]byte, bool) {
 	return nil, false
 }
 
-// Output is one output record. Nil Key/Value are absent; HasTimestamp false keeps the input's
+// Output is one output record. Nil Key/Value are absent; a JSON set (r.JSON()) makes the value
+// the record's edited JSON document instead of Value; HasTimestamp false keeps the input's
 // timestamp; an empty To sends it to the pipeline's default output.
 type Output struct {
 	Key, Value   []byte
+	JSON         JSON
 	Headers      []Header
 	HasTimestamp bool
 	Timestamp    int64
@@ -122,7 +125,13 @@ func (e *Emitter) Emit(o Output) {
 	}
 	e.records = append(e.records, e.input)
 	e.records = e.span(e.records, o.Key)
-	e.records = e.span(e.records, o.Value)
+	if o.JSON.b != nil { // the edited document: filled in after the batch's `write` call
+		b := o.JSON.b
+		b.pending = append(b.pending, uint32(len(e.records)), b.doc(o.JSON.i), e.input)
+		e.records = append(e.records, 0, none)
+	} else {
+		e.records = e.span(e.records, o.Value)
+	}
 	e.records = append(e.records, first, uint32(len(e.headers)/4)-first)
 	if o.HasTimestamp {
 		e.records = append(e.records, uint32(uint64(o.Timestamp)), uint32(uint64(o.Timestamp)>>32))

@@ -23,11 +23,13 @@ records.
 from wit_world import WitWorld as _World
 from wit_world.imports import host as _host
 from wit_world.imports import types as _types
+from wit_world.imports import json as _json
 from componentize_py_types import Err as _Err
 
 __all__ = [
     "Transform", "Record", "Emitter", "Config", "Reject", "ConfigError", "export", "log",
-    "debug", "info", "warn", "error",
+    "debug", "info", "warn", "error", "StatefulTransform", "Json", "pointer", "MISSING", "NULL", "FALSE", "TRUE",
+    "NUMBER", "STRING", "ARRAY", "OBJECT",
 ]
 
 NONE = 0xFFFFFFFF
@@ -91,10 +93,12 @@ class Record:
             batch = self._batch
             data, w, hw = batch.data, batch.records, batch.headers
             h0 = w[self._b + 4]
-            hs = []
+            hs = _Headers()
             for h in range(h0, h0 + w[self._b + 5]):
                 x = h * 4
                 hs.append((data[hw[x]:hw[x] + hw[x + 1]].decode(), _bytes(data, hw[x + 2], hw[x + 3])))
+            hs._first = h0
+            hs._orig = tuple(hs)
             self._headers = hs
         return self._headers
 
@@ -128,13 +132,254 @@ class Record:
                 return v
         return None
 
+    @property
+    def json(self):
+        """The record's value as a JSON document (:class:`Json`): the fields the plugin declared
+        in ``json_paths``, read by the host for the whole batch, and edits to it."""
+        return Json(self._batch._json, self._b // 12)
+
+
+# What a JSON path found: the `kind` enum of the `json` interface (wit/sluice.wit).
+MISSING, NULL, FALSE, TRUE, NUMBER, STRING, ARRAY, OBJECT = range(8)
+
+_EDIT_FAILED = ("the edited JSON value could not be written: an edit's parent is missing or not an "
+                "object or array, an array index is out of range, or raw JSON does not parse")
+
+
+def pointer(*keys):
+    """The JSON Pointer (RFC 6901) of the field reached through ``keys``: ``pointer("a/b", 0)``
+    is ``"/a~1b/0"``; ``pointer()`` is ``""``, the whole document."""
+    return "".join("/" + str(k).replace("~", "~0").replace("/", "~1") for k in keys)
+
+
+class _JsonBatch:
+    """One batch's JSON work: what the host read for the declared paths (one ``read`` call before
+    the records are transformed) and the edits recorded, written in one ``write`` call after."""
+
+    __slots__ = ("batch", "data", "words", "fields", "text", "stride", "nread", "index", "paths",
+                 "edits", "etext", "wdocs", "docmap", "pending")
+
+    def __init__(self, batch, paths, index):
+        self.batch = batch
+        self.data = batch.data
+        self.words = batch.records
+        self.nread = len(paths)
+        self.stride = 1 + 3 * len(paths)
+        self.index = index
+        self.paths = paths
+        self.fields = None
+        self.text = b""
+        self.edits = []
+        self.etext = bytearray()
+        self.wdocs = []  # spans of the documents to write, in write order
+        self.docmap = {}  # input index -> index of its document in wdocs
+        self.pending = []  # (position of an output's value span in the records, document, input)
+        if paths:
+            w = self.words
+            n = len(w) // 12
+            docs = [0] * (2 * n)
+            docs[0::2] = w[2::12]
+            docs[1::2] = w[3::12]
+            f = _json.read(self.data, docs, paths)
+            self.fields = f.fields
+            self.text = f.text
+
+    def slot(self, path):
+        """Index of ``path`` among the paths of ``write``, added when it is new (an edit may
+        name a path the plugin did not declare)."""
+        i = self.index.get(path) if type(path) is str else None
+        if i is None:
+            if type(path) is not str:
+                raise IndexError(f"JSON path index {path!r} is not one of the {self.nread} declared in json_paths")
+            if len(self.paths) == self.nread:  # still the plugin's own list and dict: copy them
+                self.paths = list(self.paths)
+                self.index = dict(self.index)
+            i = len(self.paths)
+            self.paths.append(path)
+            self.index[path] = i
+        return i
+
+    def doc(self, i):
+        j = self.docmap.get(i)
+        if j is None:
+            j = len(self.wdocs) >> 1
+            self.docmap[i] = j
+            w = self.words
+            self.wdocs += (w[i * 12 + 2], w[i * 12 + 3])
+        return j
+
+    def read_one(self, i, path):
+        """Reads an undeclared ``path`` of document ``i`` with a host call of its own."""
+        w = self.words
+        f = _json.read(self.data, [w[i * 12 + 2], w[i * 12 + 3]], [path] if path is not None else [])
+        return f.fields, f.text
+
+    def finish(self, out_data, out_records, errors):
+        """Writes every edited document in one call and points the outputs that carry one at it;
+        an input whose document cannot be written is rejected."""
+        if not self.pending:
+            return
+        res = _json.write(self.data, self.wdocs, self.paths, self.edits, bytes(self.etext))
+        base = len(out_data)
+        out_data += res.data
+        d = res.docs
+        failed = set()
+        for pos, j, i in self.pending:
+            n = d[2 * j + 1]
+            if n == NONE:
+                if i not in failed:
+                    failed.add(i)
+                    errors.append(_types.InputError(input=i, message=self.failure(i)))
+                continue
+            out_records[pos] = base + d[2 * j]
+            out_records[pos + 1] = n
+        if failed:  # a rejected input emits nothing: drop its outputs, as after an exception
+            r = out_records
+            out_records[:] = [w for k in range(0, len(r), 10) if r[k] not in failed for w in r[k:k + 10]]
+
+    def failure(self, i):
+        if self.words[i * 12 + 3] == NONE:
+            return "record has no value"
+        if self.fields is not None:
+            valid = self.fields[i * self.stride]
+        else:
+            valid = self.read_one(i, None)[0][0]
+        return _EDIT_FAILED if valid else "value is not valid JSON"
+
+
+class Json:
+    """A record's value as a JSON document, read and edited by the host with serde_json's rules.
+
+    A path is an index into the plugin's ``json_paths`` (fastest) or a JSON Pointer string;
+    declared paths were read for the whole batch in one host call, an undeclared one costs a host
+    call of its own. Edits (``set``, ``set_raw``, ``remove``) apply in order; emit the edited
+    document with ``out.emit(value=record.json)``: the SDK fills it in after the batch, with all
+    of this record's edits applied, serialised as serde_json does (compact, key order kept). A
+    view is valid during the ``transform`` call it was made in."""
+
+    __slots__ = ("_jb", "_i")
+
+    def __init__(self, jb, i):
+        self._jb = jb
+        self._i = i
+
+    def _field(self, path):
+        """(kind, text bytes, offset, length) of ``path``."""
+        jb = self._jb
+        i = jb.index.get(path) if type(path) is str else path
+        if type(i) is int and 0 <= i < jb.nread:
+            f = jb.fields
+            x = self._i * jb.stride + 1 + 3 * i
+            return f[x], jb.text, f[x + 1], f[x + 2]
+        if type(path) is not str:
+            raise IndexError(f"JSON path index {path!r} is not one of the {jb.nread} declared in json_paths")
+        f, text = jb.read_one(self._i, path)
+        return f[1], text, f[2], f[3]
+
+    @property
+    def valid(self):
+        """Whether the value is valid JSON (``False`` for an absent value too)."""
+        jb = self._jb
+        if jb.fields is not None:
+            return jb.fields[self._i * jb.stride] != MISSING
+        return jb.read_one(self._i, None)[0][0] != MISSING
+
+    def kind(self, path):
+        """What ``path`` found: ``MISSING``, ``NULL``, ``FALSE``, ``TRUE``, ``NUMBER``,
+        ``STRING``, ``ARRAY`` or ``OBJECT`` (``MISSING`` when the value is not valid JSON).
+        ``kind("")``, the whole document's, costs no host call."""
+        jb = self._jb
+        if type(path) is int and 0 <= path < jb.nread:
+            return jb.fields[self._i * jb.stride + 1 + 3 * path]
+        if path == "" and jb.fields is not None:  # the document's own word is its root's kind
+            return jb.fields[self._i * jb.stride]
+        return self._field(path)[0]
+
+    def string(self, path):
+        """The string at ``path``, or ``None`` when it is missing or not a string."""
+        jb = self._jb
+        if type(path) is int and 0 <= path < jb.nread:
+            f = jb.fields
+            x = self._i * jb.stride + 1 + 3 * path
+            if f[x] != STRING:
+                return None
+            o = f[x + 1]
+            return jb.text[o:o + f[x + 2]].decode()
+        k, text, o, n = self._field(path)
+        return text[o:o + n].decode() if k == STRING else None
+
+    def text(self, path):
+        """The JSON text at ``path`` (compact, as serde_json prints it; a string's is its decoded
+        value, see ``kind``), or ``None`` when it is missing."""
+        k, text, o, n = self._field(path)
+        if k == MISSING:
+            return None
+        if k == NULL:
+            return "null"
+        if k == FALSE:
+            return "false"
+        if k == TRUE:
+            return "true"
+        return text[o:o + n].decode()
+
+    def get(self, path, default=None):
+        """The value at ``path`` as Python (``None``, ``bool``, ``int``/``float``, ``str``, and
+        ``dict``/``list`` as :func:`sluice.json.loads` builds them), or ``default`` when missing."""
+        k, text, o, n = self._field(path)
+        if k == MISSING:
+            return default
+        if k == STRING:
+            return text[o:o + n].decode()
+        if k <= TRUE:
+            return (None, False, True)[k - NULL]
+        from . import json as _pyjson
+        return _pyjson.loads(text[o:o + n])
+
+    def _edit(self, path, op, b):
+        jb = self._jb
+        p = path if type(path) is int and 0 <= path < jb.nread else jb.slot(path)
+        t = jb.etext
+        jb.edits += (jb.doc(self._i), p, op, len(t), len(b))
+        t += b
+
+    def set(self, path, value):
+        """Sets ``path`` to the string ``value`` (a missing key of an existing object is added at
+        its end)."""
+        jb = self._jb
+        if type(path) is not int or not 0 <= path < jb.nread:
+            path = jb.slot(path)
+        j = jb.docmap.get(self._i)
+        if j is None:
+            j = jb.doc(self._i)
+        b = value.encode()
+        t = jb.etext
+        jb.edits += (j, path, 1, len(t), len(b))
+        t += b
+
+    def set_raw(self, path, json_text):
+        """Sets ``path`` to the JSON text ``json_text`` (``str`` or UTF-8 ``bytes``); text that
+        does not parse fails this record's document."""
+        self._edit(path, 2, json_text.encode() if isinstance(json_text, str) else bytes(json_text))
+
+    def remove(self, path):
+        """Removes ``path`` (nothing if it is missing)."""
+        self._edit(path, 0, b"")
+
+
+class _Headers(list):
+    """A record's headers: a list, which remembers where its words are in the batch so that
+    emitting it unchanged copies words, not bytes."""
+
+    __slots__ = ("_first", "_orig")
+
 
 class Emitter:
     """Where ``transform`` writes the outputs of the record it is given."""
 
-    __slots__ = ("_data", "_records", "_headers", "_outputs", "_input")
+    __slots__ = ("_data", "_records", "_headers", "_outputs", "_input", "_hw")
 
-    def __init__(self, data, records, headers, outputs):
+    def __init__(self, data, records, headers, outputs, hw=()):
+        self._hw = hw  # the input batch's header words: the output's data starts with its data
         self._data = data
         self._records = records
         self._headers = headers
@@ -150,7 +395,8 @@ class Emitter:
         return off, len(b)
 
     def emit(self, value=None, key=None, headers=(), timestamp=None, to=None):
-        """Emits one output record. ``value``/``key``: ``bytes``, ``str`` (UTF-8) or ``None``;
+        """Emits one output record. ``value``/``key``: ``bytes``, ``str`` (UTF-8) or ``None``, and
+        ``value`` may be a :class:`Json` view: the edited document;
         ``headers``: ``(name, value)`` pairs; ``timestamp``: milliseconds, ``None`` = the
         input's; ``to``: a named output declared in the pipeline config, ``None`` = default."""
         if isinstance(value, str):
@@ -159,13 +405,22 @@ class Emitter:
             key = key.encode()
         hs = self._headers
         first = len(hs) // 4
-        for name, hv in headers:
-            if isinstance(hv, str):
-                hv = hv.encode()
-            hs.extend(self._span(name.encode()))
-            hs.extend(self._span(hv))
+        if type(headers) is _Headers and tuple(headers) == headers._orig:
+            h0 = headers._first * 4
+            hs += self._hw[h0:h0 + len(headers) * 4]
+        else:
+            for name, hv in headers:
+                if isinstance(hv, str):
+                    hv = hv.encode()
+                hs.extend(self._span(name.encode()))
+                hs.extend(self._span(hv))
         ko, kl = self._span(key)
-        vo, vl = self._span(value)
+        if type(value) is Json:  # the edited document: filled in after the batch's `write`
+            jb = value._jb
+            jb.pending.append((len(self._records) + 3, jb.doc(value._i), self._input))
+            vo, vl = 0, NONE
+        else:
+            vo, vl = self._span(value)
         if timestamp is None:
             ts = _NO_TS
         else:
@@ -202,6 +457,16 @@ class Transform:
 
     def transform(self, record, out):
         raise NotImplementedError
+
+
+class StatefulTransform(Transform):
+    """Base class of a plugin of the ``stateful-transform`` world: keyed state and timers
+    (``sluice.state``) and ``on_timer(self, timer, out)``, called for every timer that fired, with
+    the same emitter as ``transform`` (raise to dead-letter the timer). ``build.sh`` builds a
+    plugin whose sources name ``StatefulTransform`` for that world."""
+
+    def on_timer(self, timer, out):
+        pass
 
 
 def _log(level, message):
@@ -242,12 +507,18 @@ def export(cls):
 
     class WitWorld(_World):
         plugin = None
+        paths = []
+        index = {}
 
         def init(self, config):
             try:
-                WitWorld.plugin = cls(Config(config))
+                plugin = cls(Config(config))
+                paths = [str(p) for p in getattr(plugin, "json_paths", None) or ()]
             except Exception as e:  # refuse the config with the message
                 raise _Err(str(e) or type(e).__name__)
+            WitWorld.plugin = plugin
+            WitWorld.paths = paths
+            WitWorld.index = {p: i for i, p in reversed(list(enumerate(paths)))}
 
         def process(self, batch):
             plugin = WitWorld.plugin
@@ -256,19 +527,53 @@ def export(cls):
             out_headers = []
             outputs = []
             errors = []
-            out = Emitter(out_data, out_records, out_headers, outputs)
+            out = Emitter(out_data, out_records, out_headers, outputs, batch.headers)
+            jb = batch._json = _JsonBatch(batch, WitWorld.paths, WitWorld.index)
+            edits = jb.edits
+            pending = jb.pending
+            transform = plugin.transform
             for i in range(len(batch.records) // 12):
                 r = Record(batch, i * 12)
                 out._input = i
-                marks = (len(out_data), len(out_records), len(out_headers))
+                marks = (len(out_data), len(out_records), len(out_headers), len(edits), len(pending))
                 try:
-                    plugin.transform(r, out)
+                    transform(r, out)
                 except Exception as e:
                     del out_data[marks[0]:]
                     del out_records[marks[1]:]
                     del out_headers[marks[2]:]
+                    del edits[marks[3]:]
+                    del pending[marks[4]:]
                     errors.append(_types.InputError(input=i, message=str(e) or type(e).__name__))
+            jb.finish(out_data, out_records, errors)
+            batch._json = None
             return _types.OutputBatch(data=bytes(out_data), records=out_records, headers=out_headers,
                                       outputs=outputs, errors=errors)
 
+    if issubclass(cls, StatefulTransform):
+        from . import state as _state
+
+        class StatefulWitWorld(WitWorld):
+            def on_timer(self, fired):
+                plugin = WitWorld.plugin
+                out_data = bytearray()
+                out_records = []
+                out_headers = []
+                outputs = []
+                errors = []
+                out = Emitter(out_data, out_records, out_headers, outputs)
+                for i, timer in enumerate(_state._fired(fired)):
+                    out._input = i
+                    marks = (len(out_data), len(out_records), len(out_headers))
+                    try:
+                        plugin.on_timer(timer, out)
+                    except Exception as e:
+                        del out_data[marks[0]:]
+                        del out_records[marks[1]:]
+                        del out_headers[marks[2]:]
+                        errors.append(_types.InputError(input=i, message=str(e) or type(e).__name__))
+                return _types.OutputBatch(data=bytes(out_data), records=out_records, headers=out_headers,
+                                          outputs=outputs, errors=errors)
+
+        return StatefulWitWorld
     return WitWorld
