@@ -23,6 +23,7 @@ pub(crate) mod router;
 pub(crate) mod runtime;
 pub(crate) mod scaffold;
 pub(crate) mod sinks;
+pub(crate) mod state;
 pub(crate) mod source;
 pub(crate) mod telemetry;
 pub(crate) mod wire;
