@@ -65,7 +65,7 @@ mod stateful_bindings {
     });
 }
 
-use bindings::{Transform, TransformPre};
+use bindings::TransformPre;
 use stateful_bindings::{StatefulTransform, StatefulTransformPre};
 
 /// The world every plugin must implement.

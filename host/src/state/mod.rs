@@ -25,7 +25,7 @@ use anyhow::Result;
 pub use call::CallState;
 pub(crate) use call::{EVENT_TIME, PROCESSING_TIME, take_due};
 pub use store::{PartitionStore, Quota, StateLimitHit};
-pub(crate) use store::{Changes, Shared};
+pub(crate) use store::Shared;
 
 use crate::offsets::TopicPartition;
 

@@ -235,11 +235,6 @@ impl PartitionStore {
         drop(self.take_pending());
     }
 
-    /// True when the batch changed something.
-    pub(crate) fn has_pending(&self) -> bool {
-        !self.lock().pending.is_empty()
-    }
-
     /// Calls `f` with every pending change, in key order (to write the changelog).
     pub(crate) fn for_each_pending(&self, mut f: impl FnMut(&[u8], Option<&[u8]>)) {
         let inner = self.lock();
