@@ -24,27 +24,35 @@ pub(crate) fn late_records(
     stores: &Stores,
     input: &InputBatch,
 ) -> Vec<Failure> {
-    let watermark = store.watermark(stores.lateness_ms());
-    if watermark == i64::MIN {
-        return Vec::new();
-    }
-    input
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let ts = r.timestamp?;
-            (ts < watermark).then(|| Failure {
+    let lateness = stores.lateness_ms();
+    // The largest timestamp seen so far, record by record: a record is late against the
+    // watermark as it stands when the record arrives, whatever the batching.
+    let mut max = store.max_timestamp();
+    let mut late = Vec::new();
+    for (i, r) in input.iter().enumerate() {
+        let Some(ts) = r.timestamp else {
+            continue;
+        };
+        let watermark = if max == i64::MIN {
+            i64::MIN
+        } else {
+            max.saturating_sub(lateness)
+        };
+        if ts < watermark {
+            late.push(Failure {
                 input: i as u32,
                 reason: crate::failure::Reason::Late,
                 message: format!(
                     "timestamp {ts} is behind the partition's watermark {watermark} (the largest \
-                     timestamp seen minus state.allowed_lateness_ms = {})",
-                    stores.lateness_ms()
+                     timestamp seen minus state.allowed_lateness_ms = {lateness})"
                 ),
                 plugin: None,
-            })
-        })
-        .collect()
+            });
+        } else {
+            max = max.max(ts);
+        }
+    }
+    late
 }
 
 /// Removes the timers of plugin `plugin` that are due (event time up to the watermark after the

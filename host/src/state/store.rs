@@ -301,6 +301,11 @@ impl PartitionStore {
         }
     }
 
+    /// The largest record timestamp seen, pending included (i64::MIN before any).
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.lock().pending_max_ts
+    }
+
     /// Notes the largest timestamp of a batch (a pending change, so durable with it).
     pub(crate) fn observe_timestamp(&self, ts: i64) {
         let mut inner = self.lock();

@@ -28,6 +28,7 @@ const PLUGINS: &[&str] = &[
     "hostile",
     "hostile-runtime",
     "hostile-reload",
+    "key-counter",
 ];
 
 /// The path of a plugin component (crate name with `_`), building every test plugin on first
