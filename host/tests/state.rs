@@ -192,8 +192,13 @@ fn a_trap_on_one_record_discards_only_its_change() {
     let (kafka, _dir, config) = setup("exactly-once");
     let p = producer(&kafka);
     for v in ["a", "b", "boom", "c", "d"] {
-        p.send(BaseRecord::<str, str>::to("in").key("t").payload(v).partition(0))
-            .unwrap();
+        p.send(
+            BaseRecord::<str, str>::to("in")
+                .key("t")
+                .payload(v)
+                .partition(0),
+        )
+        .unwrap();
     }
     p.flush(Duration::from_secs(10)).unwrap();
     let host = HostProcess::start(&config, "a");
@@ -201,7 +206,11 @@ fn a_trap_on_one_record_discards_only_its_change() {
     let dlq = kafka.read_count(&["dlq"], 1, Duration::from_secs(30));
     assert!(host.terminate().success());
     let counts: Vec<&str> = outputs.iter().map(|r| r.value_str()).collect();
-    assert_eq!(counts, ["1", "2", "3", "4"], "the trapped record's write is discarded");
+    assert_eq!(
+        counts,
+        ["1", "2", "3", "4"],
+        "the trapped record's write is discarded"
+    );
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].value_str(), "boom");
     assert_eq!(dlq[0].header("sluice.error.reason"), Some("trap"));
@@ -249,7 +258,11 @@ fn windows_count_records_within_lateness_and_dead_letter_later_ones() {
     let dlq = kafka.read_count(&["dlq"], 1, Duration::from_secs(30));
     assert!(host.terminate().success());
     let results: Vec<&str> = outputs.iter().map(|r| r.value_str()).collect();
-    assert_eq!(results, ["1000,3", "2000,1"], "each window once, late record not counted");
+    assert_eq!(
+        results,
+        ["1000,3", "2000,1"],
+        "each window once, late record not counted"
+    );
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].value_str(), "1100");
     assert_eq!(dlq[0].header("sluice.error.reason"), Some("late"));

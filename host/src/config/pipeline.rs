@@ -120,11 +120,15 @@ impl PipelineConfig {
             }
         }
         if let Some(t) = &self.state.changelog_topic
-            && (t.trim().is_empty() || self.inputs.contains(t) || Some(t) == self.dead_letter_topic.as_ref())
+            && (t.trim().is_empty()
+                || self.inputs.contains(t)
+                || Some(t) == self.dead_letter_topic.as_ref())
         {
             return Err((
                 "state.changelog_topic".into(),
-                format!("`{t}` must be a topic of its own (not empty, not an input or the dead-letter topic)"),
+                format!(
+                    "`{t}` must be a topic of its own (not empty, not an input or the dead-letter topic)"
+                ),
             ));
         }
         if !(1..=100_000).contains(&self.batch.max_records) {

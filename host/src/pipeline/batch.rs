@@ -36,7 +36,17 @@ pub(crate) fn process_batch(
         _ => Vec::new(),
     };
     let (out, label) = worker.process(&ctx.router, &mut batch.input, late)?;
-    deliver(ctx, worker, writers, producer, batch, &batch.input, out, &label, true)?;
+    deliver(
+        ctx,
+        worker,
+        writers,
+        producer,
+        batch,
+        &batch.input,
+        out,
+        &label,
+        true,
+    )?;
     let (Some(store), Some(stores)) = (store, &ctx.state) else {
         return Ok(());
     };
@@ -49,11 +59,15 @@ pub(crate) fn process_batch(
             continue;
         }
         let name = worker.chain.plugins()[k].name.clone();
-        let Some((fired, mut pseudo)) = super::timers::due_timers(&store, stores, &name, &batch.input)? else {
+        let Some((fired, mut pseudo)) =
+            super::timers::due_timers(&store, stores, &name, &batch.input)?
+        else {
             continue;
         };
         let out = worker.fire_timers(&ctx.router, k, &fired, &mut pseudo)?;
-        deliver(ctx, worker, writers, producer, batch, &pseudo, out, &label, false)?;
+        deliver(
+            ctx, worker, writers, producer, batch, &pseudo, out, &label, false,
+        )?;
     }
     stores.write_changelog(producer, &store, &batch.ticket);
     if ctx.transactions.is_none() {

@@ -87,7 +87,12 @@ impl Host {
         let quotas: std::collections::HashMap<&str, Arc<crate::state::Quota>> = config
             .tenants
             .iter()
-            .filter_map(|t| Some((t.name.as_str(), crate::state::Quota::new(&t.name, t.max_state_bytes?))))
+            .filter_map(|t| {
+                Some((
+                    t.name.as_str(),
+                    crate::state::Quota::new(&t.name, t.max_state_bytes?),
+                ))
+            })
             .collect();
         // Each process keeps its own files: stores are rebuilt from the changelog on
         // assignment, so nothing there is shared or reused across runs.

@@ -15,14 +15,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::sluice::plugin::host as wit_host;
 use super::bindings::sluice::plugin::types as wit;
 use super::bindings::{Transform, TransformPre};
-use super::stateful_bindings::sluice::plugin::timers as wit_timers;
-use super::stateful_bindings::{StatefulTransform, StatefulTransformPre};
-use crate::state::{CallState, PartitionStore};
 use super::limits::{
     EPOCH_TICK, Limits, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES,
     MAX_WASI_RESOURCES,
 };
+use super::stateful_bindings::sluice::plugin::timers as wit_timers;
+use super::stateful_bindings::{StatefulTransform, StatefulTransformPre};
 use super::{CallFailure, GuestLog, Level, LoadError, LogBudget, Reason, blocking};
+use crate::state::{CallState, PartitionStore};
 
 /// A loaded and validated plugin; instances are created from it cheaply.
 pub struct Plugin {

@@ -77,14 +77,18 @@ impl wit_state::Host for PluginState {
 
     fn get_many(&mut self, data: Vec<u8>, keys: Vec<u32>) -> wasmtime::Result<(Vec<u8>, Vec<u32>)> {
         if keys.len() % 2 != 0 {
-            return Err(wasmtime::Error::msg("state.get-many: `keys` must hold 2 words per key"));
+            return Err(wasmtime::Error::msg(
+                "state.get-many: `keys` must hold 2 words per key",
+            ));
         }
         let state = self.call_state()?;
         let mut out = Vec::new();
         let mut words = Vec::with_capacity(keys.len());
         for span in spans(&data, &keys)? {
             let Some((start, end)) = span else {
-                return Err(wasmtime::Error::msg("state.get-many: a key must be present"));
+                return Err(wasmtime::Error::msg(
+                    "state.get-many: a key must be present",
+                ));
             };
             match state.get(&data[start..end]).map_err(trap)? {
                 Some(v) => {
@@ -99,13 +103,17 @@ impl wit_state::Host for PluginState {
 
     fn put_many(&mut self, data: Vec<u8>, entries: Vec<u32>) -> wasmtime::Result<()> {
         if entries.len() % 4 != 0 {
-            return Err(wasmtime::Error::msg("state.put-many: `entries` must hold 4 words per entry"));
+            return Err(wasmtime::Error::msg(
+                "state.put-many: `entries` must hold 4 words per entry",
+            ));
         }
         let state = self.call_state()?;
         let spans = spans(&data, &entries)?;
         for pair in spans.chunks_exact(2) {
             let Some((ks, ke)) = pair[0] else {
-                return Err(wasmtime::Error::msg("state.put-many: a key must be present"));
+                return Err(wasmtime::Error::msg(
+                    "state.put-many: a key must be present",
+                ));
             };
             let value = pair[1].map(|(vs, ve)| data[vs..ve].to_vec());
             put(state, &data[ks..ke], value)?;

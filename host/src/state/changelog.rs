@@ -20,6 +20,8 @@ use crate::sinks::KafkaSink;
 
 /// Changelog records applied to a store per write while restoring.
 const RESTORE_CHUNK: usize = 20_000;
+/// A restore that reads nothing for this long has reached the committed end of its changelog.
+const RESTORE_IDLE: Duration = Duration::from_secs(5);
 
 impl Stores {
     /// Writes the batch's pending changes of `store` to the changelog through `producer`,
@@ -46,7 +48,11 @@ impl Stores {
 
 /// Creates the changelog topic if it is missing (compacted, with as many partitions as the
 /// pipeline's inputs have), or checks that it has enough partitions.
-pub(crate) async fn ensure_topic(kafka: &KafkaConfig, topic: &str, inputs: &[String]) -> Result<()> {
+pub(crate) async fn ensure_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    inputs: &[String],
+) -> Result<()> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &kafka.bootstrap_servers);
     for (k, v) in &kafka.properties {
@@ -98,7 +104,11 @@ pub(crate) async fn ensure_topic(kafka: &KafkaConfig, topic: &str, inputs: &[Str
             );
         }
     }
-    tracing::info!(topic, partitions = needed, "created the state changelog topic");
+    tracing::info!(
+        topic,
+        partitions = needed,
+        "created the state changelog topic"
+    );
     Ok(())
 }
 
@@ -117,7 +127,10 @@ pub(crate) fn restore(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        .set("isolation.level", "read_committed");
+        .set("isolation.level", "read_committed")
+        // librdkafka wants a group for a consumer even when it only assigns: this one never
+        // joins or commits. Named after the changelog, so it lies in the same tenant's space.
+        .set("group.id", format!("{topic}-restore"));
     for (k, v) in kafka.properties.iter().chain(&kafka.consumer) {
         if k != "group.id" {
             config.set(k, v);
@@ -143,9 +156,25 @@ pub(crate) fn restore(
     let mut read = 0u64;
     let mut last_report = Instant::now();
     let mut next = low;
+    let mut last_progress = Instant::now();
     while next < high {
+        if last_progress.elapsed() > RESTORE_IDLE {
+            // What is left is not readable as committed: transaction markers the position
+            // did not move past, or a zombie's open transaction, which cannot commit any more
+            // (its group generation is fenced) and is aborted at its timeout.
+            tracing::warn!(
+                topic,
+                partition,
+                at = next,
+                end = high,
+                "nothing more to read from the changelog for {} s; its tail is uncommitted, so the restore ends here",
+                RESTORE_IDLE.as_secs()
+            );
+            break;
+        }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                last_progress = Instant::now();
                 next = m.offset() + 1;
                 read += 1;
                 let Some((t, internal)) = m.key().and_then(keys::split_changelog_key) else {
@@ -165,11 +194,12 @@ pub(crate) fn restore(
             None => {
                 // Transaction markers and aborted records move the position without a message.
                 if let Ok(pos) = consumer.position()
-                    && let Some(Offset::Offset(o)) = pos
-                        .find_partition(topic, partition)
-                        .map(|e| e.offset())
+                    && let Some(Offset::Offset(o)) =
+                        pos.find_partition(topic, partition).map(|e| e.offset())
+                    && o > next
                 {
-                    next = next.max(o);
+                    next = o;
+                    last_progress = Instant::now();
                 }
             }
         }

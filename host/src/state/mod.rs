@@ -24,8 +24,8 @@ use anyhow::Result;
 
 pub use call::CallState;
 pub(crate) use call::{EVENT_TIME, PROCESSING_TIME, take_due};
-pub use store::{PartitionStore, Quota, StateLimitHit};
 pub(crate) use store::Shared;
+pub use store::{PartitionStore, Quota, StateLimitHit};
 
 use crate::offsets::TopicPartition;
 
@@ -43,9 +43,7 @@ pub(crate) struct StateMeters {
 
 impl StateMeters {
     pub(crate) fn new(pipeline: &str, tenant: &str) -> Self {
-        let l = |op: &'static str| {
-            metrics::counter!("sluice_state_operations_total", "pipeline" => pipeline.to_string(), "tenant" => tenant.to_string(), "op" => op)
-        };
+        let l = |op: &'static str| metrics::counter!("sluice_state_operations_total", "pipeline" => pipeline.to_string(), "tenant" => tenant.to_string(), "op" => op);
         StateMeters {
             reads: l("read"),
             writes: l("write"),
@@ -148,7 +146,7 @@ impl Stores {
 
     /// The store of `tp`, restored from the changelog first if it is not open. `None` when the
     /// partition is not assigned to this process (a batch read before a revoke).
-    pub(crate) fn partition(&self, tp: &TopicPartition) -> Result<Option<Arc<PartitionStore>>> {
+    pub fn partition(&self, tp: &TopicPartition) -> Result<Option<Arc<PartitionStore>>> {
         if let Some(store) = self.open.lock().expect("stores lock").get(tp) {
             return Ok(Some(store.clone()));
         }
@@ -203,6 +201,33 @@ impl Stores {
     }
 }
 
+/// Restores partition `partition` of input `topic`'s store from `changelog` on the brokers at
+/// `bootstrap` into a fresh in-memory store, as an assignment does; returns the changelog
+/// records read and the store (for the restore benchmark).
+pub fn restore_in_memory(
+    bootstrap: &str,
+    changelog: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<(u64, Arc<PartitionStore>)> {
+    let stores = Stores::ephemeral("restore", 0);
+    let store = PartitionStore::open(topic.into(), partition, None, stores.shared.clone())?;
+    let kafka = crate::config::KafkaConfig {
+        bootstrap_servers: bootstrap.to_string(),
+        properties: Default::default(),
+        consumer: Default::default(),
+        producer: Default::default(),
+    };
+    let read = changelog::restore(&kafka, changelog, &store, &stores.shared.meters)?;
+    Ok((read, store))
+}
+
+/// The changelog key of plugin `plugin`'s `key` in input `topic`'s store (to write a changelog
+/// for the restore benchmark).
+pub fn changelog_key(topic: &str, plugin: &str, key: &[u8]) -> Vec<u8> {
+    keys::changelog_key(topic, &keys::state_key(plugin, key))
+}
+
 /// A topic name as a file name.
 fn sanitize(topic: &str) -> String {
     topic
@@ -215,4 +240,83 @@ fn sanitize(topic: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Arc<PartitionStore> {
+        let stores = Stores::ephemeral("p", 0);
+        stores
+            .partition(&("t".into(), 0))
+            .unwrap()
+            .expect("every partition is assigned")
+    }
+
+    #[test]
+    fn a_call_that_fails_changes_nothing_and_one_that_returns_is_applied_once() {
+        let store = store();
+        let mut call = CallState::new(store.clone(), "plugin".into());
+        call.put(b"a", Some(b"1".to_vec())).unwrap();
+        assert_eq!(call.get(b"a").unwrap(), Some(b"1".to_vec()));
+        call.finish(false);
+        let mut call = CallState::new(store.clone(), "plugin".into());
+        assert_eq!(
+            call.get(b"a").unwrap(),
+            None,
+            "a trapped call's write is dropped"
+        );
+        call.put(b"a", Some(b"2".to_vec())).unwrap();
+        call.put(b"b", Some(b"3".to_vec())).unwrap();
+        call.finish(true);
+        // Another plugin of the chain has its own keys.
+        let mut other = CallState::new(store.clone(), "other".into());
+        assert_eq!(other.get(b"a").unwrap(), None);
+        other.finish(true);
+        store.apply_pending().unwrap();
+        assert_eq!(store.value_of("plugin", b"a").unwrap(), Some(b"2".to_vec()));
+        let mut call = CallState::new(store.clone(), "plugin".into());
+        call.put(b"a", None).unwrap();
+        call.put(b"ab", Some(b"4".to_vec())).unwrap();
+        let scanned = call.scan(b"a", None, 10).unwrap();
+        assert_eq!(
+            scanned,
+            vec![(b"ab".to_vec(), b"4".to_vec())],
+            "overlay over the store"
+        );
+        call.finish(true);
+        store.discard_pending();
+        assert_eq!(store.value_of("plugin", b"a").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn a_write_over_the_limit_fails_and_deletes_make_room() {
+        let stores = Stores::new(StoresConfig {
+            pipeline: "p".into(),
+            tenant: String::new(),
+            dir: None,
+            changelog: String::new(),
+            kafka: None,
+            max_bytes: 100,
+            quota: None,
+            lateness_ms: 0,
+        });
+        let store = stores.partition(&("t".into(), 0)).unwrap().unwrap();
+        let mut call = CallState::new(store.clone(), "p".into());
+        call.put(b"k", Some(vec![0; 80])).unwrap();
+        let err = call.put(b"j", Some(vec![0; 80])).unwrap_err();
+        assert!(err.downcast_ref::<StateLimitHit>().is_some(), "{err:#}");
+        // Overwriting a value with a smaller one, or deleting, is always allowed.
+        call.put(b"k", None).unwrap();
+        call.put(b"j", Some(vec![0; 80])).unwrap();
+        call.finish(true);
+        store.apply_pending().unwrap();
+        let mut call = CallState::new(store.clone(), "p".into());
+        assert!(
+            call.put(b"x", Some(vec![0; 80])).is_err(),
+            "the limit counts committed state"
+        );
+        call.finish(false);
+    }
 }

@@ -244,7 +244,7 @@ impl PartitionStore {
     }
 
     /// Applies the batch's pending changes to the store.
-    pub(crate) fn apply_pending(&self) -> Result<()> {
+    pub fn apply_pending(&self) -> Result<()> {
         let mut inner = self.lock();
         if inner.pending.is_empty() {
             return Ok(());
@@ -311,9 +311,10 @@ impl PartitionStore {
         let mut inner = self.lock();
         if ts > inner.pending_max_ts {
             inner.pending_max_ts = ts;
-            inner
-                .pending
-                .insert(keys::MAX_TIMESTAMP.to_vec(), Some(ts.to_be_bytes().to_vec()));
+            inner.pending.insert(
+                keys::MAX_TIMESTAMP.to_vec(),
+                Some(ts.to_be_bytes().to_vec()),
+            );
         }
     }
 

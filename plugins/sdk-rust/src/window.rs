@@ -235,7 +235,10 @@ impl<A: Aggregate> Sessions<A> {
         self.values.remove(timer.key);
         Some(Fired {
             key: key.to_vec(),
-            window: Window { start, end: end + 1 },
+            window: Window {
+                start,
+                end: end + 1,
+            },
             value,
         })
     }

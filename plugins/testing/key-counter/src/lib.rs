@@ -81,7 +81,9 @@ impl StatefulTransform for KeyCounter {
         {
             out.record()
                 .key(Some(&fired.key))
-                .value(Some(format!("{},{}", fired.window.start, fired.value).as_bytes()))
+                .value(Some(
+                    format!("{},{}", fired.window.start, fired.value).as_bytes(),
+                ))
                 .timestamp(fired.window.end - 1)
                 .emit();
         }
