@@ -87,8 +87,8 @@ fn restore(c: &mut Criterion) {
         let key = changelog_key("in", "counter", format!("user-{i:07}").as_bytes());
         let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to("bench-state")
             .partition(0)
-            .key(&key)
-            .payload(&value);
+            .key(key.as_slice())
+            .payload(&value[..]);
         loop {
             match producer.send(r) {
                 Ok(()) => break,

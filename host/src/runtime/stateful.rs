@@ -76,7 +76,7 @@ impl wit_state::Host for PluginState {
     }
 
     fn get_many(&mut self, data: Vec<u8>, keys: Vec<u32>) -> wasmtime::Result<(Vec<u8>, Vec<u32>)> {
-        if keys.len() % 2 != 0 {
+        if !keys.len().is_multiple_of(2) {
             return Err(wasmtime::Error::msg(
                 "state.get-many: `keys` must hold 2 words per key",
             ));
@@ -102,7 +102,7 @@ impl wit_state::Host for PluginState {
     }
 
     fn put_many(&mut self, data: Vec<u8>, entries: Vec<u32>) -> wasmtime::Result<()> {
-        if entries.len() % 4 != 0 {
+        if !entries.len().is_multiple_of(4) {
             return Err(wasmtime::Error::msg(
                 "state.put-many: `entries` must hold 4 words per entry",
             ));
