@@ -74,7 +74,7 @@ pub struct Limits {
     /// about 8 s). A CPU-time limit backs it.
     #[serde(default = "default_compile_timeout_ms")]
     pub compile_timeout_ms: u64,
-    /// Most bytes of keys and values a stateful plugin's partition store may hold (all the
+    /// Most bytes of keys and values one partition's state store may hold (all the
     /// pipeline's stateful plugins together); a write beyond it fails its input with
     /// `limit:state` (default 1073741824).
     #[serde(default = "default_max_state_bytes")]
