@@ -1,10 +1,10 @@
 //! Keyed state (issue 15): a per-key count plugin at batch 1000 (100 keys, so every `get` after
 //! the first batch is a cache hit) with its counts in the host's state — get + put per record, the
 //! batch's changes applied to the store — beside the same plugin counting in its own memory; and
-//! restoring a store from a changelog of 200,000 records on the mock cluster.
+//! restoring a store from a changelog of 100,000 records on the mock cluster.
 //!
 //! `cargo bench -p sluice --bench state`; ns/record = time / 1000 for `count/*`, records/s =
-//! 200,000 / time for `restore`.
+//! 100,000 / time for `restore`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -23,7 +23,7 @@ use sluice_abi::InputBatch;
 
 const BATCH: usize = 1000;
 const KEYS: usize = 100;
-const RESTORE_RECORDS: usize = 200_000;
+const RESTORE_RECORDS: usize = 100_000;
 
 fn batch() -> InputBatch {
     let mut b = InputBatch::default();
@@ -103,7 +103,7 @@ fn restore(c: &mut Criterion) {
     let mut group = c.benchmark_group("restore");
     group.sample_size(10);
     group.throughput(Throughput::Elements(RESTORE_RECORDS as u64));
-    group.bench_function("200k-changelog-records", |b| {
+    group.bench_function("100k-changelog-records", |b| {
         b.iter(|| {
             let (read, store) =
                 restore_in_memory(&kafka.bootstrap(), "bench-state", "in", 0).unwrap();

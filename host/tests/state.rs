@@ -267,3 +267,63 @@ fn windows_count_records_within_lateness_and_dead_letter_later_ones() {
     assert_eq!(dlq[0].value_str(), "1100");
     assert_eq!(dlq[0].header("sluice.error.reason"), Some("late"));
 }
+
+/// `bytes` with a custom section appended: the same plugin as a new version (another hash).
+fn new_version(bytes: &[u8]) -> Vec<u8> {
+    let name = b"sluice-test-version";
+    let payload = b"2";
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push((1 + name.len() + payload.len()) as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn a_hot_swap_mid_stream_keeps_the_counts() {
+    let kafka = Kafka::new(1);
+    for (topic, partitions) in [("in", PARTITIONS), ("out", PARTITIONS), ("dlq", 1)] {
+        kafka.topic(topic, partitions);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read(common::plugin("key_counter")).unwrap();
+    let path = dir.path().join("counter.wasm");
+    std::fs::write(&path, &original).unwrap();
+    // The new version runs on probation beside the old one (a shadow on the same state): only
+    // the changes of the version that serves a batch may count.
+    let config = CONFIG
+        .replace("DELIVERY", "exactly-once")
+        .replace("{plugin:key_counter}", &path.display().to_string())
+        + "[pipeline.reload]\nprobation_records = 200\n";
+    let config = write_config(dir.path(), &config, &kafka.bootstrap());
+    let mut sent = HashMap::new();
+    produce_keys(&kafka, 300, &mut sent);
+    let host = HostProcess::start(&config, "a");
+    wait_for_outputs(&kafka, 300);
+    let swapped = new_version(&original);
+    let tmp = dir.path().join("counter.wasm.tmp");
+    std::fs::write(&tmp, &swapped).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let version = sluice::testing::runtime::content_version(&swapped);
+    // Records until the new version has served some.
+    let mut served = false;
+    for _ in 0..20 {
+        produce_keys(&kafka, 100, &mut sent);
+        let outputs = read_all(&kafka, &sent);
+        if outputs.iter().any(|r| {
+            r.header("sluice.version")
+                .is_some_and(|v| v.contains(&version))
+        }) {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "the new version never served a batch");
+    produce_keys(&kafka, 300, &mut sent);
+    let outputs = read_all(&kafka, &sent);
+    assert!(host.terminate().success());
+    assert_eq!(outputs.len() as u64, sent.values().sum::<u64>());
+    assert_exact(&outputs, &sent);
+}

@@ -62,8 +62,9 @@ use bindings::sluice::plugin::state as host_state;
 ///
 /// [`on_timer`]: StatefulTransform::on_timer
 pub trait StatefulTransform: Sized + 'static {
-    /// Builds the plugin from its config table; may read state to check its format (an `Err`
-    /// refuses the config, for example state written by a version it cannot read).
+    /// Builds the plugin from its config table (an `Err` refuses the config). `init` runs before
+    /// any partition is assigned, so it cannot read state: check state written by an older
+    /// version when reading it (see [`StateValue::decode`]).
     fn init(config: &Config) -> Result<Self, String>;
 
     /// Transforms one record, reading and writing state of the record's partition.
@@ -77,23 +78,84 @@ pub trait StatefulTransform: Sized + 'static {
     }
 }
 
+// A write-back cache for the length of one call: a key is read from the host at most once per
+// call and every write is sent in one `put-many` when the call ends, so a plugin that gets and puts
+// per record crosses the boundary once per distinct key, not twice per record. The host applies
+// the writes only if the call returns, as it would have applied them one by one; a trap drops the
+// cache with the instance.
+thread_local! {
+    static CACHE: std::cell::RefCell<CallCache> = std::cell::RefCell::new(CallCache::default());
+}
+
+#[derive(Default)]
+struct CallCache {
+    read: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
+    dirty: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+/// Sends the call's writes to the host (done by the SDK when `process` or `on-timer` ends, and
+/// before a scan); the host applies them when the call returns.
+pub fn flush() {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.dirty.is_empty() {
+            return;
+        }
+        let mut data = Vec::new();
+        let mut words = Vec::with_capacity(c.dirty.len() * 4);
+        for (k, v) in &c.dirty {
+            words.extend([data.len() as u32, k.len() as u32]);
+            data.extend_from_slice(k);
+            match v {
+                Some(v) => {
+                    words.extend([data.len() as u32, v.len() as u32]);
+                    data.extend_from_slice(v);
+                }
+                None => words.extend([0, sluice_abi::NONE]),
+            }
+        }
+        host_state::put_many(&data, &words);
+        let dirty = std::mem::take(&mut c.dirty);
+        c.read.extend(dirty);
+    })
+}
+
+/// Ends a call: flushes its writes and forgets what it read (another call may see other state).
+pub(crate) fn end_call() {
+    flush();
+    CACHE.with(|c| c.borrow_mut().read.clear());
+}
+
 /// The value stored under `key`, if any.
 pub fn get(key: &[u8]) -> Option<Vec<u8>> {
-    host_state::get(key)
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(v) = c.dirty.get(key).or_else(|| c.read.get(key)) {
+            return v.clone();
+        }
+        let v = host_state::get(key);
+        c.read.insert(key.to_vec(), v.clone());
+        v
+    })
 }
 
 /// Stores `value` under `key`. Past the state limit the host fails the record with `limit:state`.
 pub fn put(key: &[u8], value: &[u8]) {
-    host_state::put(key, value)
+    CACHE.with(|c| {
+        c.borrow_mut()
+            .dirty
+            .insert(key.to_vec(), Some(value.to_vec()))
+    });
 }
 
 /// Removes `key`.
 pub fn delete(key: &[u8]) {
-    host_state::delete(key)
+    CACHE.with(|c| c.borrow_mut().dirty.insert(key.to_vec(), None));
 }
 
 /// Up to `limit` entries whose keys start with `prefix`, in ascending key order, after `after`.
 pub fn scan(prefix: &[u8], after: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+    flush();
     host_state::scan(prefix, after, limit)
 }
 
@@ -241,6 +303,7 @@ pub fn __process<T: StatefulTransform>(
     };
     let out =
         crate::timers::with_instance::<T, _>(|plugin| crate::timers::run_records(plugin, &input));
+    end_call();
     crate::timers::to_wit(out)
 }
 

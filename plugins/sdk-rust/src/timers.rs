@@ -151,5 +151,6 @@ pub fn __on_timer<T: StatefulTransform>(
     fired: host_timers::FiredTimers,
 ) -> crate::bindings::sluice::plugin::types::OutputBatch {
     let out = with_instance::<T, _>(|plugin| run_timers(plugin, &fired.data, &fired.timers));
+    crate::state::end_call();
     to_wit(out)
 }
