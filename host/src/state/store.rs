@@ -21,6 +21,8 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use super::keys;
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+/// Committed changes kept in memory before they are written to the file in one redb commit.
+const FLUSH_CHANGES: usize = 20_000;
 
 /// Changes by internal key: `None` deletes.
 pub(crate) type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -90,6 +92,9 @@ pub struct PartitionStore {
 
 pub(crate) struct Inner {
     db: Database,
+    /// Committed changes not yet written to the file: a redb commit costs far more than a
+    /// batch's worth of map inserts, so the file is written once this many changes gather.
+    unflushed: Changes,
     cache: HashMap<Vec<u8>, Option<Vec<u8>>>,
     cached_bytes: usize,
     pub(crate) pending: Changes,
@@ -144,6 +149,7 @@ impl PartitionStore {
             shared,
             inner: Mutex::new(Inner {
                 db,
+                unflushed: Changes::new(),
                 cache: HashMap::new(),
                 cached_bytes: 0,
                 pending: Changes::new(),
@@ -252,16 +258,16 @@ impl PartitionStore {
         let pending = std::mem::take(&mut inner.pending);
         let delta = std::mem::take(&mut inner.pending_delta);
         inner.max_ts = inner.pending_max_ts;
-        inner.write(&pending)?;
+        inner.unflushed.extend(pending);
+        if inner.unflushed.len() >= FLUSH_CHANGES {
+            let unflushed = std::mem::take(&mut inner.unflushed);
+            inner.write(&unflushed)?;
+        }
         inner.bytes = (inner.bytes as i64 + delta).max(0) as u64;
         if let Some(q) = &self.shared.quota {
             q.add(delta);
         }
         self.shared.meters.bytes.set(inner.bytes as f64);
-        let cap = self.shared.cache_bytes;
-        for (k, v) in pending {
-            inner.remember(k, v, cap);
-        }
         Ok(())
     }
 
@@ -335,7 +341,7 @@ impl PartitionStore {
         let in_range = |k: &Vec<u8>| k.starts_with(prefix);
         // The newer layers' changes in range, newest winning.
         let mut newer: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
-        for layer in [&inner.pending, overlay] {
+        for layer in [&inner.unflushed, &inner.pending, overlay] {
             for (k, v) in layer
                 .range::<Vec<u8>, _>((lower.clone(), Bound::Unbounded))
                 .take_while(|(k, _)| in_range(k))
@@ -403,6 +409,9 @@ impl Inner {
         if let Some(v) = self.pending.get(key) {
             return Ok(v.clone());
         }
+        if let Some(v) = self.unflushed.get(key) {
+            return Ok(v.clone());
+        }
         if let Some(v) = self.cache.get(key) {
             return Ok(v.clone());
         }
@@ -417,6 +426,9 @@ impl Inner {
     }
 
     fn committed(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.unflushed.get(key) {
+            return Ok(v.clone());
+        }
         if let Some(v) = self.cache.get(key) {
             return Ok(v.clone());
         }

@@ -126,6 +126,25 @@ pub(crate) fn end_call() {
     CACHE.with(|c| c.borrow_mut().read.clear());
 }
 
+/// Calls `f` with the value under `key` (borrowed from the call's cache: no copy).
+fn with_value<R>(key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(v) = c.dirty.get(key).or_else(|| c.read.get(key)) {
+            return f(v.as_deref());
+        }
+        let v = host_state::get(key);
+        let r = f(v.as_deref());
+        c.read.insert(key.to_vec(), v);
+        r
+    })
+}
+
+/// Stores an owned key and value (no copies).
+fn put_owned(key: Vec<u8>, value: Option<Vec<u8>>) {
+    CACHE.with(|c| c.borrow_mut().dirty.insert(key, value));
+}
+
 /// The value stored under `key`, if any.
 pub fn get(key: &[u8]) -> Option<Vec<u8>> {
     CACHE.with(|c| {
@@ -254,24 +273,24 @@ impl<T: StateValue> Value<T> {
 
     /// The value of `key` (`None` when absent or not decodable).
     pub fn get(&self, key: &[u8]) -> Option<T> {
-        get(&self.key(key)).and_then(|b| T::decode(&b))
+        with_value(&self.key(key), |b| b.and_then(T::decode))
     }
 
     /// Sets the value of `key`.
     pub fn set(&self, key: &[u8], value: &T) {
-        put(&self.key(key), &value.encode())
+        put_owned(self.key(key), Some(value.encode()))
     }
 
     /// Removes the value of `key`.
     pub fn remove(&self, key: &[u8]) {
-        delete(&self.key(key))
+        put_owned(self.key(key), None)
     }
 
     /// Replaces the value of `key` with `f(old)` and returns it.
     pub fn update(&self, key: &[u8], f: impl FnOnce(Option<T>) -> T) -> T {
         let k = self.key(key);
-        let new = f(get(&k).and_then(|b| T::decode(&b)));
-        put(&k, &new.encode());
+        let new = f(with_value(&k, |b| b.and_then(T::decode)));
+        put_owned(k, Some(new.encode()));
         new
     }
 
