@@ -27,7 +27,8 @@ use std::sync::Arc;
 use sluice_abi::{InputBatch, NONE, OutputBatch, OutputRecord};
 
 use crate::runtime::limits::over_output_limits;
-use crate::runtime::{CallFailure, LoadError, Plugin, PluginInstance, Reason};
+use crate::runtime::{CallFailure, FiredTimers, LoadError, Plugin, PluginInstance, Reason};
+use crate::state::PartitionStore;
 
 /// The rejection of one input record of a batch.
 #[derive(Clone, Debug)]
@@ -58,6 +59,8 @@ pub struct StateFailure {
 pub struct Chain {
     plugins: Vec<Arc<Plugin>>,
     instances: Vec<Option<PluginInstance>>,
+    /// The state store of the partition being processed, for stateful plugins.
+    partition: Option<Arc<PartitionStore>>,
 }
 
 /// Outputs of one successful plugin call, covering inputs from `first_input` on.
@@ -104,6 +107,34 @@ pub struct Emitted<'a> {
 }
 
 impl ChainOutput {
+    /// Re-indexes an output computed on the `kept` inputs of a batch of `total` inputs, the
+    /// others failed by `rejected`.
+    fn remap(mut self, kept: &[u32], total: usize, rejected: Vec<Failure>) -> ChainOutput {
+        self.origin = Some(match self.origin.take() {
+            None => kept.to_vec(),
+            Some(o) => o.iter().map(|i| kept[*i as usize]).collect(),
+        });
+        let mut failed = vec![false; total];
+        for (i, f) in self.failed.iter().enumerate() {
+            failed[kept[i] as usize] = *f;
+        }
+        for f in &rejected {
+            failed[f.input as usize] = true;
+        }
+        self.failed = failed;
+        for f in &mut self.failures {
+            f.input = kept[f.input as usize];
+        }
+        self.failures.extend(rejected);
+        self.failures.sort_by_key(|f| f.input);
+        for s in &mut self.state_failures {
+            for i in &mut s.inputs {
+                *i = kept[*i as usize];
+            }
+        }
+        self
+    }
+
     /// True when input `input` was rejected.
     pub fn is_failed(&self, input: u32) -> bool {
         self.failed[input as usize]
@@ -154,7 +185,62 @@ impl Chain {
     /// A chain over validated plugins; instances are created on first use.
     pub fn new(plugins: Vec<Arc<Plugin>>) -> Self {
         let instances = plugins.iter().map(|_| None).collect();
-        Chain { plugins, instances }
+        Chain {
+            plugins,
+            instances,
+            partition: None,
+        }
+    }
+
+    /// Sets the state store the stateful plugins' calls act on (the batch's partition's).
+    pub fn set_partition(&mut self, partition: Option<Arc<PartitionStore>>) {
+        self.partition = partition;
+    }
+
+    /// As [`Chain::process`], with the inputs of `rejected` failed before the chain (late
+    /// records): the plugins never see them.
+    pub fn process_without(
+        &mut self,
+        batch: &mut InputBatch,
+        rejected: Vec<Failure>,
+    ) -> Result<ChainOutput, LoadError> {
+        if rejected.is_empty() {
+            return self.process(batch);
+        }
+        let total = batch.len();
+        let mut skip = vec![false; total];
+        for f in &rejected {
+            skip[f.input as usize] = true;
+        }
+        let kept: Vec<u32> = (0..total as u32).filter(|i| !skip[*i as usize]).collect();
+        let mut filtered = InputBatch::default();
+        for &i in &kept {
+            let r = batch.record(i as usize);
+            let topic = filtered.topic_index(r.topic);
+            filtered.push(
+                r.key,
+                r.value,
+                r.headers.iter(),
+                r.timestamp,
+                topic,
+                r.partition,
+                r.offset,
+            );
+        }
+        let out = self.process(&mut filtered)?;
+        Ok(out.remap(&kept, total, rejected))
+    }
+
+    /// Hands `fired` timers to stateful plugin `k`'s `on-timer`, and its outputs through the
+    /// plugins after it. `pseudo` holds one record per timer (its key, no value, headers naming
+    /// it): what a rejected timer is dead-lettered as.
+    pub fn process_timers(
+        &mut self,
+        k: usize,
+        fired: &FiredTimers,
+        pseudo: &mut InputBatch,
+    ) -> Result<ChainOutput, LoadError> {
+        self.run(pseudo, k, Some(fired))
     }
 
     /// The plugins, in chain order.
@@ -170,6 +256,15 @@ impl Chain {
     /// Runs `batch` through every plugin. `Err` only when an instance cannot be created at all,
     /// which stops the pipeline: the batch is then not acknowledged.
     pub fn process(&mut self, batch: &mut InputBatch) -> Result<ChainOutput, LoadError> {
+        self.run(batch, 0, None)
+    }
+
+    fn run(
+        &mut self,
+        batch: &mut InputBatch,
+        first: usize,
+        timers: Option<&FiredTimers>,
+    ) -> Result<ChainOutput, LoadError> {
         let inputs = batch.len();
         let mut failed = vec![false; inputs];
         let mut failures = Vec::new();
@@ -179,12 +274,15 @@ impl Chain {
         let mut state_failures = Vec::new();
         let mut next_batch: Option<InputBatch> = None;
         let last = self.plugins.len() - 1;
-        for k in 0..=last {
+        for k in first..=last {
             let stage_input = match next_batch.as_mut() {
                 Some(next) => next,
                 None => &mut *batch,
             };
-            let stage = self.run_stage(k, stage_input)?;
+            let stage = match timers {
+                Some(fired) if k == first => self.run_timer_stage(k, fired)?,
+                _ => self.run_stage(k, stage_input)?,
+            };
             for (range, failure) in stage.state_failures {
                 let plugin = &self.plugins[k];
                 let records = range.len();
@@ -259,6 +357,77 @@ impl Chain {
         Ok(stage)
     }
 
+    /// Calls plugin `k`'s `on-timer` with every fired timer; on a trap, with each timer alone on
+    /// fresh instances, so that only the timers that fail are rejected.
+    fn run_timer_stage(&mut self, k: usize, fired: &FiredTimers) -> Result<Stage, LoadError> {
+        let mut stage = Stage {
+            pieces: Vec::new(),
+            failures: Vec::new(),
+            isolated: 0,
+            state_failures: Vec::new(),
+        };
+        let n = fired.timers.len() / 5;
+        if n == 0 {
+            return Ok(stage);
+        }
+        let mut calls: Vec<(u32, FiredTimers)> = vec![(0, fired.clone())];
+        let mut alone = false;
+        while let Some((first, timers)) = calls.pop() {
+            let instance = match &mut self.instances[k] {
+                Some(instance) => instance,
+                slot => slot.insert(self.plugins[k].instantiate()?),
+            };
+            match instance.on_timer(&timers, self.partition.as_ref()) {
+                Ok(out) => {
+                    for (input, message) in over_output_limits(&out, self.plugins[k].limits()) {
+                        stage.failures.push((
+                            first + input,
+                            CallFailure {
+                                reason: Reason::Output,
+                                message,
+                            },
+                        ));
+                    }
+                    for e in &out.errors {
+                        stage.failures.push((
+                            first + e.input,
+                            CallFailure {
+                                reason: Reason::PluginError,
+                                message: e.message.clone(),
+                            },
+                        ));
+                    }
+                    stage.pieces.push(Piece {
+                        first_input: first,
+                        out,
+                    });
+                }
+                Err(failure) => {
+                    self.instances[k] = None;
+                    if alone {
+                        stage.failures.push((first, failure));
+                        continue;
+                    }
+                    alone = true;
+                    for i in (0..n).rev() {
+                        let w = &fired.timers[i * 5..i * 5 + 5];
+                        let key = &fired.data[w[0] as usize..(w[0] + w[1]) as usize];
+                        calls.push((
+                            i as u32,
+                            FiredTimers {
+                                data: key.to_vec(),
+                                timers: vec![0, w[1], w[2], w[3], w[4]],
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        stage.pieces.sort_by_key(|p| p.first_input);
+        stage.failures.sort_by_key(|f| f.0);
+        Ok(stage)
+    }
+
     /// Calls plugin `k` on `range` of `batch`; on a trap, bisects on fresh instances.
     fn call_range(
         &mut self,
@@ -272,10 +441,11 @@ impl Chain {
             Some(instance) => instance,
             slot => slot.insert(self.plugins[k].instantiate()?),
         };
+        let state = self.partition.as_ref();
         let result = if range.len() == batch.len() {
-            instance.process(batch)
+            instance.process_with_state(batch, state)
         } else {
-            instance.process(&mut slice(batch, range.clone()))
+            instance.process_with_state(&mut slice(batch, range.clone()), state)
         };
         match result {
             Ok(out) => {

@@ -48,6 +48,12 @@ reasons! {
     Output => "limit:output",
     /// The record was routed to an output the pipeline does not declare.
     UndeclaredOutput => "undeclared-output",
+    /// A stateful plugin's write would bring its partition's state over `limits.max_state_bytes`
+    /// or the tenant over its `max_state_bytes`.
+    StateLimit => "limit:state",
+    /// The record's timestamp is behind its partition's watermark (the largest timestamp seen
+    /// minus `state.allowed_lateness_ms`) in a stateful pipeline.
+    Late => "late",
 }
 
 /// A failure reason a sink defines, e.g. `row:rejected` or `sink:too-large`.

@@ -24,6 +24,7 @@ pub(crate) mod runtime;
 pub(crate) mod scaffold;
 pub(crate) mod sinks;
 pub(crate) mod source;
+pub(crate) mod state;
 pub(crate) mod telemetry;
 pub(crate) mod wire;
 
@@ -56,6 +57,10 @@ pub mod testing {
             Compiler, ComponentCache, LoadError, MAX_WASI_RESOURCES, Plugin, PluginSpec, Reason,
             Runtime, content_version,
         };
+    }
+    /// Keyed state of stateful plugins.
+    pub mod state {
+        pub use crate::state::{PartitionStore, Stores, changelog_key, restore_in_memory};
     }
     /// Sinks.
     pub mod sinks {

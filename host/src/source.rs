@@ -47,6 +47,8 @@ pub struct SourceContext {
     /// Exactly-once into Kafka: held (shared) by every worker from its ownership check to its
     /// transaction's end, so a revoke waits for the transactions in flight.
     transactions: Option<Arc<RwLock<()>>>,
+    /// A stateful pipeline's stores: closed on revoke, restored after an assignment.
+    state: Option<Arc<crate::state::Stores>>,
 }
 
 /// Where a replay starts.
@@ -94,6 +96,17 @@ impl ClientContext for SourceContext {
     }
 }
 
+impl SourceContext {
+    /// Closes the state stores of revoked partitions (after their last transaction ended).
+    fn close_stores(&self, tpl: &TopicPartitionList) {
+        if let Some(state) = &self.state {
+            for e in tpl.elements() {
+                state.revoked(&(e.topic().into(), e.partition()));
+            }
+        }
+    }
+}
+
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
@@ -116,8 +129,10 @@ impl ConsumerContext for SourceContext {
                 // end: once revoked, no transaction of ours may commit for these partitions, and
                 // workers see the revoke before starting another.
                 drop(transactions.write().expect("transactions lock"));
+                self.close_stores(tpl);
                 return;
             }
+            self.close_stores(tpl);
             if commit.count() > 0
                 && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
             {
@@ -129,6 +144,9 @@ impl ConsumerContext for SourceContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             for e in tpl.elements() {
+                if let Some(state) = &self.state {
+                    state.assigned(&(e.topic().into(), e.partition()));
+                }
                 self.tracker.assign((e.topic().into(), e.partition()));
             }
             if self.paused.load(Ordering::Acquire)
@@ -167,6 +185,7 @@ pub fn connect(
     tracker: Arc<OffsetTracker>,
     paused: Arc<AtomicBool>,
     transactions: Option<Arc<RwLock<()>>>,
+    state: Option<Arc<crate::state::Stores>>,
 ) -> Result<Arc<SourceConsumer>> {
     let mut config = ClientConfig::new();
     config
@@ -191,6 +210,7 @@ pub fn connect(
         tracker,
         paused,
         transactions,
+        state,
     };
     let consumer: SourceConsumer = config.create_with_context(context).with_context(|| {
         format!(

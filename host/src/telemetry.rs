@@ -49,6 +49,30 @@ fn describe() {
         "Input records sent to the dead-letter topic, by pipeline and reason (limit:* are limit hits)."
     );
     describe_counter!("sluice_batches_total", "Batches processed, by pipeline.");
+    describe_counter!(
+        "sluice_state_operations_total",
+        "State operations of stateful plugins (op = read: get, scan; write: put, delete, timer register/cancel), by pipeline."
+    );
+    describe_counter!(
+        "sluice_state_written_bytes_total",
+        "Bytes of keys and values written to state by stateful plugins, by pipeline."
+    );
+    describe_gauge!(
+        "sluice_state_bytes",
+        "Bytes of keys and values in the last state store of the pipeline to commit a batch, by pipeline."
+    );
+    describe_counter!(
+        "sluice_state_changelog_records_total",
+        "State changes written to the pipeline's changelog topic, by pipeline."
+    );
+    describe_counter!(
+        "sluice_state_restored_records_total",
+        "Changelog records applied while restoring state stores on assignment, by pipeline."
+    );
+    describe_histogram!(
+        "sluice_state_restore_seconds",
+        "Time to restore one partition's state store from its changelog, by pipeline."
+    );
     describe_histogram!("sluice_batch_size", "Records per batch, by pipeline.");
     describe_histogram!(
         "sluice_plugin_call_seconds",

@@ -100,6 +100,10 @@ pub struct RuntimeConfig {
     /// again (default 60 s).
     #[serde(default = "default_stall_timeout_ms")]
     pub stall_timeout_ms: u64,
+    /// Where the state stores of stateful pipelines keep their files (default: `sluice-state`
+    /// in the system's temporary directory). Each process uses its own subdirectory, and a
+    /// store is rebuilt from its changelog whenever its partition is assigned.
+    pub state_dir: Option<PathBuf>,
     /// This process's name among the members of its groups (default: `$SLUICE_INSTANCE_ID`,
     /// else the host name). Exactly-once pipelines derive their transactional ids from it, so every
     /// process needs its own, and a restarted process should keep its own: it then aborts what its
@@ -115,6 +119,7 @@ impl Default for RuntimeConfig {
             reload_debounce_ms: default_reload_debounce_ms(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
             stall_timeout_ms: default_stall_timeout_ms(),
+            state_dir: None,
             instance_id: None,
         }
     }
@@ -161,6 +166,9 @@ pub struct TenantConfig {
     pub max_records_per_second: Option<u64>,
     /// Bearer token for the admin API on this tenant's pipelines only.
     pub admin_token: Option<String>,
+    /// Bytes of keys and values the tenant's stateful pipelines may keep in this process's state
+    /// stores together; a write beyond it fails its input with `limit:state` (default: no quota).
+    pub max_state_bytes: Option<u64>,
 }
 
 /// One pipeline: inputs, a plugin chain, named outputs and an error policy.
@@ -205,6 +213,24 @@ pub struct PipelineConfig {
     /// The delivery guarantee, `at-least-once` (default) or `exactly-once`.
     #[serde(default)]
     pub delivery: Delivery,
+    /// Keyed state and timers of stateful plugins.
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// Keyed state and timers of a pipeline's stateful plugins (issue 15).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// The compacted topic every change of state is written to, partitioned like the inputs and
+    /// created if missing (default `<group_id>-<pipeline name>-state`; in a tenant's pipeline it
+    /// must lie in the tenant's topic space).
+    pub changelog_topic: Option<String>,
+    /// How far the watermark stays behind the largest record timestamp seen in a partition; a
+    /// record older than the watermark goes to the dead-letter topic with reason `late`
+    /// (default 0).
+    #[serde(default)]
+    pub allowed_lateness_ms: u64,
 }
 
 /// How a hot-swapped plugin version is put on probation.

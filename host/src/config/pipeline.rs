@@ -41,6 +41,15 @@ impl PipelineConfig {
         format!("sluice-{}", self.name)
     }
 
+    /// The pipeline's state changelog topic: `state.changelog_topic`, else
+    /// `<group_id>-<name>-state`.
+    pub fn changelog_topic(&self) -> String {
+        self.state
+            .changelog_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-state", self.group_id(), self.name))
+    }
+
     /// The most plugin memory the pipeline's instances can use at once.
     pub fn reserved_memory_mb(&self) -> u64 {
         let probation = if self.reload.probation_records > 0 {
@@ -109,6 +118,18 @@ impl PipelineConfig {
                     format!("`{dlq}` is also an input: rejected records would be consumed again"),
                 ));
             }
+        }
+        if let Some(t) = &self.state.changelog_topic
+            && (t.trim().is_empty()
+                || self.inputs.contains(t)
+                || Some(t) == self.dead_letter_topic.as_ref())
+        {
+            return Err((
+                "state.changelog_topic".into(),
+                format!(
+                    "`{t}` must be a topic of its own (not empty, not an input or the dead-letter topic)"
+                ),
+            ));
         }
         if !(1..=100_000).contains(&self.batch.max_records) {
             return Err(("batch.max_records".into(), "expected 1 to 100000".into()));

@@ -126,6 +126,12 @@ impl Config {
                     p.dead_letter_topic
                         .iter()
                         .map(|t| ("dead_letter_topic".to_string(), t)),
+                )
+                .chain(
+                    p.state
+                        .changelog_topic
+                        .iter()
+                        .map(|t| ("state.changelog_topic".to_string(), t)),
                 );
             if let Some(group) = &p.group_id
                 && !tenant

@@ -16,7 +16,9 @@ use crate::source::Batch;
 use super::worker::{WorkerContext, require_dead_letter_topic};
 use super::*;
 
-/// Runs one batch through the chain and the router, then sends its outputs and dead letters.
+/// Runs one batch through the chain and the router, then sends its outputs and dead letters;
+/// in a stateful pipeline also fires the timers that are due and writes the state changes to
+/// the changelog.
 pub(crate) fn process_batch(
     ctx: &WorkerContext,
     worker: &mut Worker,
@@ -24,8 +26,72 @@ pub(crate) fn process_batch(
     producer: &KafkaSink,
     batch: &mut Batch,
 ) -> Result<()> {
-    let (mut out, label) = worker.process(&ctx.router, &mut batch.input)?;
-    let input = &batch.input;
+    let store = worker.partition.clone();
+    let late = match (&store, &ctx.state) {
+        (Some(store), Some(stores)) => {
+            // Each attempt starts from the committed state.
+            store.discard_pending();
+            super::timers::late_records(store, stores, &batch.input)
+        }
+        _ => Vec::new(),
+    };
+    let (out, label) = worker.process(&ctx.router, &mut batch.input, late)?;
+    deliver(
+        ctx,
+        worker,
+        writers,
+        producer,
+        batch,
+        &batch.input,
+        out,
+        &label,
+        true,
+    )?;
+    let (Some(store), Some(stores)) = (store, &ctx.state) else {
+        return Ok(());
+    };
+    let max_ts = batch.input.iter().filter_map(|r| r.timestamp).max();
+    if let Some(ts) = max_ts {
+        store.observe_timestamp(ts);
+    }
+    for k in 0..worker.chain.plugins().len() {
+        if !worker.chain.plugins()[k].is_stateful() {
+            continue;
+        }
+        let name = worker.chain.plugins()[k].name.clone();
+        let Some((fired, mut pseudo)) =
+            super::timers::due_timers(&store, stores, &name, &batch.input)?
+        else {
+            continue;
+        };
+        let out = worker.fire_timers(&ctx.router, k, &fired, &mut pseudo)?;
+        deliver(
+            ctx, worker, writers, producer, batch, &pseudo, out, &label, false,
+        )?;
+    }
+    stores.write_changelog(producer, &store, &batch.ticket);
+    if ctx.transactions.is_none() {
+        // At-least-once: the changes count from now on; the changelog records are acknowledged
+        // before the batch's offsets commit (on the same ticket).
+        store.apply_pending()?;
+    }
+    Ok(())
+}
+
+/// Sends the routed outputs and dead letters of `out` (made from `input`, the batch's records or
+/// its fired timers) through the sinks.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+    writers: &mut [Box<dyn SinkWriter>],
+    producer: &KafkaSink,
+    batch: &Batch,
+    input: &sluice_abi::InputBatch,
+    mut out: crate::chain::ChainOutput,
+    label: &str,
+    records: bool,
+) -> Result<()> {
     let version = Header {
         name: HEADER_VERSION,
         value: Some(label.as_bytes()),
@@ -38,8 +104,10 @@ pub(crate) fn process_batch(
         .clone();
     let tp: TopicPartition = (batch.topic.clone(), batch.partition);
     let stopping = || ctx.stopping();
-    for failure in ctx.refused_earlier(batch, &last_plugin) {
-        out.fail(failure);
+    if records {
+        for failure in ctx.refused_earlier(batch, &last_plugin) {
+            out.fail(failure);
+        }
     }
     // Every sink screens the batch before anything is written: an input that one of them cannot
     // take (too large, not a row) goes to the dead-letter topic whole and sends nothing anywhere.
@@ -78,7 +146,7 @@ pub(crate) fn process_batch(
     };
     for (i, writer) in writers.iter_mut().enumerate() {
         // Exactly-once into a sink that stores offsets: they go into its transaction.
-        let stamp = (ctx.offsets_sink == Some(i)).then(|| Stamp {
+        let stamp = (ctx.offsets_sink == Some(i) && records).then(|| Stamp {
             tp: tp.clone(),
             first_offset: input.record(0).offset,
             next_offset: batch.ticket.next_offset(),
@@ -120,18 +188,19 @@ pub(crate) fn process_batch(
     }
     let stats = &ctx.stats;
     let total_sent: u64 = sent.iter().sum();
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats
-        .records_in
-        .fetch_add(input.len() as u64, Ordering::Relaxed);
+    let inputs = if records { input.len() as u64 } else { 0 };
+    stats.batches.fetch_add(records as u64, Ordering::Relaxed);
+    stats.records_in.fetch_add(inputs, Ordering::Relaxed);
     stats.records_out.fetch_add(total_sent, Ordering::Relaxed);
     stats
         .dead_lettered
         .fetch_add(out.failures.len() as u64, Ordering::Relaxed);
     let m = &ctx.metrics;
-    m.batches.increment(1);
-    m.records_in.increment(input.len() as u64);
-    m.batch_size.record(input.len() as f64);
+    if records {
+        m.batches.increment(1);
+        m.records_in.increment(input.len() as u64);
+        m.batch_size.record(input.len() as f64);
+    }
     for (counter, n) in m.records_out.iter().zip(&sent) {
         if *n > 0 {
             counter.increment(*n);

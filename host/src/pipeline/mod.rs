@@ -9,6 +9,7 @@ mod delivery;
 mod meters;
 mod stalls;
 mod status;
+mod timers;
 mod worker;
 
 pub use status::{HostStats, PipelineStats, PipelineStatus};
@@ -59,6 +60,10 @@ pub(crate) struct Prepared {
     pub(crate) stats: Arc<PipelineStats>,
     pub(crate) status: Arc<PipelineStatus>,
     pub(crate) rate: Option<Arc<RateLimit>>,
+    /// Where this process keeps the pipeline's state stores, if its plugins are stateful.
+    pub(crate) state_dir: std::path::PathBuf,
+    /// The tenant's state quota, shared with its other pipelines.
+    pub(crate) quota: Option<Arc<crate::state::Quota>>,
 }
 
 /// Loads every plugin and creates the producer: everything that can fail before a record is read.
@@ -79,6 +84,28 @@ impl Host {
             .iter()
             .filter_map(|t| Some((t.name.as_str(), RateLimit::new(t.max_records_per_second?))))
             .collect();
+        let quotas: std::collections::HashMap<&str, Arc<crate::state::Quota>> = config
+            .tenants
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.name.as_str(),
+                    crate::state::Quota::new(&t.name, t.max_state_bytes?),
+                ))
+            })
+            .collect();
+        // Each process keeps its own files: stores are rebuilt from the changelog on
+        // assignment, so nothing there is shared or reused across runs.
+        let state_root = config
+            .runtime
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("sluice-state"))
+            .join(format!(
+                "{}-{}",
+                config.runtime.instance_id(),
+                std::process::id()
+            ));
         let mut pipelines = Vec::new();
         let mut load_errors = Vec::new();
         for pipeline in &config.pipelines {
@@ -123,8 +150,11 @@ impl Host {
                     control: Mutex::new(None),
                     progress: Arc::default(),
                     stalls: Mutex::new(Vec::new()),
+                    stores: Mutex::new(None),
                 }),
                 rate: tenant_rates.get(tenant.as_str()).cloned(),
+                state_dir: state_root.join(&pipeline.name),
+                quota: quotas.get(tenant.as_str()).cloned(),
                 config: pipeline.clone(),
             });
         }
@@ -271,8 +301,35 @@ pub(crate) async fn run_pipeline(
         stats,
         status,
         rate,
+        state_dir,
+        quota,
     } = prepared;
     let live = live.context("the pipeline's plugins were not loaded")?;
+    let stores = if live.current().plugins.iter().any(|p| p.is_stateful()) {
+        if pipeline.delivery == Delivery::ExactlyOnce && !pipeline.kafka_transactions() {
+            bail!(
+                "a stateful pipeline under exactly-once needs Kafka outputs only: its state \
+                 changelog commits in the Kafka transaction with the outputs and offsets, which a \
+                 database sink's own transaction cannot join. Use at-least-once, or Kafka outputs"
+            );
+        }
+        let changelog = pipeline.changelog_topic();
+        crate::state::changelog::ensure_topic(&kafka, &changelog, &pipeline.inputs).await?;
+        let stores = crate::state::Stores::new(crate::state::StoresConfig {
+            pipeline: pipeline.name.clone(),
+            tenant: status.tenant.clone(),
+            dir: Some(state_dir),
+            changelog,
+            kafka: Some(kafka.clone()),
+            max_bytes: pipeline.limits.max_state_bytes,
+            quota,
+            lateness_ms: pipeline.state.allowed_lateness_ms.min(i64::MAX as u64) as i64,
+        });
+        *status.stores.lock().expect("stores lock") = Some(stores.clone());
+        Some(stores)
+    } else {
+        None
+    };
     let tracker = status.tracker.clone();
     let router = pipeline.router();
     // Sinks connect (tables are checked, files opened) before the group is joined, so a wrong
@@ -310,6 +367,7 @@ pub(crate) async fn run_pipeline(
         tracker.clone(),
         status.paused.clone(),
         gate.clone(),
+        stores.clone(),
     )?;
     let (control, control_rx) = mpsc::unbounded_channel();
     *status.control.lock().expect("control lock") = Some(control.clone());
@@ -328,6 +386,7 @@ pub(crate) async fn run_pipeline(
         progress: status.progress.clone(),
         refused: Mutex::default(),
         control: control.clone(),
+        state: stores.clone(),
         transactions: gate.map(|gate| Transactions {
             gate,
             consumer: consumer.clone(),
@@ -433,6 +492,9 @@ pub(crate) async fn run_pipeline(
             drain_timeout.as_millis()
         )
     })?;
+    if let Some(stores) = status.stores.lock().expect("stores lock").take() {
+        stores.close_all();
+    }
     source_result?;
     if let Some(failure) = ctx.failure.lock().expect("failure lock").take() {
         bail!(failure);

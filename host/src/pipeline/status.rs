@@ -47,9 +47,26 @@ pub struct PipelineStatus {
     pub(crate) progress: Arc<Progress>,
     /// Stalled partitions and why, as last found by the stall watch (empty: all moving).
     pub(crate) stalls: Mutex<Vec<String>>,
+    /// A stateful pipeline's stores, while it runs.
+    pub(crate) stores: Mutex<Option<Arc<crate::state::Stores>>>,
 }
 
 impl PipelineStatus {
+    /// What stateful plugin `plugin` keeps under `key`, in every partition store this process
+    /// holds (for `GET /api/pipelines/NAME/state?key=`); empty when the pipeline is not stateful
+    /// or not running.
+    pub fn state_value(
+        &self,
+        plugin: &str,
+        key: &[u8],
+    ) -> anyhow::Result<Vec<(crate::offsets::TopicPartition, Vec<u8>)>> {
+        let stores = self.stores.lock().expect("stores lock").clone();
+        match stores {
+            Some(stores) => stores.value_of(plugin, key),
+            None => Ok(Vec::new()),
+        }
+    }
+
     pub(crate) fn set(&self, state: impl Into<String>) {
         *self.state.lock().expect("state lock") = state.into();
     }

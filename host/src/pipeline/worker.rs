@@ -46,6 +46,8 @@ pub(crate) struct WorkerContext {
     pub(crate) control: mpsc::UnboundedSender<source::Control>,
     /// Exactly-once into Kafka: what the workers' transactions need.
     pub(crate) transactions: Option<Transactions>,
+    /// A stateful pipeline's stores.
+    pub(crate) state: Option<Arc<crate::state::Stores>>,
 }
 
 impl WorkerContext {
@@ -151,6 +153,8 @@ pub(crate) struct Worker {
     pub(crate) chain: Chain,
     /// The previous version's chain, while the live one is on probation.
     pub(crate) fallback: Option<Chain>,
+    /// The state store of the batch's partition (stateful pipelines).
+    pub(crate) partition: Option<Arc<crate::state::PartitionStore>>,
 }
 
 impl Worker {
@@ -161,6 +165,7 @@ impl Worker {
             fallback: None,
             version,
             live,
+            partition: None,
         }
     }
 
@@ -183,8 +188,10 @@ impl Worker {
         &mut self,
         router: &Router,
         input: &mut InputBatch,
+        rejected: Vec<Failure>,
     ) -> Result<(ChainOutput, Arc<str>)> {
-        let mut out = self.chain.process(input)?;
+        self.chain.set_partition(self.partition.clone());
+        let mut out = self.chain.process_without(input, rejected.clone())?;
         router.fail_unroutable(
             &mut out,
             self.chain.plugins().last().expect("a chain has plugins"),
@@ -196,7 +203,11 @@ impl Worker {
         let fallback = self
             .fallback
             .get_or_insert_with(|| Chain::new(previous.plugins.clone()));
-        let mut old = fallback.process(input)?;
+        fallback.set_partition(self.partition.clone());
+        // The shadow starts from the same state: the changes of whichever version serves the
+        // batch are kept, the other's dropped.
+        let new_changes = self.partition.as_ref().map(|p| p.take_pending());
+        let mut old = fallback.process_without(input, rejected)?;
         router.fail_unroutable(
             &mut old,
             fallback.plugins().last().expect("a chain has plugins"),
@@ -207,6 +218,8 @@ impl Worker {
         if comparison.regressions() > 0 {
             out = old;
             label = previous.label.clone();
+        } else if let (Some(p), Some(changes)) = (&self.partition, new_changes) {
+            p.put_pending(changes);
         }
         if self
             .live
@@ -216,6 +229,26 @@ impl Worker {
             self.fallback = None;
         }
         Ok((out, label))
+    }
+}
+
+impl Worker {
+    /// Hands timers fired for stateful plugin `k` to its `on-timer` (the live version only: a
+    /// version on probation is not shadowed on timers).
+    pub(crate) fn fire_timers(
+        &mut self,
+        router: &Router,
+        k: usize,
+        fired: &crate::runtime::FiredTimers,
+        pseudo: &mut InputBatch,
+    ) -> Result<ChainOutput> {
+        self.chain.set_partition(self.partition.clone());
+        let mut out = self.chain.process_timers(k, fired, pseudo)?;
+        router.fail_unroutable(
+            &mut out,
+            self.chain.plugins().last().expect("a chain has plugins"),
+        );
+        Ok(out)
     }
 }
 
@@ -245,6 +278,27 @@ pub(crate) fn worker_loop(
         ctx.progress
             .start(me, (batch.topic.clone(), batch.partition));
         worker.refresh();
+        if let Some(stores) = &ctx.state {
+            // The partition's store, restored from the changelog before its first batch.
+            let tp = (batch.topic.clone(), batch.partition);
+            match stores.partition(&tp) {
+                Ok(Some(store)) => worker.partition = Some(store),
+                Ok(None) => {
+                    // Revoked since it was read: the new owner processes it.
+                    batch.ticket.done();
+                    ctx.progress.finish(me);
+                    continue;
+                }
+                Err(e) => {
+                    ctx.fail(format!(
+                        "restoring the state of {}[{}] from changelog `{}`: {e:#}",
+                        tp.0, tp.1, stores.changelog
+                    ));
+                    ctx.progress.finish(me);
+                    continue;
+                }
+            }
+        }
         let Some(txn) = &ctx.transactions else {
             let outcome = retry_plugin_start(ctx, || {
                 process_batch(ctx, &mut worker, &mut writers, &sink, &mut batch)
@@ -255,6 +309,10 @@ pub(crate) fn worker_loop(
                 Ok(None) => {}
                 Err(e) => ctx.fail(format!("{e:#}")),
             }
+            if let Some(store) = worker.partition.take() {
+                // Applied by the batch step when it went through; dropped otherwise.
+                store.discard_pending();
+            }
             ctx.progress.finish(me);
             continue;
         };
@@ -263,7 +321,21 @@ pub(crate) fn worker_loop(
         });
         batch.ticket.done();
         ctx.progress.finish(me);
-        match outcome.map(|o| o.unwrap_or(TxnOutcome::Committed)) {
+        let outcome = outcome.map(|o| o.unwrap_or(TxnOutcome::Committed));
+        if let Some(store) = worker.partition.take() {
+            // The batch's state changes are the store's only once its transaction committed.
+            if matches!(outcome, Ok(TxnOutcome::Committed)) {
+                if let Err(e) = store.apply_pending() {
+                    ctx.fail(format!(
+                        "applying committed state changes of {}[{}]: {e:#}",
+                        store.topic, store.partition
+                    ));
+                }
+            } else {
+                store.discard_pending();
+            }
+        }
+        match outcome {
             Ok(TxnOutcome::Committed) => aborts = 0,
             Ok(TxnOutcome::Aborted) => {
                 // Abort after abort (a broker down): back off before the next try.

@@ -19,7 +19,10 @@ use super::limits::{
     EPOCH_TICK, Limits, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES,
     MAX_WASI_RESOURCES,
 };
+use super::stateful_bindings::sluice::plugin::timers as wit_timers;
+use super::stateful_bindings::{StatefulTransform, StatefulTransformPre};
 use super::{CallFailure, GuestLog, Level, LoadError, LogBudget, Reason, blocking};
+use crate::state::{CallState, PartitionStore};
 
 /// A loaded and validated plugin; instances are created from it cheaply.
 pub struct Plugin {
@@ -31,7 +34,9 @@ pub struct Plugin {
     pub path: PathBuf,
     pub(super) config: Vec<(String, String)>,
     pub(super) limits: Limits,
-    pub(super) pre: TransformPre<PluginState>,
+    pub(super) pre: PluginPre,
+    /// Imports Sluice's state or timers: it runs with its partition's store.
+    pub(super) stateful: bool,
     pub(super) engine: Engine,
     pub(super) enforce_limits: bool,
     pub(super) call_seconds: metrics::Histogram,
@@ -49,7 +54,24 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
+/// A validated component of either world.
+pub(super) enum PluginPre {
+    Plain(TransformPre<PluginState>),
+    Stateful(StatefulTransformPre<PluginState>),
+}
+
+/// An instance's exports, by world.
+enum Bindings {
+    Plain(Transform),
+    Stateful(StatefulTransform),
+}
+
 impl Plugin {
+    /// True for a plugin of the `stateful-transform` world (it imports state or timers).
+    pub fn is_stateful(&self) -> bool {
+        self.stateful
+    }
+
     /// A fresh instance with its own store, initialised with the plugin's config.
     pub fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, LoadError> {
         let log = GuestLog::new(self.log_budget.clone());
@@ -76,6 +98,7 @@ impl Plugin {
             log,
             deadline: None,
             json: Default::default(),
+            state: None,
         };
         let mut store = Store::new(&self.engine, state);
         if self.enforce_limits {
@@ -88,13 +111,18 @@ impl Plugin {
             failure,
         };
         self.set_deadline(&mut store);
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| init_failed(classify(e, store.data())))?;
+        let bindings = match &self.pre {
+            PluginPre::Plain(pre) => pre.instantiate(&mut store).map(Bindings::Plain),
+            PluginPre::Stateful(pre) => pre.instantiate(&mut store).map(Bindings::Stateful),
+        }
+        .map_err(|e| init_failed(classify(e, store.data())))?;
         self.set_deadline(&mut store);
         self.refuel(&mut store);
-        match bindings.call_init(&mut store, &self.config) {
+        let init = match &bindings {
+            Bindings::Plain(b) => b.call_init(&mut store, &self.config),
+            Bindings::Stateful(b) => b.call_init(&mut store, &self.config),
+        };
+        match init {
             Ok(Ok(())) => Ok(PluginInstance {
                 store,
                 bindings,
@@ -139,14 +167,78 @@ impl Plugin {
 /// One instance of a plugin, reused across batches until it traps.
 pub struct PluginInstance {
     store: Store<PluginState>,
-    bindings: Transform,
+    bindings: Bindings,
     plugin: Arc<Plugin>,
 }
+
+/// Fired timers, as `on-timer` takes them (see `timers.fired-timers` in the WIT).
+pub type FiredTimers = wit_timers::FiredTimers;
 
 impl PluginInstance {
     /// Runs one batch. On `Err` the instance must be replaced (it may be poisoned). The batch's
     /// buffers are lent to the call and given back unchanged.
     pub fn process(&mut self, batch: &mut InputBatch) -> Result<OutputBatch, CallFailure> {
+        self.process_with_state(batch, None)
+    }
+
+    /// Runs a call of a stateful plugin with `store` (a plain plugin ignores it): the call's
+    /// changes join the store's pending ones only if it returns.
+    fn with_state<T>(
+        &mut self,
+        store: Option<&Arc<PartitionStore>>,
+        call: impl FnOnce(&mut Self) -> Result<T, CallFailure>,
+    ) -> Result<T, CallFailure> {
+        if !self.plugin.stateful {
+            return call(self);
+        }
+        self.store.data_mut().state =
+            store.map(|s| CallState::new(s.clone(), self.plugin.name.clone()));
+        let result = call(self);
+        if let Some(state) = self.store.data_mut().state.take() {
+            state.finish(result.is_ok());
+        }
+        result
+    }
+
+    /// Hands fired timers to the plugin's `on-timer`; the output batch's input index is the
+    /// timer's index. `Err` as for [`PluginInstance::process`].
+    pub fn on_timer(
+        &mut self,
+        fired: &FiredTimers,
+        store: Option<&Arc<PartitionStore>>,
+    ) -> Result<OutputBatch, CallFailure> {
+        let inputs = fired.timers.len() / 5;
+        self.with_state(store, |this| {
+            let Bindings::Stateful(bindings) = &this.bindings else {
+                return Err(CallFailure {
+                    reason: Reason::Trap,
+                    message: "the plugin has no on-timer export".into(),
+                });
+            };
+            this.plugin.set_deadline(&mut this.store);
+            this.plugin.refuel(&mut this.store);
+            this.store.data().log.start_call();
+            let started = Instant::now();
+            let result = bindings.call_on_timer(&mut this.store, fired);
+            this.plugin
+                .call_seconds
+                .record(started.elapsed().as_secs_f64());
+            let out = result.map_err(|e| classify(e, this.store.data()))?;
+            convert(out, inputs)
+        })
+    }
+
+    /// As [`PluginInstance::process`], with the batch partition's state `store` for a stateful
+    /// plugin.
+    pub fn process_with_state(
+        &mut self,
+        batch: &mut InputBatch,
+        store: Option<&Arc<PartitionStore>>,
+    ) -> Result<OutputBatch, CallFailure> {
+        self.with_state(store, |this| this.call_process(batch))
+    }
+
+    fn call_process(&mut self, batch: &mut InputBatch) -> Result<OutputBatch, CallFailure> {
         let inputs = batch.len();
         let wit_batch = wit::InputBatch {
             data: std::mem::take(&mut batch.data),
@@ -158,7 +250,10 @@ impl PluginInstance {
         self.plugin.refuel(&mut self.store);
         self.store.data().log.start_call();
         let started = Instant::now();
-        let result = self.bindings.call_process(&mut self.store, &wit_batch);
+        let result = match &self.bindings {
+            Bindings::Plain(b) => b.call_process(&mut self.store, &wit_batch),
+            Bindings::Stateful(b) => b.call_process(&mut self.store, &wit_batch),
+        };
         self.plugin
             .call_seconds
             .record(started.elapsed().as_secs_f64());
@@ -167,6 +262,13 @@ impl PluginInstance {
         batch.headers = wit_batch.headers;
         batch.topics = wit_batch.topics;
         let out = result.map_err(|e| classify(e, self.store.data()))?;
+        convert(out, inputs)
+    }
+}
+
+/// The WIT output batch as the ABI's, validated against `inputs` inputs.
+fn convert(out: wit::OutputBatch, inputs: usize) -> Result<OutputBatch, CallFailure> {
+    {
         let out = OutputBatch {
             data: out.data,
             records: out.records,
@@ -199,6 +301,8 @@ pub struct PluginState {
     pub(super) deadline: Option<Instant>,
     /// The `json` host calls' working state.
     pub(super) json: super::json::JsonState,
+    /// A stateful plugin's call: its partition's store and the call's changes.
+    pub(super) state: Option<CallState>,
 }
 
 impl PluginState {
@@ -336,7 +440,12 @@ fn classify(error: wasmtime::Error, state: &PluginState) -> CallFailure {
             message: hit.to_string(),
         };
     }
-    let reason = if state.memory.hit
+    let reason = if error
+        .downcast_ref::<crate::state::StateLimitHit>()
+        .is_some()
+    {
+        Reason::StateLimit
+    } else if state.memory.hit
         || error.downcast_ref::<MemoryLimitHit>().is_some()
         || table_full
         || over_count
@@ -351,6 +460,7 @@ fn classify(error: wasmtime::Error, state: &PluginState) -> CallFailure {
         }
     };
     let message = match reason {
+        Reason::StateLimit => error.to_string(),
         Reason::Deadline => match error.downcast_ref::<blocking::HostCallDeadline>() {
             Some(hit) => format!("{hit} (limits.timeout_ms)"),
             None => "the call ran past its deadline (limits.timeout_ms)".to_string(),

@@ -14,6 +14,8 @@
 //! | `limits.max_output_records` | output records of one input | 10000 | `limit:output` |
 //! | `limits.max_output_bytes` | output bytes of one input | 900000 | `limit:output` |
 //! | `limits.log_bytes_per_second` | the plugin's log bytes | 32768 B/s | dropped log bytes |
+//! | `limits.max_state_bytes` | keys and values of one partition's state store (stateful plugins) | 1 GiB | `limit:state` |
+//! | `tenants[N].max_state_bytes` | keys and values of a tenant's stores in one process | unlimited | `limit:state` |
 //! | `limits.compile_memory_mb` | address space of the compiler child | 2048 MB | load refused |
 //! | `limits.compile_timeout_ms` | wall-clock time of a compile | 60000 ms | load refused |
 //! | [`MAX_INSTANCES`], [`MAX_TABLES`], [`MAX_MEMORIES`] | core instances, tables, memories of a store | 100, 100, 16 | `limit:memory` |
@@ -26,6 +28,9 @@
 //! | `limits.memory_mb` (at most [`MAX_JSON_CALL_BYTES`]) | host memory of one `json` host call | 128 MB | `limit:memory` |
 //! | `limits.timeout_ms`, read every [`CHECK_WORK_UNITS`] | time of one `json` host call | 2000 ms | `limit:deadline` |
 //! | [`FALLBACK_BYTES_PER_BYTE`] | what serde_json's fallback is charged per document byte | 32 | `limit:memory` |
+//! | [`STATE_CACHE_BYTES`] | the read cache of one partition's state store | 64 MiB | emptied |
+//! | [`MAX_STATE_SCAN`] | entries one `state.scan` returns | 10000 | fewer entries |
+//! | [`MAX_TIMERS_PER_BATCH`] | timers of one plugin fired after one batch | 10000 | the rest fire after the next |
 //!
 //! A limit hit while an instance is created or runs `init` fails with `LoadError::InitFailed`
 //! and the same reason. Enforcement lives where the resource is used: the memory cap in the
@@ -72,6 +77,11 @@ pub struct Limits {
     /// about 8 s). A CPU-time limit backs it.
     #[serde(default = "default_compile_timeout_ms")]
     pub compile_timeout_ms: u64,
+    /// Most bytes of keys and values one partition's state store may hold (all the
+    /// pipeline's stateful plugins together); a write beyond it fails its input with
+    /// `limit:state` (default 1073741824).
+    #[serde(default = "default_max_state_bytes")]
+    pub max_state_bytes: u64,
 }
 
 impl Default for Limits {
@@ -85,10 +95,14 @@ impl Default for Limits {
             log_bytes_per_second: default_log_bytes_per_second(),
             compile_memory_mb: default_compile_memory_mb(),
             compile_timeout_ms: default_compile_timeout_ms(),
+            max_state_bytes: default_max_state_bytes(),
         }
     }
 }
 
+fn default_max_state_bytes() -> u64 {
+    1 << 30
+}
 fn default_compile_memory_mb() -> u64 {
     2048
 }
@@ -151,6 +165,9 @@ impl Limits {
         }
         if self.max_output_bytes == 0 {
             return Err(("max_output_bytes".into(), "expected at least 1".into()));
+        }
+        if self.max_state_bytes == 0 {
+            return Err(("max_state_bytes".into(), "expected at least 1".into()));
         }
         Ok(())
     }
@@ -248,3 +265,13 @@ pub const MAX_JSON_CALL_BYTES: u64 = 1 << 31;
 /// sure of (default 32, above what a `serde_json::Value` takes for the densest JSON, `[0,0,…]`).
 /// A fallback whose charge does not fit `limits.memory_mb` traps with `limit:memory`.
 pub const FALLBACK_BYTES_PER_BYTE: u64 = 32;
+
+/// Bytes of the read cache of one partition's state store (default 64 MiB): past it the cache is
+/// emptied and refills with what is read (no dead-letter reason).
+pub const STATE_CACHE_BYTES: usize = 64 << 20;
+/// Most entries one `state.scan` call returns (default 10000), whatever limit the plugin asks
+/// for: it pages on with `after` (no dead-letter reason).
+pub const MAX_STATE_SCAN: usize = 10_000;
+/// Most timers of one plugin fired after one batch (default 10000); the rest fire after the next
+/// batch (no dead-letter reason).
+pub const MAX_TIMERS_PER_BATCH: usize = 10_000;

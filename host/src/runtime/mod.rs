@@ -18,6 +18,7 @@ mod guest_log;
 mod instance;
 mod json;
 pub mod limits;
+mod stateful;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 pub use cache::ComponentCache;
 pub use compile::{Compiler, child_main as compile_child_main};
 pub use guest_log::{GuestLog, Level, LogBudget};
-pub use instance::{Plugin, PluginInstance, PluginState};
+pub use instance::{FiredTimers, Plugin, PluginInstance, PluginState};
 pub use limits::{EPOCH_TICK, Limits, MAX_WASI_RESOURCES};
 
 pub use crate::failure::Reason;
@@ -46,10 +47,31 @@ mod bindings {
     });
 }
 
-use bindings::{Transform, TransformPre};
+/// Host bindings of the `stateful-transform` world: its own `state` and `timers`, the rest
+/// shared with [`bindings`].
+mod stateful_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "stateful-transform",
+        imports: {
+            "sluice:plugin/state": trappable,
+            "sluice:plugin/timers": trappable,
+        },
+        with: {
+            "sluice:plugin/types": super::bindings::sluice::plugin::types,
+            "sluice:plugin/host": super::bindings::sluice::plugin::host,
+            "sluice:plugin/json": super::bindings::sluice::plugin::json,
+        },
+    });
+}
+
+use bindings::TransformPre;
+use stateful_bindings::{StatefulTransform, StatefulTransformPre};
 
 /// The world every plugin must implement.
 pub const WORLD: &str = "sluice:plugin/transform@0.2.0";
+/// The world of a plugin with keyed state and timers.
+pub const STATEFUL_WORLD: &str = "sluice:plugin/stateful-transform@0.2.0";
 
 /// The engines, linkers and component caches shared by every plugin of the host.
 pub struct Runtime {
@@ -74,7 +96,8 @@ impl EngineParts {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         blocking::bound_blocking_calls(&mut linker)?;
-        Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        // The stateful world's imports are a superset of the plain one's: one linker serves both.
+        StatefulTransform::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let cache = ComponentCache::new(cache_dir.to_path_buf(), &engine);
         Ok(EngineParts {
             engine,
@@ -290,7 +313,20 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let pre = TransformPre::new(pre).map_err(wrong_world)?;
+        let stateful = stateful::uses_state(&component, &parts.engine);
+        let pre = if stateful {
+            instance::PluginPre::Stateful(StatefulTransformPre::new(pre).map_err(|e| {
+                LoadError::WrongWorld {
+                    path: path.clone(),
+                    message: format!(
+                        "it imports Sluice's state or timers, so it must implement \
+                         {STATEFUL_WORLD} (export `on-timer` too): {e:#}"
+                    ),
+                }
+            })?)
+        } else {
+            instance::PluginPre::Plain(TransformPre::new(pre).map_err(wrong_world)?)
+        };
         let tag: Arc<str> = if spec.scope.is_empty() {
             spec.name.as_str().into()
         } else {
@@ -304,6 +340,7 @@ impl Runtime {
             config: spec.config.clone(),
             limits: spec.limits.clone(),
             pre,
+            stateful,
             engine: parts.engine.clone(),
             enforce_limits: self.enforce_limits,
             call_seconds: metrics::histogram!("sluice_plugin_call_seconds", "pipeline" => spec.scope.clone(), "plugin" => spec.name.clone()),

@@ -29,6 +29,7 @@ const PLUGINS: &[&str] = &[
     "hostile-runtime",
     "hostile-reload",
     "hostile-json",
+    "key-counter",
 ];
 
 /// The path of a plugin component (crate name with `_`), building every test plugin on first

@@ -54,6 +54,15 @@ pub mod bindings {
 
 use bindings::sluice::plugin::types;
 
+// Keyed state, timers and windows (issue 15): the `stateful-transform` world, behind a feature so
+// that a plain plugin's component never imports state.
+#[cfg(feature = "stateful")]
+pub mod state;
+#[cfg(feature = "stateful")]
+pub mod timers;
+#[cfg(feature = "stateful")]
+pub mod window;
+
 /// A transform plugin: created once per instance by [`Transform::init`], then called for every
 /// record in order.
 pub trait Transform: Sized + 'static {

@@ -387,6 +387,45 @@ impl KafkaSink {
         }
     }
 
+    /// Sends a state changelog record to `partition` of `topic` (a delete when `value` is
+    /// `None`), counted on `ticket`. Blocks while librdkafka's queue is full; a failure fails the
+    /// ticket, so the batch is not committed.
+    pub fn send_to_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: Option<&[u8]>,
+        ticket: &Arc<Ticket>,
+    ) {
+        let delivery = Box::new(Delivery {
+            ticket: ticket.clone(),
+            source_offset: None,
+        });
+        let mut base = BaseRecord::with_opaque_to(topic, delivery)
+            .partition(partition)
+            .key(key);
+        if let Some(value) = value {
+            base = base.payload(value);
+        }
+        ticket.add();
+        loop {
+            match self.producer.send(base) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    base = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((error, back)) => {
+                    back.delivery_opaque.ticket.fail_permanently(format!(
+                        "writing the state changelog `{topic}` [{partition}] failed: {error}"
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+
     /// Waits until every queued record is acknowledged, up to `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         self.producer

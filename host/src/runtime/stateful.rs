@@ -1,0 +1,165 @@
+//! The host side of the `state` and `timers` interfaces of the `stateful-transform` world: each
+//! call acts on the [`CallState`] the chain attached for the batch's partition (see
+//! `crate::state`). A stateful plugin called with no store attached traps with a message that
+//! says so.
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::instance::PluginState;
+use super::stateful_bindings::sluice::plugin::state as wit_state;
+use super::stateful_bindings::sluice::plugin::timers as wit_timers;
+use crate::state::{CallState, EVENT_TIME, PROCESSING_TIME};
+
+/// True when the component imports Sluice's `state` or `timers`, or exports `on-timer`: it is a
+/// stateful plugin, run with its partition's store.
+pub(super) fn uses_state(component: &Component, engine: &Engine) -> bool {
+    let ty = component.component_type();
+    let imports = ty.imports(engine).any(|(name, _)| {
+        name.starts_with("sluice:plugin/state@") || name.starts_with("sluice:plugin/timers@")
+    });
+    imports || ty.exports(engine).any(|(name, _)| name == "on-timer")
+}
+
+const NO_STORE: &str = "this stateful plugin was called without a state store (it runs in a \
+                        pipeline, or in `sluice test`, which give it one)";
+
+impl PluginState {
+    fn call_state(&mut self) -> wasmtime::Result<&mut CallState> {
+        self.state
+            .as_mut()
+            .ok_or_else(|| wasmtime::Error::msg(NO_STORE))
+    }
+}
+
+fn spans(data: &[u8], words: &[u32]) -> wasmtime::Result<Vec<Option<(usize, usize)>>> {
+    words
+        .chunks_exact(2)
+        .map(|w| {
+            if w[1] == sluice_abi::NONE {
+                return Ok(None);
+            }
+            let (start, len) = (w[0] as usize, w[1] as usize);
+            match start.checked_add(len) {
+                Some(end) if end <= data.len() => Ok(Some((start, end))),
+                _ => Err(wasmtime::Error::msg(format!(
+                    "state: span {start}+{len} is outside the {} bytes given",
+                    data.len()
+                ))),
+            }
+        })
+        .collect()
+}
+
+impl wit_state::Host for PluginState {
+    fn get(&mut self, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.call_state()?.get(&key).map_err(trap)
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
+        put(self.call_state()?, &key, Some(value))
+    }
+
+    fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
+        put(self.call_state()?, &key, None)
+    }
+
+    fn scan(
+        &mut self,
+        prefix: Vec<u8>,
+        after: Option<Vec<u8>>,
+        limit: u32,
+    ) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.call_state()?
+            .scan(&prefix, after.as_deref(), limit)
+            .map_err(trap)
+    }
+
+    fn get_many(&mut self, data: Vec<u8>, keys: Vec<u32>) -> wasmtime::Result<(Vec<u8>, Vec<u32>)> {
+        if !keys.len().is_multiple_of(2) {
+            return Err(wasmtime::Error::msg(
+                "state.get-many: `keys` must hold 2 words per key",
+            ));
+        }
+        let state = self.call_state()?;
+        let mut out = Vec::new();
+        let mut words = Vec::with_capacity(keys.len());
+        for span in spans(&data, &keys)? {
+            let Some((start, end)) = span else {
+                return Err(wasmtime::Error::msg(
+                    "state.get-many: a key must be present",
+                ));
+            };
+            match state.get(&data[start..end]).map_err(trap)? {
+                Some(v) => {
+                    words.extend([out.len() as u32, v.len() as u32]);
+                    out.extend_from_slice(&v);
+                }
+                None => words.extend([0, sluice_abi::NONE]),
+            }
+        }
+        Ok((out, words))
+    }
+
+    fn put_many(&mut self, data: Vec<u8>, entries: Vec<u32>) -> wasmtime::Result<()> {
+        if !entries.len().is_multiple_of(4) {
+            return Err(wasmtime::Error::msg(
+                "state.put-many: `entries` must hold 4 words per entry",
+            ));
+        }
+        let state = self.call_state()?;
+        let spans = spans(&data, &entries)?;
+        for pair in spans.chunks_exact(2) {
+            let Some((ks, ke)) = pair[0] else {
+                return Err(wasmtime::Error::msg(
+                    "state.put-many: a key must be present",
+                ));
+            };
+            let value = pair[1].map(|(vs, ve)| data[vs..ve].to_vec());
+            put(state, &data[ks..ke], value)?;
+        }
+        Ok(())
+    }
+}
+
+fn put(state: &mut CallState, key: &[u8], value: Option<Vec<u8>>) -> wasmtime::Result<()> {
+    state.put(key, value).map_err(trap)
+}
+
+/// A failed state operation as a trap; a limit hit stays recognisable (`limit:state`).
+fn trap(e: anyhow::Error) -> wasmtime::Error {
+    match e.downcast::<crate::state::StateLimitHit>() {
+        Ok(hit) => wasmtime::Error::new(hit),
+        Err(e) => wasmtime::Error::msg(format!("state store: {e:#}")),
+    }
+}
+
+fn domain(d: wit_timers::TimeDomain) -> u8 {
+    match d {
+        wit_timers::TimeDomain::EventTime => EVENT_TIME,
+        wit_timers::TimeDomain::ProcessingTime => PROCESSING_TIME,
+    }
+}
+
+impl wit_timers::Host for PluginState {
+    fn register(
+        &mut self,
+        d: wit_timers::TimeDomain,
+        key: Vec<u8>,
+        at: i64,
+    ) -> wasmtime::Result<()> {
+        self.call_state()?
+            .timer(domain(d), &key, at, true)
+            .map_err(trap)
+    }
+
+    fn cancel(&mut self, d: wit_timers::TimeDomain, key: Vec<u8>, at: i64) -> wasmtime::Result<()> {
+        self.call_state()?
+            .timer(domain(d), &key, at, false)
+            .map_err(trap)
+    }
+
+    fn watermark(&mut self) -> wasmtime::Result<i64> {
+        Ok(self.call_state()?.watermark())
+    }
+}

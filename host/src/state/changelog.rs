@@ -1,0 +1,222 @@
+//! The changelog topic: every change of a store, written with the batch that made it, and read
+//! back to restore a store when its partition is assigned.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::keys;
+use super::store::{Changes, PartitionStore};
+use super::{StateMeters, Stores};
+use crate::config::KafkaConfig;
+use crate::offsets::Ticket;
+use crate::sinks::KafkaSink;
+
+/// Changelog records applied to a store per write while restoring.
+const RESTORE_CHUNK: usize = 20_000;
+/// A restore that reads nothing for this long has reached the committed end of its changelog.
+const RESTORE_IDLE: Duration = Duration::from_secs(5);
+
+impl Stores {
+    /// Writes the batch's pending changes of `store` to the changelog through `producer`,
+    /// counted on the batch's `ticket` (so they commit in its transaction, or are acknowledged
+    /// before its offsets commit).
+    pub(crate) fn write_changelog(
+        &self,
+        producer: &KafkaSink,
+        store: &PartitionStore,
+        ticket: &Arc<Ticket>,
+    ) {
+        if self.kafka.is_none() {
+            return;
+        }
+        let mut n = 0u64;
+        store.for_each_pending(|internal, value| {
+            let key = keys::changelog_key(&store.topic, internal);
+            producer.send_to_partition(&self.changelog, store.partition, &key, value, ticket);
+            n += 1;
+        });
+        self.shared.meters.changelog_records.increment(n);
+    }
+}
+
+/// Creates the changelog topic if it is missing (compacted, with as many partitions as the
+/// pipeline's inputs have), or checks that it has enough partitions.
+pub(crate) async fn ensure_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    inputs: &[String],
+) -> Result<()> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.bootstrap_servers);
+    for (k, v) in &kafka.properties {
+        config.set(k, v);
+    }
+    let admin: AdminClient<_> = config
+        .create()
+        .context("creating a Kafka admin client for the state changelog")?;
+    let metadata_of = |t: &str| -> Result<Option<usize>> {
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(t), Duration::from_secs(10))
+            .with_context(|| format!("reading the metadata of topic `{t}`"))?;
+        Ok(md
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len()))
+    };
+    let mut needed = 1;
+    for input in inputs {
+        if let Some(n) = metadata_of(input)? {
+            needed = needed.max(n);
+        }
+    }
+    if let Some(have) = metadata_of(topic)? {
+        if have < needed {
+            bail!(
+                "the state changelog topic `{topic}` has {have} partitions but the pipeline's \
+                 inputs have {needed}: a changelog is partitioned like its input, so give it \
+                 {needed} partitions (or name another topic in state.changelog_topic)"
+            );
+        }
+        return Ok(());
+    }
+    let new = NewTopic::new(topic, needed as i32, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact");
+    let results = admin
+        .create_topics([&new], &AdminOptions::new())
+        .await
+        .with_context(|| format!("creating the state changelog topic `{topic}`"))?;
+    for r in results {
+        if let Err((t, code)) = r
+            && code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
+        {
+            bail!(
+                "cannot create the state changelog topic `{t}`: {code} (create it compacted \
+                 with {needed} partitions, or let the host's client create topics)"
+            );
+        }
+    }
+    tracing::info!(
+        topic,
+        partitions = needed,
+        "created the state changelog topic"
+    );
+    Ok(())
+}
+
+/// Restores `store` from its changelog partition, reading only committed records, up to the
+/// partition's end as it was when the restore began.
+pub(crate) fn restore(
+    kafka: &KafkaConfig,
+    topic: &str,
+    store: &PartitionStore,
+    meters: &StateMeters,
+) -> Result<u64> {
+    let started = Instant::now();
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("isolation.level", "read_committed")
+        // librdkafka wants a group for a consumer even when it only assigns: this one never
+        // joins or commits. Named after the changelog, so it lies in the same tenant's space.
+        .set("group.id", format!("{topic}-restore"));
+    for (k, v) in kafka.properties.iter().chain(&kafka.consumer) {
+        if k != "group.id" {
+            config.set(k, v);
+        }
+    }
+    let consumer: BaseConsumer = config
+        .create()
+        .context("creating the state restore consumer")?;
+    let partition = store.partition;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .with_context(|| format!("reading the end of changelog `{topic}` [{partition}]"))?;
+    if high <= low {
+        tracing::info!(topic, partition, "state store empty: nothing to restore");
+        return Ok(0);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let mine = store.topic.as_bytes();
+    let mut changes = Changes::new();
+    let mut applied = 0u64;
+    let mut read = 0u64;
+    let mut last_report = Instant::now();
+    let mut next = low;
+    let mut last_progress = Instant::now();
+    while next < high {
+        if last_progress.elapsed() > RESTORE_IDLE {
+            // What is left is not readable as committed: transaction markers the position
+            // did not move past, or a zombie's open transaction, which cannot commit any more
+            // (its group generation is fenced) and is aborted at its timeout.
+            tracing::warn!(
+                topic,
+                partition,
+                at = next,
+                end = high,
+                "nothing more to read from the changelog for {} s; its tail is uncommitted, so the restore ends here",
+                RESTORE_IDLE.as_secs()
+            );
+            break;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                next = m.offset() + 1;
+                read += 1;
+                let Some((t, internal)) = m.key().and_then(keys::split_changelog_key) else {
+                    continue;
+                };
+                if t != mine {
+                    continue;
+                }
+                changes.insert(internal.to_vec(), m.payload().map(<[u8]>::to_vec));
+                if changes.len() >= RESTORE_CHUNK {
+                    applied += changes.len() as u64;
+                    meters.restored.increment(changes.len() as u64);
+                    store.restore(&std::mem::take(&mut changes))?;
+                }
+            }
+            Some(Err(e)) => bail!("reading changelog `{topic}` [{partition}]: {e}"),
+            None => {
+                // Transaction markers and aborted records move the position without a message.
+                if let Ok(pos) = consumer.position()
+                    && let Some(Offset::Offset(o)) =
+                        pos.find_partition(topic, partition).map(|e| e.offset())
+                    && o > next
+                {
+                    next = o;
+                    last_progress = Instant::now();
+                }
+            }
+        }
+        if last_report.elapsed() > Duration::from_secs(2) {
+            last_report = Instant::now();
+            tracing::info!(topic, partition, read, of = high - low, "restoring state");
+        }
+    }
+    applied += changes.len() as u64;
+    meters.restored.increment(changes.len() as u64);
+    store.restore(&changes)?;
+    let elapsed = started.elapsed();
+    meters.restore_seconds.record(elapsed.as_secs_f64());
+    tracing::info!(
+        pipeline = %store.shared.pipeline, input = %store.topic, partition, changelog = topic,
+        records = read, applied, bytes = store.bytes(), elapsed_ms = elapsed.as_millis() as u64,
+        "state store restored"
+    );
+    Ok(read)
+}

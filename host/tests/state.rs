@@ -1,0 +1,329 @@
+//! Stateful pipelines (issue 15) with `sluice run` as separate processes against a mock cluster
+//! that outlives them; readers use `read_committed`.
+//!
+//! - A per-key counter under SIGKILL at several points: exactly-once, every count of every key
+//!   appears exactly once and the last equals the key's inputs; at-least-once, never below.
+//! - A partition moving between two processes mid-stream: the receiver restores and goes on
+//!   with exact counts.
+//! - A trap on one record: that record is dead-lettered and its state change discarded; the
+//!   other records' changes apply exactly once.
+//! - Tumbling windows: records within the allowed lateness count, later ones go to the
+//!   dead-letter topic with reason `late`, and each window's result is emitted once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{HostProcess, Kafka, Record, write_config};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+const PARTITIONS: i32 = 4;
+const KEYS: usize = 20;
+
+const CONFIG: &str = r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+consumer = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }
+[[pipeline]]
+name = "counter"
+inputs = ["in"]
+delivery = "DELIVERY"
+dead_letter_topic = "dlq"
+plugins = [{ path = "{plugin:key_counter}", config = { panic_on = "boom" } }]
+batch = { max_records = 50, linger_ms = 5 }
+commit_interval_ms = 100
+[pipeline.outputs.main]
+kafka_topic = "out"
+"#;
+
+fn setup(delivery: &str) -> (Kafka, tempfile::TempDir, std::path::PathBuf) {
+    let kafka = Kafka::new(1);
+    for (topic, partitions) in [("in", PARTITIONS), ("out", PARTITIONS), ("dlq", 1)] {
+        kafka.topic(topic, partitions);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &CONFIG.replace("DELIVERY", delivery),
+        &kafka.bootstrap(),
+    );
+    (kafka, dir, config)
+}
+
+fn producer(kafka: &Kafka) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap()
+}
+
+/// Produces `n` records round-robin over the keys (`value` = "v"), waits for them, and adds
+/// them to `sent`.
+fn produce_keys(kafka: &Kafka, n: usize, sent: &mut HashMap<String, u64>) {
+    let p = producer(kafka);
+    for i in 0..n {
+        let key = format!("k{}", i % KEYS);
+        *sent.entry(key.clone()).or_default() += 1;
+        let mut r: BaseRecord<'_, String, str> = BaseRecord::to("in").key(&key).payload("v");
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Counts per key as emitted: every value of every key, in order of reading.
+fn emitted(outputs: &[Record]) -> HashMap<String, Vec<u64>> {
+    let mut m: HashMap<String, Vec<u64>> = HashMap::new();
+    for r in outputs {
+        m.entry(r.key.clone().unwrap())
+            .or_default()
+            .push(r.value_str().parse().unwrap());
+    }
+    m
+}
+
+/// Reads until every key's largest count reaches what was sent.
+fn read_all(kafka: &Kafka, sent: &HashMap<String, u64>) -> Vec<Record> {
+    kafka.read_until(&["out"], Duration::from_secs(120), |r| {
+        let e = emitted(r);
+        sent.iter()
+            .all(|(k, n)| e.get(k).and_then(|v| v.iter().max()) >= Some(n))
+    })
+}
+
+fn wait_for_outputs(kafka: &Kafka, n: usize) {
+    let seen = kafka.read_until(&["out"], Duration::from_secs(120), |r| r.len() >= n);
+    assert!(seen.len() >= n, "only {} outputs within 120 s", seen.len());
+}
+
+/// Exactly-once: each key's counts are exactly 1..=n, each once.
+fn assert_exact(outputs: &[Record], sent: &HashMap<String, u64>) {
+    let e = emitted(outputs);
+    for (key, n) in sent {
+        let mut counts = e.get(key).cloned().unwrap_or_default();
+        counts.sort();
+        let expected: Vec<u64> = (1..=*n).collect();
+        assert_eq!(counts, expected, "counts of key {key}");
+    }
+}
+
+#[test]
+fn exactly_once_counts_survive_sigkill_at_several_points() {
+    let (kafka, _dir, config) = setup("exactly-once");
+    let mut sent = HashMap::new();
+    produce_keys(&kafka, 400, &mut sent);
+    let mut expected_outputs = 0;
+    for round in 0..3 {
+        let host = HostProcess::start(&config, "a");
+        expected_outputs += 150;
+        wait_for_outputs(&kafka, expected_outputs);
+        // More input while the host runs, then SIGKILL mid-stream.
+        produce_keys(&kafka, 200, &mut sent);
+        std::thread::sleep(Duration::from_millis(50 * round));
+        host.kill();
+    }
+    let host = HostProcess::start(&config, "a");
+    produce_keys(&kafka, 200, &mut sent);
+    let outputs = read_all(&kafka, &sent);
+    assert!(host.terminate().success(), "graceful stop exits 0");
+    let total: u64 = sent.values().sum();
+    assert_eq!(outputs.len() as u64, total, "one output per input");
+    assert_exact(&outputs, &sent);
+}
+
+#[test]
+fn at_least_once_counts_never_fall_below_the_inputs() {
+    let (kafka, _dir, config) = setup("at-least-once");
+    let mut sent = HashMap::new();
+    produce_keys(&kafka, 400, &mut sent);
+    for n in [150, 500] {
+        let host = HostProcess::start(&config, "a");
+        wait_for_outputs(&kafka, n);
+        produce_keys(&kafka, 200, &mut sent);
+        host.kill();
+    }
+    let host = HostProcess::start(&config, "a");
+    let outputs = read_all(&kafka, &sent);
+    assert!(host.terminate().success());
+    let e = emitted(&outputs);
+    for (key, n) in &sent {
+        let max = e[key].iter().max().copied().unwrap_or(0);
+        assert!(max >= *n, "key {key}: count {max} below its {n} inputs");
+        // No count is skipped: a restart re-applies, it never loses a change.
+        for c in 1..=*n {
+            assert!(e[key].contains(&c), "key {key}: count {c} never emitted");
+        }
+    }
+}
+
+#[test]
+fn a_partition_moving_to_another_process_keeps_exact_counts() {
+    let (kafka, _dir, config) = setup("exactly-once");
+    let mut sent = HashMap::new();
+    produce_keys(&kafka, 400, &mut sent);
+    let a = HostProcess::start(&config, "a");
+    wait_for_outputs(&kafka, 400);
+    // B joins: some partitions move from A to B, whose stores restore from the changelog.
+    let b = HostProcess::start(&config, "b");
+    std::thread::sleep(Duration::from_secs(8));
+    produce_keys(&kafka, 400, &mut sent);
+    wait_for_outputs(&kafka, 800);
+    // A leaves: every partition ends on B.
+    assert!(a.terminate().success());
+    produce_keys(&kafka, 400, &mut sent);
+    let outputs = read_all(&kafka, &sent);
+    assert!(b.terminate().success());
+    assert_eq!(outputs.len() as u64, sent.values().sum::<u64>());
+    assert_exact(&outputs, &sent);
+}
+
+#[test]
+fn a_trap_on_one_record_discards_only_its_change() {
+    let (kafka, _dir, config) = setup("exactly-once");
+    let p = producer(&kafka);
+    for v in ["a", "b", "boom", "c", "d"] {
+        p.send(
+            BaseRecord::<str, str>::to("in")
+                .key("t")
+                .payload(v)
+                .partition(0),
+        )
+        .unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let host = HostProcess::start(&config, "a");
+    let outputs = kafka.read_count(&["out"], 4, Duration::from_secs(60));
+    let dlq = kafka.read_count(&["dlq"], 1, Duration::from_secs(30));
+    assert!(host.terminate().success());
+    let counts: Vec<&str> = outputs.iter().map(|r| r.value_str()).collect();
+    assert_eq!(
+        counts,
+        ["1", "2", "3", "4"],
+        "the trapped record's write is discarded"
+    );
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].value_str(), "boom");
+    assert_eq!(dlq[0].header("sluice.error.reason"), Some("trap"));
+}
+
+const WINDOW_CONFIG: &str = r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+[[pipeline]]
+name = "windows"
+inputs = ["events"]
+delivery = "exactly-once"
+dead_letter_topic = "dlq"
+plugins = [{ path = "{plugin:key_counter}", config = { mode = "window", window_ms = 1000 } }]
+batch = { max_records = 3, linger_ms = 5 }
+state = { allowed_lateness_ms = 500 }
+[pipeline.outputs.main]
+kafka_topic = "out"
+"#;
+
+#[test]
+fn windows_count_records_within_lateness_and_dead_letter_later_ones() {
+    let kafka = Kafka::new(1);
+    for (topic, partitions) in [("events", 1), ("out", 1), ("dlq", 1)] {
+        kafka.topic(topic, partitions);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), WINDOW_CONFIG, &kafka.bootstrap());
+    let p = producer(&kafka);
+    // 1200 is behind the largest timestamp (1500) but within the 500 ms lateness: it counts.
+    // 2600 moves the watermark to 2100: window [1000, 2000) closes with 3 records.
+    // 1100 is then behind the watermark: late. 3700 closes [2000, 3000) with 1.
+    for ts in [1000i64, 1500, 1200, 2600, 1100, 3700] {
+        p.send(
+            BaseRecord::<str, str>::to("events")
+                .key("a")
+                .payload(&ts.to_string())
+                .timestamp(ts),
+        )
+        .unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let host = HostProcess::start(&config, "a");
+    let outputs = kafka.read_count(&["out"], 2, Duration::from_secs(60));
+    let dlq = kafka.read_count(&["dlq"], 1, Duration::from_secs(30));
+    assert!(host.terminate().success());
+    let results: Vec<&str> = outputs.iter().map(|r| r.value_str()).collect();
+    assert_eq!(
+        results,
+        ["1000,3", "2000,1"],
+        "each window once, late record not counted"
+    );
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].value_str(), "1100");
+    assert_eq!(dlq[0].header("sluice.error.reason"), Some("late"));
+}
+
+/// `bytes` with a custom section appended: the same plugin as a new version (another hash).
+fn new_version(bytes: &[u8]) -> Vec<u8> {
+    let name = b"sluice-test-version";
+    let payload = b"2";
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push((1 + name.len() + payload.len()) as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn a_hot_swap_mid_stream_keeps_the_counts() {
+    let kafka = Kafka::new(1);
+    for (topic, partitions) in [("in", PARTITIONS), ("out", PARTITIONS), ("dlq", 1)] {
+        kafka.topic(topic, partitions);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read(common::plugin("key_counter")).unwrap();
+    let path = dir.path().join("counter.wasm");
+    std::fs::write(&path, &original).unwrap();
+    // The new version runs on probation beside the old one (a shadow on the same state): only
+    // the changes of the version that serves a batch may count.
+    let config = CONFIG
+        .replace("DELIVERY", "exactly-once")
+        .replace("{plugin:key_counter}", &path.display().to_string())
+        + "[pipeline.reload]\nprobation_records = 200\n";
+    let config = write_config(dir.path(), &config, &kafka.bootstrap());
+    let mut sent = HashMap::new();
+    produce_keys(&kafka, 300, &mut sent);
+    let host = HostProcess::start(&config, "a");
+    wait_for_outputs(&kafka, 300);
+    let swapped = new_version(&original);
+    let tmp = dir.path().join("counter.wasm.tmp");
+    std::fs::write(&tmp, &swapped).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let version = sluice::testing::runtime::content_version(&swapped);
+    // Records until the new version has served some.
+    let mut served = false;
+    for _ in 0..20 {
+        produce_keys(&kafka, 100, &mut sent);
+        let outputs = read_all(&kafka, &sent);
+        if outputs.iter().any(|r| {
+            r.header("sluice.version")
+                .is_some_and(|v| v.contains(&version))
+        }) {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "the new version never served a batch");
+    produce_keys(&kafka, 300, &mut sent);
+    let outputs = read_all(&kafka, &sent);
+    assert!(host.terminate().success());
+    assert_eq!(outputs.len() as u64, sent.values().sum::<u64>());
+    assert_exact(&outputs, &sent);
+}

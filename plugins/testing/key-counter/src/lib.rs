@@ -1,0 +1,94 @@
+//! A stateful test plugin: counts records per key in the host's state (issue 15).
+//!
+//! Config:
+//! - `mode = "count"` (default): for each keyed record, emits the key with the new count as a
+//!   decimal value. `storage = "memory"` counts in the plugin's own memory instead (the
+//!   stateless baseline of the benchmark; lost on every trap).
+//! - `mode = "window"`: counts per key in tumbling event-time windows of `window_ms` (default
+//!   60000); when a window's timer fires, emits the key with `start,count`.
+//! - `panic_on = "VALUE"`: panics on a record with that value, after writing its count (the
+//!   host must discard that write).
+
+use std::collections::HashMap;
+
+use sluice_plugin::state::{StatefulTransform, Value};
+use sluice_plugin::timers::Timer;
+use sluice_plugin::window::{Count, Windows};
+use sluice_plugin::{Config, Emitter, Record, export_stateful_transform};
+
+enum Mode {
+    Count,
+    Memory(HashMap<Vec<u8>, u64>),
+    Window(Windows<Count>),
+}
+
+struct KeyCounter {
+    mode: Mode,
+    counts: Value<u64>,
+    panic_on: Option<Vec<u8>>,
+}
+
+impl StatefulTransform for KeyCounter {
+    fn init(config: &Config) -> Result<Self, String> {
+        let mode = match (config.get("mode").unwrap_or("count"), config.get("storage")) {
+            ("count", Some("memory")) => Mode::Memory(HashMap::new()),
+            ("count", _) => Mode::Count,
+            ("window", _) => {
+                let size = config
+                    .get("window_ms")
+                    .unwrap_or("60000")
+                    .parse()
+                    .map_err(|e| format!("window_ms: {e}"))?;
+                Mode::Window(Windows::tumbling("w", size, Count))
+            }
+            (other, _) => return Err(format!("unknown mode `{other}`")),
+        };
+        Ok(KeyCounter {
+            mode,
+            counts: Value::new("count"),
+            panic_on: config.get("panic_on").map(|v| v.as_bytes().to_vec()),
+        })
+    }
+
+    fn transform(&mut self, record: &Record<'_>, out: &mut Emitter<'_>) -> Result<(), String> {
+        let key = record.key.ok_or("the record has no key")?;
+        let n = match &mut self.mode {
+            Mode::Count => self.counts.update(key, |n| n.unwrap_or(0) + 1),
+            Mode::Memory(counts) => {
+                let n = counts.entry(key.to_vec()).or_insert(0);
+                *n += 1;
+                *n
+            }
+            Mode::Window(windows) => {
+                let ts = record.timestamp.ok_or("the record has no timestamp")?;
+                windows.add(key, ts, &());
+                return Ok(());
+            }
+        };
+        if self.panic_on.as_deref().is_some() && self.panic_on.as_deref() == record.value {
+            panic!("poisoned record for key {}", String::from_utf8_lossy(key));
+        }
+        out.record()
+            .key(Some(key))
+            .value(Some(n.to_string().as_bytes()))
+            .emit();
+        Ok(())
+    }
+
+    fn on_timer(&mut self, timer: &Timer<'_>, out: &mut Emitter<'_>) -> Result<(), String> {
+        if let Mode::Window(windows) = &self.mode
+            && let Some(fired) = windows.fire(timer)
+        {
+            out.record()
+                .key(Some(&fired.key))
+                .value(Some(
+                    format!("{},{}", fired.window.start, fired.value).as_bytes(),
+                ))
+                .timestamp(fired.window.end - 1)
+                .emit();
+        }
+        Ok(())
+    }
+}
+
+export_stateful_transform!(KeyCounter);
