@@ -70,8 +70,6 @@ use stateful_bindings::{StatefulTransform, StatefulTransformPre};
 
 /// The world every plugin must implement.
 pub const WORLD: &str = "sluice:plugin/transform@0.2.0";
-/// The world of a plugin with keyed state and timers.
-pub const STATEFUL_WORLD: &str = "sluice:plugin/stateful-transform@0.2.0";
 
 /// The engines, linkers and component caches shared by every plugin of the host.
 pub struct Runtime {
@@ -315,15 +313,7 @@ impl Runtime {
             .map_err(wrong_world)?;
         let stateful = stateful::uses_state(&component, &parts.engine);
         let pre = if stateful {
-            instance::PluginPre::Stateful(StatefulTransformPre::new(pre).map_err(|e| {
-                LoadError::WrongWorld {
-                    path: path.clone(),
-                    message: format!(
-                        "it imports Sluice's state or timers, so it must implement \
-                         {STATEFUL_WORLD} (export `on-timer` too): {e:#}"
-                    ),
-                }
-            })?)
+            instance::PluginPre::Stateful(StatefulTransformPre::new(pre).map_err(wrong_world)?)
         } else {
             instance::PluginPre::Plain(TransformPre::new(pre).map_err(wrong_world)?)
         };

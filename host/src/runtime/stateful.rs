@@ -11,14 +11,16 @@ use super::stateful_bindings::sluice::plugin::state as wit_state;
 use super::stateful_bindings::sluice::plugin::timers as wit_timers;
 use crate::state::{CallState, EVENT_TIME, PROCESSING_TIME};
 
-/// True when the component imports Sluice's `state` or `timers`, or exports `on-timer`: it is a
-/// stateful plugin, run with its partition's store.
+/// True when the component exports `on-timer`: it implements the `stateful-transform` world and
+/// runs with its partition's store. Importing `state` alone does not make a plugin stateful: a
+/// Rust plugin built in one cargo invocation with a stateful one gets the SDK's `stateful`
+/// feature too (cargo unifies features) and so imports `state` without using it; such a plugin
+/// runs as a plain transform, and a state call from it traps (no store is attached).
 pub(super) fn uses_state(component: &Component, engine: &Engine) -> bool {
-    let ty = component.component_type();
-    let imports = ty.imports(engine).any(|(name, _)| {
-        name.starts_with("sluice:plugin/state@") || name.starts_with("sluice:plugin/timers@")
-    });
-    imports || ty.exports(engine).any(|(name, _)| name == "on-timer")
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(name, _)| name == "on-timer")
 }
 
 const NO_STORE: &str = "this stateful plugin was called without a state store (it runs in a \
