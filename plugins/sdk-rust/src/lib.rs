@@ -384,15 +384,31 @@ pub fn __process<T: Transform>(batch: types::InputBatch) -> types::OutputBatch {
 
 /// Runs `plugin` over every record of `input`; an error discards that record's outputs.
 pub fn run_batch<T: Transform>(plugin: &mut T, input: &InputBatch) -> OutputBatch {
+    let mut records = input.iter();
+    run_each(input, input.len(), |_, out| {
+        let record = records.next().expect("one record per index");
+        plugin.transform(&record, out)
+    })
+}
+
+/// The batch loop: calls `each` for items `0..count` (the records of `input`, or a stateful
+/// plugin's fired timers) with an [`Emitter`] for that item; an error discards that item's
+/// outputs and rejects it. Records forwarded unchanged are copied from `input` in runs.
+#[doc(hidden)]
+pub fn run_each(
+    input: &InputBatch,
+    count: usize,
+    mut each: impl FnMut(u32, &mut Emitter<'_>) -> Result<(), String>,
+) -> OutputBatch {
     let mut sink = Sink {
         out: OutputBatch::default(),
         pending: (0, 0),
     };
     // Sized for an identity: one allocation each, whatever the plugin then does.
     sink.out.data.reserve(input.data.len());
-    sink.out.records.reserve(input.len() * OUTPUT_WORDS);
+    sink.out.records.reserve(count * OUTPUT_WORDS);
     sink.out.headers.reserve(input.headers.len());
-    for (i, record) in input.iter().enumerate() {
+    for i in 0..count as u32 {
         let marks = (
             sink.out.data.len(),
             sink.out.records.len(),
@@ -402,16 +418,16 @@ pub fn run_batch<T: Transform>(plugin: &mut T, input: &InputBatch) -> OutputBatc
         let mut emitter = Emitter {
             sink: &mut sink,
             batch: input,
-            input: i as u32,
+            input: i,
         };
-        if let Err(message) = plugin.transform(&record, &mut emitter) {
-            // Also undoes a flush made during this record: the bytes it copied are cut and the
+        if let Err(message) = each(i, &mut emitter) {
+            // Also undoes a flush made during this item: the bytes it copied are cut and the
             // range is pending again.
             sink.out.data.truncate(marks.0);
             sink.out.records.truncate(marks.1);
             sink.out.headers.truncate(marks.2);
             sink.pending = marks.3;
-            sink.out.reject(i as u32, message);
+            sink.out.reject(i, message);
         }
     }
     sink.flush(&input.data);

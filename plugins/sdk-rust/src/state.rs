@@ -320,8 +320,13 @@ pub fn __process<T: StatefulTransform>(
         headers: batch.headers,
         topics: batch.topics,
     };
-    let out =
-        crate::timers::with_instance::<T, _>(|plugin| crate::timers::run_records(plugin, &input));
+    let out = crate::timers::with_instance::<T, _>(|plugin| {
+        // Host JSON access (`json`) reads before the first record and writes after the last.
+        crate::json::begin(&input);
+        let mut out = crate::timers::run_records(plugin, &input);
+        crate::json::finish(&mut out);
+        out
+    });
     end_call();
     crate::timers::to_wit(out)
 }

@@ -11,7 +11,6 @@ use std::cell::RefCell;
 
 use sluice_abi::{InputBatch, OutputBatch};
 
-use crate::Emitter;
 use crate::state::StatefulTransform;
 use crate::state::bindings::sluice::plugin::timers as host_timers;
 
@@ -81,51 +80,35 @@ pub(crate) fn with_instance<T: StatefulTransform, R>(f: impl FnOnce(&mut T) -> R
 
 /// Runs `plugin` over every record of `input`; an error discards that record's outputs.
 pub fn run_records<T: StatefulTransform>(plugin: &mut T, input: &InputBatch) -> OutputBatch {
-    let mut out = OutputBatch::default();
-    for (i, record) in input.iter().enumerate() {
-        let marks = (out.data.len(), out.records.len(), out.headers.len());
-        let mut emitter = Emitter {
-            out: &mut out,
-            input: i as u32,
-        };
-        if let Err(message) = plugin.transform(&record, &mut emitter) {
-            out.data.truncate(marks.0);
-            out.records.truncate(marks.1);
-            out.headers.truncate(marks.2);
-            out.reject(i as u32, message);
-        }
-    }
-    out
+    let mut records = input.iter();
+    crate::run_each(input, input.len(), |_, out| {
+        let record = records.next().expect("one record per index");
+        plugin.transform(&record, out)
+    })
 }
 
 /// Runs `plugin` over fired timers (`data`, and 5 words per timer as in the WIT).
 pub fn run_timers<T: StatefulTransform>(plugin: &mut T, data: &[u8], words: &[u32]) -> OutputBatch {
-    let mut out = OutputBatch::default();
-    for (i, w) in words.chunks_exact(5).enumerate() {
-        let (start, len) = (w[0] as usize, w[1] as usize);
-        let key = data.get(start..start + len).unwrap_or_default();
-        let timer = Timer {
-            key,
-            domain: if w[2] == 0 {
-                Domain::EventTime
-            } else {
-                Domain::ProcessingTime
-            },
-            time: (w[3] as u64 | ((w[4] as u64) << 32)) as i64,
-        };
-        let marks = (out.data.len(), out.records.len(), out.headers.len());
-        let mut emitter = Emitter {
-            out: &mut out,
-            input: i as u32,
-        };
-        if let Err(message) = plugin.on_timer(&timer, &mut emitter) {
-            out.data.truncate(marks.0);
-            out.records.truncate(marks.1);
-            out.headers.truncate(marks.2);
-            out.reject(i as u32, message);
-        }
-    }
-    out
+    let timers: Vec<Timer<'_>> = words
+        .chunks_exact(5)
+        .map(|w| {
+            let (start, len) = (w[0] as usize, w[1] as usize);
+            Timer {
+                key: data.get(start..start + len).unwrap_or_default(),
+                domain: if w[2] == 0 {
+                    Domain::EventTime
+                } else {
+                    Domain::ProcessingTime
+                },
+                time: (w[3] as u64 | ((w[4] as u64) << 32)) as i64,
+            }
+        })
+        .collect();
+    // Timers have no input records: nothing can be forwarded from an input batch.
+    let no_input = InputBatch::default();
+    crate::run_each(&no_input, timers.len(), |i, out| {
+        plugin.on_timer(&timers[i as usize], out)
+    })
 }
 
 pub(crate) fn to_wit(out: OutputBatch) -> crate::bindings::sluice::plugin::types::OutputBatch {
