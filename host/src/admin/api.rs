@@ -1,5 +1,5 @@
 //! The admin API under `/api`: list pipelines, pause and resume them, reload or upload a plugin
-//! version, replay from an offset or a timestamp.
+//! version, replay from an offset or a timestamp, read a stateful plugin's state (`state.rs`).
 //!
 //! Every request needs `Authorization: Bearer TOKEN`. The operator token (`admin.operator_token`)
 //! reaches every pipeline; a tenant's token (`tenant.admin_token`) only that tenant's: others are
@@ -188,7 +188,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Json<Value>, ApiError>;
+pub(super) type ApiResult = Result<Json<Value>, ApiError>;
 
 /// The `/api` routes.
 pub fn routes() -> axum::Router<AdminState> {
@@ -201,6 +201,7 @@ pub fn routes() -> axum::Router<AdminState> {
         .route("/api/pipelines/{name}/replay", post(replay))
         .route("/api/pipelines/{name}/rollback", post(rollback))
         .route("/api/pipelines/{name}/plugins/{plugin}", put(upload))
+        .route("/api/pipelines/{name}/state", get(super::state::lookup))
 }
 
 /// The caller named by the request's bearer token; `401` without one or with an unknown one.
@@ -237,7 +238,7 @@ pub(super) fn authenticate(state: &AdminState, headers: &HeaderMap) -> Result<Ca
 }
 
 /// The pipeline `name`, if the caller may see it.
-fn find<'a>(
+pub(super) fn find<'a>(
     state: &'a AdminState,
     headers: &HeaderMap,
     name: &str,

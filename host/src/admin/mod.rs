@@ -29,6 +29,7 @@ use crate::pipeline::PipelineStatus;
 use crate::runtime::Runtime;
 
 mod api;
+mod state;
 
 pub use api::Tokens;
 
