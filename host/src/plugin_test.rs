@@ -5,6 +5,13 @@
 //! `"topic"`, `"partition"`, `"offset"`. Output: one JSON line per output record, in the same shape
 //! plus `"input"` (the input line's index) and `"output"` (the named output or null), and one line
 //! `{"input": i, "error": "...", "reason": "..."}` per rejected input.
+//!
+//! A stateful plugin (world `stateful-transform`) runs as in a pipeline, on in-memory stores: one
+//! per input partition (`topic`, `partition` of each line; a batch never spans two), event time
+//! from each line's `timestamp`, records behind the watermark rejected with reason `late`, and
+//! after each batch the timers that are due handed to `on-timer`. Timer outputs carry `"timer"`
+//! (`{"key", "time", "domain"}`) instead of `"input"`. With `print_state`, the final state follows
+//! as one `{"state": {"topic", "partition", "key", "value"}}` line per key.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -18,8 +25,10 @@ use serde_json::{Map, Value, json};
 use crate::sinks::file::{put_bytes, put_headers};
 use sluice_abi::{Header, InputBatch};
 
-use crate::chain::Chain;
+use crate::chain::{Chain, ChainOutput};
+use crate::offsets::TopicPartition;
 use crate::runtime::Plugin;
+use crate::state::{PartitionStore, Stores};
 
 /// Records per plugin call.
 const BATCH: usize = 1000;
@@ -35,14 +44,33 @@ pub struct Summary {
     pub errors: usize,
 }
 
+/// How a run treats a stateful plugin.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// How far the watermark stays behind the largest timestamp seen (as
+    /// `state.allowed_lateness_ms`).
+    pub allowed_lateness_ms: i64,
+    /// Print the final state after the outputs.
+    pub print_state: bool,
+}
+
 /// Runs `plugin` over the records of `input` (JSON lines) and writes results to `out`.
-pub fn run(plugin: &Arc<Plugin>, input: &Path, out: &mut impl Write) -> Result<Summary> {
+pub fn run(
+    plugin: &Arc<Plugin>,
+    input: &Path,
+    options: Options,
+    out: &mut impl Write,
+) -> Result<Summary> {
     let file = std::fs::File::open(input)
         .with_context(|| format!("cannot open the input file {}", input.display()))?;
     let mut chain = Chain::new(vec![plugin.clone()]);
+    let stores = plugin
+        .is_stateful()
+        .then(|| Stores::ephemeral("test", options.allowed_lateness_ms));
     let mut summary = Summary::default();
     let mut batch = InputBatch::default();
     let mut first_line = 0;
+    let mut partition: Option<(String, i32)> = None;
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", input.display()))?;
         if line.trim().is_empty() {
@@ -54,19 +82,68 @@ pub fn run(plugin: &Arc<Plugin>, input: &Path, out: &mut impl Write) -> Result<S
         }
         let record: Value = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not valid JSON", input.display(), n + 1))?;
+        let tp = record_partition(&record);
+        // A stateful plugin's batch holds one partition's records, as in a pipeline.
+        if stores.is_some() && partition.as_ref().is_some_and(|p| *p != tp) {
+            run_batch(
+                &mut chain,
+                stores.as_deref(),
+                &mut batch,
+                first_line,
+                out,
+                &mut summary,
+            )?;
+            first_line = n;
+        }
+        partition = Some(tp);
         push_record(&mut batch, &record, n)
             .with_context(|| format!("{}:{}", input.display(), n + 1))?;
         if batch.len() == BATCH {
-            run_batch(&mut chain, &mut batch, first_line, out, &mut summary)?;
+            run_batch(
+                &mut chain,
+                stores.as_deref(),
+                &mut batch,
+                first_line,
+                out,
+                &mut summary,
+            )?;
             first_line = n + 1;
         }
     }
-    run_batch(&mut chain, &mut batch, first_line, out, &mut summary)?;
+    run_batch(
+        &mut chain,
+        stores.as_deref(),
+        &mut batch,
+        first_line,
+        out,
+        &mut summary,
+    )?;
+    if let (Some(stores), true) = (&stores, options.print_state) {
+        for (tp, key, value) in stores.entries_of(&plugin.name)? {
+            let mut entry = Map::new();
+            entry.insert("topic".into(), json!(&*tp.0));
+            entry.insert("partition".into(), json!(tp.1));
+            put_bytes(&mut entry, "key", Some(&key));
+            put_bytes(&mut entry, "value", Some(&value));
+            writeln!(out, "{}", json!({ "state": entry }))?;
+        }
+    }
     Ok(summary)
+}
+
+/// The `topic` and `partition` of an input line, as `push_record` reads them.
+fn record_partition(record: &Value) -> (String, i32) {
+    let topic = record
+        .get("topic")
+        .and_then(Value::as_str)
+        .unwrap_or("test");
+    let partition = record.get("partition").and_then(Value::as_i64).unwrap_or(0);
+    (topic.to_string(), partition as i32)
 }
 
 fn run_batch(
     chain: &mut Chain,
+    stores: Option<&Stores>,
     batch: &mut InputBatch,
     first_line: usize,
     out: &mut impl Write,
@@ -75,17 +152,93 @@ fn run_batch(
     if batch.is_empty() {
         return Ok(());
     }
-    let result = chain.process(batch)?;
+    let Some(stores) = stores else {
+        let result = chain.process(batch)?;
+        write_results(
+            &result,
+            &|i| json!({ "input": first_line + i as usize }),
+            out,
+            summary,
+        )?;
+        summary.inputs += batch.len();
+        batch.clear();
+        return Ok(());
+    };
+    let first = batch.record(0);
+    let tp: TopicPartition = (Arc::from(first.topic), first.partition);
+    let store = stores
+        .partition(&tp)?
+        .context("an in-memory test store is always open")?;
+    store.discard_pending();
+    let late = crate::pipeline::late_records(&store, stores, batch);
+    chain.set_partition(Some(store.clone()));
+    let result = chain.process_without(batch, late)?;
+    write_results(
+        &result,
+        &|i| json!({ "input": first_line + i as usize }),
+        out,
+        summary,
+    )?;
+    fire_timers(chain, stores, &store, batch, out, summary)?;
+    store.apply_pending()?;
+    summary.inputs += batch.len();
+    batch.clear();
+    Ok(())
+}
+
+/// Hands the timers due after `batch` to the plugin's `on-timer` and writes what it emits.
+fn fire_timers(
+    chain: &mut Chain,
+    stores: &Stores,
+    store: &Arc<PartitionStore>,
+    batch: &InputBatch,
+    out: &mut impl Write,
+    summary: &mut Summary,
+) -> Result<()> {
+    if let Some(ts) = batch.iter().filter_map(|r| r.timestamp).max() {
+        store.observe_timestamp(ts);
+    }
+    let name = chain.plugins()[0].name.clone();
+    let Some((fired, mut pseudo)) = crate::pipeline::due_timers(store, stores, &name, batch)?
+    else {
+        return Ok(());
+    };
+    let result = chain.process_timers(0, &fired, &mut pseudo)?;
+    let origin = |i: u32| {
+        let timer = pseudo.record(i as usize);
+        let mut t = Map::new();
+        put_bytes(&mut t, "key", timer.key);
+        t.insert("time".into(), json!(timer.timestamp));
+        let domain = timer
+            .headers
+            .iter()
+            .find(|h| h.name == "sluice.timer.domain");
+        let domain = domain.and_then(|h| h.value).map(String::from_utf8_lossy);
+        t.insert("domain".into(), json!(domain));
+        json!({ "timer": t })
+    };
+    write_results(&result, &origin, out, summary)
+}
+
+/// Writes the outputs and rejections of `result`, each tagged with `origin(input index)`.
+fn write_results(
+    result: &ChainOutput,
+    origin: &dyn Fn(u32) -> Value,
+    out: &mut impl Write,
+    summary: &mut Summary,
+) -> Result<()> {
+    let tagged = |input: u32| match origin(input) {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
     let mut failures = result.failures.iter().peekable();
     let mut write_failures_before =
         |input: u32, out: &mut dyn Write, summary: &mut Summary| -> Result<()> {
             while let Some(f) = failures.next_if(|f| f.input < input) {
-                let line = json!({
-                    "input": first_line + f.input as usize,
-                    "error": f.message,
-                    "reason": f.reason.as_str(),
-                });
-                writeln!(out, "{line}")?;
+                let mut line = tagged(f.input);
+                line.insert("error".into(), json!(f.message));
+                line.insert("reason".into(), json!(f.reason.as_str()));
+                writeln!(out, "{}", Value::Object(line))?;
                 summary.errors += 1;
             }
             Ok(())
@@ -93,8 +246,7 @@ fn run_batch(
     for emitted in result.emitted() {
         write_failures_before(emitted.input, out, summary)?;
         let r = &emitted.record;
-        let mut line = Map::new();
-        line.insert("input".into(), json!(first_line + emitted.input as usize));
+        let mut line = tagged(emitted.input);
         line.insert("output".into(), json!(emitted.output));
         put_bytes(&mut line, "key", r.key);
         put_bytes(&mut line, "value", r.value);
@@ -105,10 +257,7 @@ fn run_batch(
         writeln!(out, "{}", Value::Object(line))?;
         summary.outputs += 1;
     }
-    write_failures_before(u32::MAX, out, summary)?;
-    summary.inputs += batch.len();
-    batch.clear();
-    Ok(())
+    write_failures_before(u32::MAX, out, summary)
 }
 
 fn push_record(batch: &mut InputBatch, record: &Value, line: usize) -> Result<()> {

@@ -58,6 +58,13 @@ enum Command {
         /// Plugin config entries, as key=value (repeatable).
         #[arg(long = "config", value_name = "KEY=VALUE")]
         config: Vec<String>,
+        /// A stateful plugin's allowed lateness: how far the watermark stays behind the largest
+        /// timestamp seen (as `state.allowed_lateness_ms`).
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        allowed_lateness_ms: i64,
+        /// After the outputs, print a stateful plugin's final state, one line per key.
+        #[arg(long)]
+        print_state: bool,
     },
     /// Create a plugin project that builds to a component with `./build.sh`.
     New {
@@ -171,6 +178,8 @@ pub fn main() -> Result<ExitCode> {
             plugin,
             input,
             config,
+            allowed_lateness_ms,
+            print_state,
         } => {
             let pairs = config
                 .iter()
@@ -192,7 +201,17 @@ pub fn main() -> Result<ExitCode> {
             let plugin = runtime.load(&spec)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let summary = crate::plugin_test::run(&plugin, &input, &mut out)?;
+            if print_state && !plugin.is_stateful() {
+                anyhow::bail!(
+                    "--print-state: plugin {} keeps no state (it does not implement the stateful-transform world)",
+                    spec.path.display()
+                );
+            }
+            let options = crate::plugin_test::Options {
+                allowed_lateness_ms,
+                print_state,
+            };
+            let summary = crate::plugin_test::run(&plugin, &input, options, &mut out)?;
             std::io::Write::flush(&mut out)?;
             eprintln!(
                 "{} inputs → {} outputs, {} rejected",

@@ -192,6 +192,41 @@ impl Stores {
         Ok(found)
     }
 
+    /// Every key plugin `plugin` keeps, with its value, in each store this process holds, by
+    /// partition then key (`sluice test --print-state`).
+    pub fn entries_of(&self, plugin: &str) -> Result<Vec<(TopicPartition, Vec<u8>, Vec<u8>)>> {
+        let mut stores: Vec<_> = self
+            .open
+            .lock()
+            .expect("stores lock")
+            .iter()
+            .map(|(tp, s)| (tp.clone(), s.clone()))
+            .collect();
+        stores.sort_by(|a, b| a.0.cmp(&b.0));
+        let prefix = keys::state_key(plugin, b"");
+        let header = keys::state_header_len(plugin);
+        let mut found = Vec::new();
+        for (tp, store) in stores {
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let page = store.scan(
+                    &prefix,
+                    after.as_deref(),
+                    crate::runtime::limits::MAX_STATE_SCAN,
+                    &store::Changes::default(),
+                )?;
+                let Some((last, _)) = page.last() else {
+                    break;
+                };
+                after = Some(last.clone());
+                for (k, v) in page {
+                    found.push((tp.clone(), k[header..].to_vec(), v));
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Closes every store (the pipeline stopped).
     pub(crate) fn close_all(&self) {
         let all: Vec<_> = self.open.lock().expect("stores lock").drain().collect();
