@@ -5,11 +5,12 @@ RUN rustup target add wasm32-wasip2
 WORKDIR /src
 COPY . .
 RUN cargo build --release -p sluice \
- && cargo build --target wasm32-wasip2 --profile plugin -p passthrough -p mask-pii -p route-events \
+ && cargo build --target wasm32-wasip2 --profile plugin -p passthrough -p mask-pii -p route-events -p shop-metrics \
  && mkdir -p /out/plugins \
  && cp target/release/sluice /out/ \
  && cp target/wasm32-wasip2/plugin/passthrough.wasm target/wasm32-wasip2/plugin/mask_pii.wasm \
-       target/wasm32-wasip2/plugin/route_events.wasm /out/plugins/
+       target/wasm32-wasip2/plugin/route_events.wasm target/wasm32-wasip2/plugin/shop_metrics.wasm \
+       /out/plugins/
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libssl3 ca-certificates \

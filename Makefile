@@ -1,7 +1,7 @@
 # Builds are cached outside the clone so that a fresh clone (or CI) reuses them.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/sluice/target
 
-PLUGIN_CRATES := passthrough mask-pii route-events
+PLUGIN_CRATES := passthrough mask-pii route-events shop-metrics
 PLUGIN_DIR := build/plugins
 SLUICE := $(CARGO_TARGET_DIR)/release/sluice
 

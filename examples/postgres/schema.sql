@@ -25,3 +25,27 @@ CREATE TABLE IF NOT EXISTS purchases (
     source_offset    bigint NOT NULL,
     UNIQUE (source_partition, source_offset)
 );
+
+-- The shop metrics of examples/plugins/rust-shop-metrics (pipeline `shop-metrics`): per product
+-- and event-time minute, the views, cart additions and purchases and the conversion rate
+-- (purchases / views), written once when the minute's window closes. Upserted by
+-- (product_id, minute), so a window replayed after a crash rewrites its own row.
+CREATE TABLE IF NOT EXISTS product_minute_metrics (
+    product_id      text NOT NULL,
+    minute          timestamptz NOT NULL,
+    views           bigint NOT NULL,
+    cart_adds       bigint NOT NULL,
+    purchases       bigint NOT NULL,
+    conversion_rate double precision,      -- null for a minute without views
+    PRIMARY KEY (product_id, minute)
+);
+
+-- Per user running totals, upserted after every event of that user.
+CREATE TABLE IF NOT EXISTS user_totals (
+    user_id    text PRIMARY KEY,
+    views      bigint NOT NULL,
+    cart_adds  bigint NOT NULL,
+    purchases  bigint NOT NULL,
+    spent      numeric(12,2) NOT NULL,
+    updated_at timestamptz NOT NULL
+);

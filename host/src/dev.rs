@@ -517,6 +517,10 @@ mod tests {
                     "route-events".into(),
                     "examples/plugins/rust-route-events/src".into()
                 ),
+                (
+                    "shop-metrics".into(),
+                    "examples/plugins/rust-shop-metrics/src".into()
+                ),
             ]
         );
     }

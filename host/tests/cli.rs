@@ -240,7 +240,11 @@ fn dev_runs_the_demo_and_stops_by_itself() {
             "../build/plugins/route_events.wasm",
             "{plugin:route_events}",
         )
-        .replace("../build/plugins/passthrough.wasm", "{plugin:passthrough}");
+        .replace("../build/plugins/passthrough.wasm", "{plugin:passthrough}")
+        .replace(
+            "../build/plugins/shop_metrics.wasm",
+            "{plugin:shop_metrics}",
+        );
     assert_ne!(demo, shipped, "examples/dev.toml names the example plugins");
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &demo, "");

@@ -30,6 +30,8 @@ const PLUGINS: &[&str] = &[
     "hostile-reload",
     "hostile-json",
     "key-counter",
+    "shop-metrics",
+    "rust-counter",
 ];
 
 /// The path of a plugin component (crate name with `_`), building every test plugin on first
