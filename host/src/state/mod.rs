@@ -29,6 +29,9 @@ pub use store::{PartitionStore, Quota, StateLimitHit};
 
 use crate::offsets::TopicPartition;
 
+/// A key a plugin keeps, with its value, and the input partition whose store holds it.
+pub type Entry = (TopicPartition, Vec<u8>, Vec<u8>);
+
 /// Metric handles of one stateful pipeline.
 #[derive(Clone)]
 pub(crate) struct StateMeters {
@@ -194,7 +197,7 @@ impl Stores {
 
     /// Every key plugin `plugin` keeps, with its value, in each store this process holds, by
     /// partition then key (`sluice test --print-state`).
-    pub fn entries_of(&self, plugin: &str) -> Result<Vec<(TopicPartition, Vec<u8>, Vec<u8>)>> {
+    pub fn entries_of(&self, plugin: &str) -> Result<Vec<Entry>> {
         let mut stores: Vec<_> = self
             .open
             .lock()

@@ -115,7 +115,7 @@ impl StatefulTransform for ShopMetrics {
                 ));
             }
         };
-        if !(event.price >= 0.0) {
+        if event.price < 0.0 {
             return Err(format!("negative price {}", event.price));
         }
 
@@ -202,28 +202,26 @@ impl StatefulTransform for ShopMetrics {
         };
         let mut parts = timer.key.splitn(3, |b| *b == 0);
         if parts.next() == Some(b"c") {
-            {
-                let carted = words::<1>(&stored)[0] as i64;
-                // A timer of an earlier cart add of the same product that was replaced.
-                if carted + self.abandon_after_ms != timer.time {
-                    return Ok(());
-                }
-                let user = text(parts.next());
-                let product = text(parts.next());
-                let note = format!(
-                    r#"{{"type":"abandoned_cart","user_id":{},"product_id":{},"carted_at":{carted},"waited_ms":{}}}"#,
-                    json_string(user),
-                    json_string(product),
-                    self.abandon_after_ms,
-                );
-                out.record()
-                    .key(Some(user.as_bytes()))
-                    .value(Some(note.as_bytes()))
-                    .timestamp(timer.time)
-                    .to("notifications")
-                    .emit();
-                delete(timer.key);
+            let carted = words::<1>(&stored)[0] as i64;
+            // A timer of an earlier cart add of the same product that was replaced.
+            if carted + self.abandon_after_ms != timer.time {
+                return Ok(());
             }
+            let user = text(parts.next());
+            let product = text(parts.next());
+            let note = format!(
+                r#"{{"type":"abandoned_cart","user_id":{},"product_id":{},"carted_at":{carted},"waited_ms":{}}}"#,
+                json_string(user),
+                json_string(product),
+                self.abandon_after_ms,
+            );
+            out.record()
+                .key(Some(user.as_bytes()))
+                .value(Some(note.as_bytes()))
+                .timestamp(timer.time)
+                .to("notifications")
+                .emit();
+            delete(timer.key);
         }
         Ok(())
     }
