@@ -262,6 +262,11 @@ async fn view(
     let mut per_topic: BTreeMap<String, u64> = BTreeMap::new();
     let mut window = Instant::now();
     let mut printed = (0, 0); // outputs, dead letters printed in this second
+    // Each topic's share of the second's samples, so that a busy topic does not hide the others.
+    let per_topic_share = samples_per_second
+        .div_ceil(topics.len().max(1) as u32)
+        .max(1);
+    let mut printed_by_topic: BTreeMap<String, u32> = BTreeMap::new();
     let mut report = tokio::time::interval(Duration::from_secs(2));
     let mut last_in = 0u64;
     let mut last_report = Instant::now();
@@ -288,6 +293,7 @@ async fn view(
                 if window.elapsed() >= Duration::from_secs(1) {
                     window = Instant::now();
                     printed = (0, 0);
+                    printed_by_topic.clear();
                 }
                 let reason = m.headers().and_then(|h| {
                     use rdkafka::message::Headers;
@@ -303,8 +309,11 @@ async fn view(
                         printed.1 += 1;
                         println!("{:>16} │ {}  ⟵ {reason}", m.topic(), value());
                     }
-                    None if printed.0 < samples_per_second => {
+                    None if printed.0 < samples_per_second
+                        && printed_by_topic.get(m.topic()).is_none_or(|n| *n < per_topic_share) =>
+                    {
                         printed.0 += 1;
+                        *printed_by_topic.entry(m.topic().to_string()).or_default() += 1;
                         println!("{:>16} │ {}", m.topic(), value());
                     }
                     _ => {}

@@ -271,6 +271,10 @@ fn dev_runs_the_demo_and_stops_by_itself() {
     );
     assert!(t.contains("shop.views │"), "routed events shown: {t}");
     assert!(
+        t.contains("shop.user-totals │") && t.contains("\"cart_adds\":"),
+        "the stateful shop pipeline's running totals shown: {t}"
+    );
+    assert!(
         t.contains("⟵"),
         "dead-lettered records shown with their reason: {t}"
     );

@@ -52,12 +52,12 @@ fn config(port: u16, database: &str) -> String {
     assert!(shop.contains("{plugin:shop_metrics}"), "{shop}");
     // This test produces three minutes of event time at once, so the re-keyed topic mixes
     // partitions of shop.events that are minutes apart (with a live generator they are
-    // seconds apart, which the shipped 5 s covers): the per-product pipeline waits for them.
+    // seconds apart, which the shipped 30 s covers): the per-product pipeline waits for them.
     let (users, products) = shop
         .split_once("name = \"shop-products\"")
         .expect("the shop-products pipeline");
     let products = products.replacen(
-        "allowed_lateness_ms = 5000",
+        "allowed_lateness_ms = 30000",
         "allowed_lateness_ms = 600000",
         1,
     );

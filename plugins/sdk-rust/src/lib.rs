@@ -366,6 +366,11 @@ pub fn __process<T: Transform>(batch: types::InputBatch) -> types::OutputBatch {
         json::finish(&mut out);
         out
     });
+    to_wit(out)
+}
+
+/// The WIT form of an output batch.
+pub(crate) fn to_wit(out: OutputBatch) -> types::OutputBatch {
     types::OutputBatch {
         data: out.data,
         records: out.records,

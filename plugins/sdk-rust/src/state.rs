@@ -328,7 +328,7 @@ pub fn __process<T: StatefulTransform>(
         out
     });
     end_call();
-    crate::timers::to_wit(out)
+    crate::to_wit(out)
 }
 
 /// Exports a [`StatefulTransform`] implementation as the plugin's component exports (world

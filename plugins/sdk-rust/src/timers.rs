@@ -111,29 +111,11 @@ pub fn run_timers<T: StatefulTransform>(plugin: &mut T, data: &[u8], words: &[u3
     })
 }
 
-pub(crate) fn to_wit(out: OutputBatch) -> crate::bindings::sluice::plugin::types::OutputBatch {
-    use crate::bindings::sluice::plugin::types;
-    types::OutputBatch {
-        data: out.data,
-        records: out.records,
-        headers: out.headers,
-        outputs: out.outputs,
-        errors: out
-            .errors
-            .into_iter()
-            .map(|e| types::InputError {
-                input: e.input,
-                message: e.message,
-            })
-            .collect(),
-    }
-}
-
 #[doc(hidden)]
 pub fn __on_timer<T: StatefulTransform>(
     fired: host_timers::FiredTimers,
 ) -> crate::bindings::sluice::plugin::types::OutputBatch {
     let out = with_instance::<T, _>(|plugin| run_timers(plugin, &fired.data, &fired.timers));
     crate::state::end_call();
-    to_wit(out)
+    crate::to_wit(out)
 }
