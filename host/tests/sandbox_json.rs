@@ -59,6 +59,10 @@ fn status_kb(field: &str) -> u64 {
 /// Runs `mode` on a batch with one `bad` record: only that record fails, with `reason`, within
 /// `within`, and the host's peak memory stays below `cap_mb` more than before.
 fn attack(mode: &str, limits: Limits, reason: Reason, within: Duration) -> String {
+    // One attack at a time: the memory bound is read off the process's RSS, which the test
+    // threads share.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(dir.path().to_path_buf()).unwrap();
     let cap_mb = limits.memory_mb;
