@@ -84,7 +84,8 @@ pub fn run(
             .with_context(|| format!("{}:{}: not valid JSON", input.display(), n + 1))?;
         let tp = record_partition(&record);
         // A stateful plugin's batch holds one partition's records, as in a pipeline.
-        if stores.is_some() && partition.as_ref().is_some_and(|p| *p != tp) {
+        let partition_ends = stores.is_some() && partition.as_ref().is_some_and(|p| *p != tp);
+        if partition_ends || batch.len() == BATCH {
             run_batch(
                 &mut chain,
                 stores.as_deref(),
@@ -98,17 +99,6 @@ pub fn run(
         partition = Some(tp);
         push_record(&mut batch, &record, n)
             .with_context(|| format!("{}:{}", input.display(), n + 1))?;
-        if batch.len() == BATCH {
-            run_batch(
-                &mut chain,
-                stores.as_deref(),
-                &mut batch,
-                first_line,
-                out,
-                &mut summary,
-            )?;
-            first_line = n + 1;
-        }
     }
     run_batch(
         &mut chain,
