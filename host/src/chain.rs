@@ -213,20 +213,7 @@ impl Chain {
             skip[f.input as usize] = true;
         }
         let kept: Vec<u32> = (0..total as u32).filter(|i| !skip[*i as usize]).collect();
-        let mut filtered = InputBatch::default();
-        for &i in &kept {
-            let r = batch.record(i as usize);
-            let topic = filtered.topic_index(r.topic);
-            filtered.push(
-                r.key,
-                r.value,
-                r.headers.iter(),
-                r.timestamp,
-                topic,
-                r.partition,
-                r.offset,
-            );
-        }
+        let mut filtered = copy_records(batch, kept.iter().map(|&i| i as usize));
         let out = self.process(&mut filtered)?;
         Ok(out.remap(&kept, total, rejected))
     }
@@ -512,8 +499,13 @@ impl Chain {
 
 /// Copies `range` of `batch` into a batch of its own (only after a trap).
 fn slice(batch: &InputBatch, range: Range<usize>) -> InputBatch {
+    copy_records(batch, range)
+}
+
+/// Copies the records of `batch` at `indices` into a batch of their own.
+fn copy_records(batch: &InputBatch, indices: impl Iterator<Item = usize>) -> InputBatch {
     let mut out = InputBatch::default();
-    for i in range {
+    for i in indices {
         let r = batch.record(i);
         let topic = out.topic_index(r.topic);
         out.push(
