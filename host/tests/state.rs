@@ -9,6 +9,8 @@
 //!   other records' changes apply exactly once.
 //! - Tumbling windows: records within the allowed lateness count, later ones go to the
 //!   dead-letter topic with reason `late`, and each window's result is emitted once.
+//! - A timer that `on-timer` rejects or traps on goes to the dead-letter topic alone, named by
+//!   its headers; the other timers of the same call are emitted and the pipeline goes on.
 
 mod common;
 
@@ -266,6 +268,84 @@ fn windows_count_records_within_lateness_and_dead_letter_later_ones() {
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].value_str(), "1100");
     assert_eq!(dlq[0].header("sluice.error.reason"), Some("late"));
+}
+
+const FAILING_TIMER_CONFIG: &str = r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+[[pipeline]]
+name = "windows"
+inputs = ["events"]
+delivery = "exactly-once"
+dead_letter_topic = "dlq"
+plugins = [{ path = "{plugin:key_counter}", config = { mode = "window", window_ms = 1000, refuse_timer_of = "refused", panic_timer_of = "trapped" } }]
+batch = { max_records = 10, linger_ms = 5 }
+[pipeline.outputs.main]
+kafka_topic = "out"
+"#;
+
+#[test]
+fn a_timer_the_plugin_rejects_or_traps_on_is_dead_lettered_alone() {
+    let kafka = Kafka::new(1);
+    for (topic, partitions) in [("events", 1), ("out", 1), ("dlq", 1)] {
+        kafka.topic(topic, partitions);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), FAILING_TIMER_CONFIG, &kafka.bootstrap());
+    let p = producer(&kafka);
+    // Window [1000, 2000) of three keys fires when "a" at 2600 moves the watermark past it (no
+    // lateness): "refused" is rejected by on-timer, "trapped" panics in it, "a" is emitted. The
+    // pipeline goes on: "a" at 3700 closes [2000, 3000).
+    for (key, ts) in [
+        ("a", 1000i64),
+        ("refused", 1100),
+        ("trapped", 1200),
+        ("a", 2600),
+        ("a", 3700),
+    ] {
+        p.send(
+            BaseRecord::<str, str>::to("events")
+                .key(key)
+                .payload(&ts.to_string())
+                .timestamp(ts),
+        )
+        .unwrap();
+        // One batch per record, so the timers fire between records as in a live stream.
+        p.flush(Duration::from_secs(10)).unwrap();
+    }
+    let host = HostProcess::start(&config, "a");
+    let outputs = kafka.read_count(&["out"], 2, Duration::from_secs(60));
+    let dlq = kafka.read_count(&["dlq"], 2, Duration::from_secs(30));
+    assert!(host.terminate().success());
+    let results: Vec<(&str, &str)> = outputs
+        .iter()
+        .map(|r| (r.key.as_deref().unwrap(), r.value_str()))
+        .collect();
+    assert_eq!(results, [("a", "1000,1"), ("a", "2000,1")]);
+    assert_eq!(dlq.len(), 2, "one dead letter per failed timer: {dlq:?}");
+    let mut by_reason: HashMap<&str, &Record> = HashMap::new();
+    for d in &dlq {
+        by_reason.insert(d.header("sluice.error.reason").unwrap(), d);
+        assert_eq!(d.value, None, "a timer's dead letter has no value");
+        assert_eq!(d.header("sluice.timer.domain"), Some("event-time"), "{d:?}");
+        assert_eq!(d.header("sluice.timer.time"), Some("2000"));
+        assert_eq!(d.header("sluice.pipeline"), Some("windows"));
+    }
+    let refused = by_reason.get("plugin-error").expect("the rejected timer");
+    assert!(
+        refused
+            .header("sluice.error.message")
+            .unwrap()
+            .contains("refused the window of key refused"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.key.as_deref().unwrap().ends_with("refused"),
+        "the timer's key: {:?}",
+        refused.key
+    );
+    let trapped = by_reason.get("trap").expect("the trapping timer");
+    assert!(trapped.key.as_deref().unwrap().ends_with("trapped"));
 }
 
 /// `bytes` with a custom section appended: the same plugin as a new version (another hash).

@@ -10,6 +10,7 @@ use anyhow::{Result, bail};
 use crate::chain::Failure;
 use crate::offsets::Ticket;
 use crate::offsets::TopicPartition;
+use crate::sinks::dead_letter::InputHeaders;
 use crate::sinks::{HEADER_VERSION, KafkaSink, RoutedBatch, SinkWriter, Stamp};
 use crate::source::Batch;
 
@@ -103,6 +104,12 @@ fn deliver(
         .expect("a chain has plugins")
         .clone();
     let tp: TopicPartition = (batch.topic.clone(), batch.partition);
+    // A fired timer's pseudo record carries the host's own headers naming the timer.
+    let made_by = if records {
+        InputHeaders::Untrusted
+    } else {
+        InputHeaders::HostMade
+    };
     let stopping = || ctx.stopping();
     if records {
         for failure in ctx.refused_earlier(batch, &last_plugin) {
@@ -157,8 +164,8 @@ fn deliver(
         let mut before_commit = |refused: &[Failure]| -> Result<()> {
             require_dead_letter_topic(ctx, input, refused)?;
             let ticket = Ticket::untracked();
-            ctx.dead_letter(producer, input, earlier, &ticket);
-            ctx.dead_letter(producer, input, refused, &ticket);
+            ctx.dead_letter(producer, input, earlier, &ticket, made_by);
+            ctx.dead_letter(producer, input, refused, &ticket, made_by);
             ticket.done();
             while !ticket.is_done() {
                 std::thread::sleep(Duration::from_millis(1));
@@ -184,7 +191,7 @@ fn deliver(
         out.fail(failure);
     }
     if !dead_lettered {
-        ctx.dead_letter(producer, input, &out.failures, &batch.ticket);
+        ctx.dead_letter(producer, input, &out.failures, &batch.ticket, made_by);
     }
     let stats = &ctx.stats;
     let total_sent: u64 = sent.iter().sum();

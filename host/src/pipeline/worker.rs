@@ -112,6 +112,7 @@ impl WorkerContext {
         input: &InputBatch,
         failures: &[Failure],
         ticket: &Arc<Ticket>,
+        made_by: crate::sinks::dead_letter::InputHeaders,
     ) {
         let Some(dlq) = &self.dead_letter_topic else {
             return;
@@ -119,7 +120,15 @@ impl WorkerContext {
         for failure in failures {
             let record = input.record(failure.input as usize);
             tracing::debug!(pipeline = %self.pipeline, topic = record.topic, partition = record.partition, offset = record.offset, reason = failure.reason.as_str(), "dead-lettering record: {}", failure.message);
-            crate::sinks::dead_letter::write(sink, dlq, &self.pipeline, &record, failure, ticket);
+            crate::sinks::dead_letter::write(
+                sink,
+                dlq,
+                &self.pipeline,
+                &record,
+                failure,
+                ticket,
+                made_by,
+            );
         }
     }
 }

@@ -35,6 +35,16 @@ pub const HEADER_DROPPED: &str = "sluice.error.dropped";
 /// (`original.sluice.version`), so the dead letter's own `sluice.*` headers are the only ones.
 pub const RENAMED_PREFIX: &str = "original.";
 
+/// Who made the headers of a dead-lettered input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputHeaders {
+    /// A record read from a topic: its `sluice.*` headers are anyone's and are renamed.
+    Untrusted,
+    /// A fired timer's pseudo record: the host wrote its `sluice.timer.*` headers, kept as they
+    /// are so the dead letter names the timer.
+    HostMade,
+}
+
 /// Longest `sluice.error.message` header, in bytes.
 const MAX_MESSAGE_HEADER: usize = 4096;
 
@@ -49,7 +59,9 @@ pub fn write(
     input: &InputRecord<'_>,
     failure: &Failure,
     ticket: &Arc<Ticket>,
+    made_by: InputHeaders,
 ) {
+    let is_reserved = |name: &str| made_by == InputHeaders::Untrusted && is_reserved(name);
     let (plugin, version) = failure
         .plugin
         .as_ref()

@@ -8,6 +8,9 @@
 //!   60000); when a window's timer fires, emits the key with `start,count`.
 //! - `panic_on = "VALUE"`: panics on a record with that value, after writing its count (the
 //!   host must discard that write).
+//! - `refuse_timer_of = "KEY"` / `panic_timer_of = "KEY"` (window mode): when the window of that
+//!   key fires, `on-timer` rejects it (an error) or panics (a trap): the host must dead-letter
+//!   that timer alone.
 
 use std::collections::HashMap;
 
@@ -26,6 +29,8 @@ struct KeyCounter {
     mode: Mode,
     counts: Value<u64>,
     panic_on: Option<Vec<u8>>,
+    refuse_timer_of: Option<Vec<u8>>,
+    panic_timer_of: Option<Vec<u8>>,
 }
 
 impl StatefulTransform for KeyCounter {
@@ -47,6 +52,8 @@ impl StatefulTransform for KeyCounter {
             mode,
             counts: Value::new("count"),
             panic_on: config.get("panic_on").map(|v| v.as_bytes().to_vec()),
+            refuse_timer_of: config.get("refuse_timer_of").map(|v| v.as_bytes().to_vec()),
+            panic_timer_of: config.get("panic_timer_of").map(|v| v.as_bytes().to_vec()),
         })
     }
 
@@ -79,6 +86,13 @@ impl StatefulTransform for KeyCounter {
         if let Mode::Window(windows) = &self.mode
             && let Some(fired) = windows.fire(timer)
         {
+            let key = String::from_utf8_lossy(&fired.key);
+            if self.refuse_timer_of.as_deref() == Some(&fired.key[..]) {
+                return Err(format!("refused the window of key {key}"));
+            }
+            if self.panic_timer_of.as_deref() == Some(&fired.key[..]) {
+                panic!("poisoned window of key {key}");
+            }
             out.record()
                 .key(Some(&fired.key))
                 .value(Some(
