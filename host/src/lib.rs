@@ -49,7 +49,7 @@ pub mod testing {
     }
     /// Hot reload.
     pub mod reload {
-        pub use crate::reload::LiveChain;
+        pub use crate::reload::{LiveChain, Offer};
     }
     /// The WebAssembly runtime.
     pub mod runtime {

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Kafka, Load, Record, RunningHost, plugin, wait_until, write_config};
+use sluice::testing::reload::Offer;
 use sluice::testing::runtime::content_version;
 
 const PARTITIONS: i32 = 3;
@@ -204,6 +205,50 @@ fn bad_files_leave_the_running_version_serving() {
         dlq.is_empty(),
         "no record dead-lettered while bad files came and went"
     );
+}
+
+#[test]
+fn a_stateful_version_is_refused_in_a_pipeline_that_started_without_state() {
+    let kafka = Kafka::new(1);
+    let dir = tempfile::tempdir().unwrap();
+    let a = plugin("passthrough");
+    // key_counter's init takes no `mode = "error-all"`: give the chain an empty config, so
+    // statefulness is the only reason to refuse it.
+    let config = setup(&kafka, dir.path(), &a, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(r#"mode = "error-all", poison = "never""#, "");
+    std::fs::write(&config, text).unwrap();
+    let live = dir.path().join("live.wasm");
+    let label_a = label_of(&a);
+    let (host, load) = start_under_load(&kafka, &config, 20, &label_a);
+    let counter = std::fs::read(plugin("key_counter")).unwrap();
+    let chain = host.chains[0].clone();
+    replace_file(&live, &counter);
+    wait_until("the stateful version refused", || {
+        chain.stats.failures.load(Ordering::Relaxed) >= 1
+    });
+    assert_eq!(
+        chain.current().label.as_ref(),
+        label_a,
+        "the running version stays"
+    );
+    assert_eq!(chain.stats.swaps.load(Ordering::Relaxed), 0);
+    // The reason, as the watcher logged it.
+    let runtime = sluice::testing::runtime::Runtime::new(dir.path().join("cache")).unwrap();
+    match chain.offer(&runtime, 0, &counter) {
+        Offer::Invalid(e) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("is a stateful-transform plugin")
+                    && message.contains("pipeline `hot` started without state")
+                    && message.contains("restart sluice"),
+                "{message}"
+            );
+        }
+        other => panic!("expected the stateful version to be refused, got {other:?}"),
+    }
+    finish(&kafka, host, load);
 }
 
 #[test]

@@ -278,6 +278,9 @@ pub struct LiveChain {
     specs: Vec<PluginSpec>,
     policy: ReloadPolicy,
     versions: Mutex<Versions>,
+    /// Whether the pipeline started with a stateful plugin: its state stores and changelog are
+    /// set up at start, so only then may a new version be stateful.
+    has_state: bool,
     generation: AtomicU64,
     rejected: Mutex<HashSet<Arc<str>>>,
     /// One offer at a time per plugin of the chain.
@@ -297,8 +300,10 @@ impl LiveChain {
         for p in &plugins {
             version_info(pipeline, p, true);
         }
+        let has_state = plugins.iter().any(|p| p.is_stateful());
         let first = Arc::new(ChainVersion::new(1, plugins));
         Arc::new(LiveChain {
+            has_state,
             pipeline: pipeline.to_string(),
             offer_locks: specs.iter().map(|_| Mutex::new(())).collect(),
             specs,
@@ -348,7 +353,17 @@ impl LiveChain {
             return Offer::Rejected;
         }
         let started = Instant::now();
-        let plugin = match runtime.load_bytes(spec, bytes) {
+        let loaded = runtime.load_bytes(spec, bytes).and_then(|p| {
+            if p.is_stateful() && !self.has_state {
+                return Err(LoadError::StateNeedsRestart {
+                    name: spec.name.clone(),
+                    path: spec.path.clone(),
+                    pipeline: self.pipeline.clone(),
+                });
+            }
+            Ok(p)
+        });
+        let plugin = match loaded {
             Ok(p) => p,
             Err(e) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);

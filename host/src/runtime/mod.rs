@@ -178,6 +178,21 @@ pub enum LoadError {
         /// The plugin's message.
         message: String,
     },
+    /// A hot swap to a `stateful-transform` plugin in a pipeline that started without one.
+    #[error(
+        "plugin `{name}` ({path}) is a stateful-transform plugin, but pipeline `{pipeline}` started \
+         without state (none of its plugins was stateful): its state stores and changelog topic \
+         are set up when it starts, so restart sluice to run this version; the running version \
+         stays"
+    )]
+    StateNeedsRestart {
+        /// The plugin name.
+        name: String,
+        /// The plugin file.
+        path: PathBuf,
+        /// The pipeline.
+        pipeline: String,
+    },
     /// `init` trapped or hit a limit.
     #[error("plugin `{name}` ({path}) failed in init: {failure}")]
     InitFailed {
