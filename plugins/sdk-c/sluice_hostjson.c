@@ -12,12 +12,12 @@
 
 #define NONE 0xFFFFFFFFu
 
-__attribute__((import_module("sluice:plugin/json@0.2.0"), import_name("read")))
+__attribute__((import_module("sluice:plugin/json@" SLUICE__ABI), import_name("read")))
 extern void sluice_json_read_import(const uint8_t *data, size_t data_len, const uint32_t *docs,
                                     size_t docs_len, const uint32_t *paths, size_t path_count,
                                     uint32_t *ret);
 
-__attribute__((import_module("sluice:plugin/json@0.2.0"), import_name("write")))
+__attribute__((import_module("sluice:plugin/json@" SLUICE__ABI), import_name("write")))
 extern void sluice_json_write_import(const uint8_t *data, size_t data_len, const uint32_t *docs,
                                      size_t docs_len, const uint32_t *paths, size_t path_count,
                                      const uint32_t *edits, size_t edits_len, const uint8_t *text,
@@ -123,7 +123,7 @@ void sluice__json_begin(const uint8_t *data, size_t data_len, const uint32_t *re
 }
 
 sluice_doc sluice_doc_of(sluice_paths *paths, const sluice_emitter *out) {
-    if (!batch.data && batch.count) abort(); /* only inside sluice_transform */
+    if (!batch.data) abort(); /* only inside sluice_transform (not sluice_on_timer) */
     if (paths->batch != batch.number) {
         free(paths->fields);
         free(paths->text);
@@ -133,7 +133,7 @@ sluice_doc sluice_doc_of(sluice_paths *paths, const sluice_emitter *out) {
             docs[2 * i + 1] = batch.records[i * 12 + 3];
         }
         uint32_t ret[4];
-        sluice_json_read_import(batch.data, batch.data_len, docs, batch.count * 2, paths->strs,
+        sluice_json_read_import(batch.data, batch.data_len, docs, SLUICE__WORDS_LEN(batch.count * 2), paths->strs,
                                 paths->count, ret);
         free(docs);
         paths->fields = (uint32_t *)(uintptr_t)ret[0];
@@ -212,8 +212,8 @@ void sluice__json_write(void) {
     for (size_t i = 0; i < batch.group_count; i++) {
         group *g = &batch.groups[i];
         uint32_t ret[4];
-        sluice_json_write_import(batch.data, batch.data_len, g->docs.ptr, g->docs.len,
-                                 g->paths->strs, g->paths->count, g->edits.ptr, g->edits.len,
+        sluice_json_write_import(batch.data, batch.data_len, g->docs.ptr, SLUICE__WORDS_LEN(g->docs.len),
+                                 g->paths->strs, g->paths->count, g->edits.ptr, SLUICE__WORDS_LEN(g->edits.len),
                                  g->text.ptr, g->text.len, ret);
         g->out_data = (uint8_t *)(uintptr_t)ret[0];
         g->out_data_len = ret[1];
