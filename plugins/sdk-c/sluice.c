@@ -1,9 +1,10 @@
 /* The component ABI of the `transform` world (wit/sluice.wit), written out by hand: the
  * canonical ABI lowers `init(list<tuple<string,string>>) -> result<_, string>` to
  * `init(ptr, len) -> retptr` and `process(input-batch) -> output-batch` to eight i32 parameters
- * (four lists) and a pointer to five (ptr, len) pairs; the host allocates inputs with
- * `cabi_realloc` and frees nothing, so the guest does, and reads outputs before calling
- * `cabi_post_*`. */
+ * (four lists; the word lists `records` and `headers` are `list<u8>` of little-endian u32s, so
+ * their lengths are in bytes: SLUICE__WORDS_LEN) and a pointer to five (ptr, len) pairs; the
+ * host allocates inputs with `cabi_realloc` and frees nothing, so the guest does, and reads
+ * outputs before calling `cabi_post_*`. */
 #include "sluice.h"
 #include "sluice_internal.h"
 

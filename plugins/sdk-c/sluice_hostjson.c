@@ -1,6 +1,7 @@
 /* Host JSON access (sluice_hostjson.h) over the WIT `json` interface, its canonical ABI written
- * by hand: `read(list<u8>, list<u32>, list<string>) -> fields` lowers to six i32 parameters (a
- * pointer and a length per list; a string list is an array of (pointer, length) pairs) plus a
+ * by hand: `read(list<u8>, list<u8>, list<string>) -> fields` lowers to six i32 parameters (a
+ * pointer and a length per list — a list of words is little-endian u32s, its length in bytes,
+ * see SLUICE__WORDS_LEN; a string list is an array of (pointer, length) pairs) plus a
  * pointer to a return area of two (pointer, length) pairs; `write` to ten i32 parameters plus the
  * same return area. The host allocates the returned lists with `cabi_realloc`; they are the
  * guest's to free. */

@@ -5,11 +5,14 @@
 #include "sluice.h"
 
 /* The contract version of wit/sluice.wit: the imports' module names end with it. */
-#define SLUICE__ABI "0.2.0"
-/* A list of u32 words is `list<u32>` in this contract: its canonical-ABI length counts words
- * (these two convert a length of words to the ABI's length and back). */
-#define SLUICE__WORDS_LEN(words) (words)
-#define SLUICE__WORD_COUNT(len) (len)
+#define SLUICE__ABI "0.3.0"
+/* A list of u32 words is a `list<u8>` of little-endian words in this contract (wasm is little
+ * endian, so a uint32_t array is already laid out so): its canonical-ABI length counts bytes.
+ * These two convert a length of words to the ABI's length and back. What the host hands over
+ * is allocated by cabi_realloc (malloc), so it is aligned for uint32_t reads although the
+ * list's alignment is 1. */
+#define SLUICE__WORDS_LEN(words) ((words) * 4)
+#define SLUICE__WORD_COUNT(len) ((len) / 4)
 
 #define EXPORT(name) __attribute__((export_name(name)))
 

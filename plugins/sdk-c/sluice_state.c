@@ -7,6 +7,8 @@
  *   flattened to (tag, pointer, length); the result is a list of 16-byte elements (key pointer,
  *   key length, value pointer, value length) in a return area of (pointer, length);
  * - `get-many` returns two lists in a return area of four words; `put-many` returns nothing;
+ *   their word lists (`keys`, `entries`, the result's spans) are little-endian u32s in a
+ *   `list<u8>`, lengths in bytes (SLUICE__WORDS_LEN), as is `on-timer`'s `timers`;
  * - `register(time-domain, list<u8>, s64)`: the enum as an i32, the key, the time as an i64;
  * - `on-timer(fired-timers) -> output-batch`: the record's two lists as four i32 parameters, the
  *   result as in `process` (sluice.c).
