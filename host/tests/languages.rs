@@ -975,9 +975,10 @@ fn stateful_counter_agrees_in_every_language() {
 }
 
 /// Every state call of each SDK (`plugins/testing/<lang>-state-ops`: put-many with a delete,
-/// get-many, delete, a scan paged through, a scan after a key, the watermark) under
-/// `sluice test`: the same summaries and final state in Go, JavaScript, C and C++, over two
-/// partitions (the watermark is none in a partition's first batch, then its largest timestamp).
+/// get-many, delete, a scan paged through, a scan after a key, the watermark; in C and C++ also
+/// a timer registered and cancelled, whose firing would add an output) under `sluice test`: the
+/// same summaries and final state in Go, JavaScript, C and C++, over two partitions (the
+/// watermark is none in a partition's first batch, then its largest timestamp).
 #[test]
 fn state_ops_agree_in_every_language() {
     let dir = tempfile::tempdir().unwrap();

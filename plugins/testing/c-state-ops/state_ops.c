@@ -1,6 +1,7 @@
 /* Every state call of the C SDK, with a summary of what each returned as the output value (the
  * same in every language: see go-state-ops, cpp-state-ops). The scan goes through the paging
- * iterator one entry a page, so its continuation after the last key is exercised too. */
+ * iterator one entry a page, so its continuation after the last key is exercised too; a timer
+ * registered and cancelled must not fire (it would add an output). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,12 @@ int sluice_transform(const sluice_record *record, sluice_emitter *out) {
     sluice_values got;
     sluice_state_get_many(keys, 3, &got);
     sluice_state_delete(ka.ptr, ka.len);
+    /* A timer registered and cancelled never fires (sluice_on_timer would show it). */
+    char t_[256];
+    sluice_bytes kt = key(t_, k, "/t");
+    int64_t at = record->has_timestamp ? record->timestamp : 0;
+    sluice_timer_register(SLUICE_EVENT_TIME, kt.ptr, kt.len, at);
+    sluice_timer_cancel(SLUICE_EVENT_TIME, kt.ptr, kt.len, at);
 
     text t = {0};
     adds(&t, "get_many=");
@@ -92,7 +99,7 @@ int sluice_transform(const sluice_record *record, sluice_emitter *out) {
 }
 
 int sluice_on_timer(const sluice_timer *timer, sluice_emitter *out) {
-    (void)timer;
-    (void)out;
+    sluice_output o = {.key = timer->key, .value = sluice_some("a cancelled timer fired", 23)};
+    sluice_emit(out, &o);
     return 0;
 }

@@ -1,6 +1,7 @@
 // Every state call of the C++ SDK, with a summary of what each returned as the output value (the
 // same in every language: see go-state-ops, c-state-ops). The scan goes through the paging range
-// one entry a page, so its continuation after the last key is exercised too.
+// one entry a page, so its continuation after the last key is exercised too; a timer registered
+// and cancelled must not fire (it would add an output).
 #include <string>
 
 #include "sluice.hpp"
@@ -18,6 +19,10 @@ struct StateOps {
         state::put_many({{a, "1"}, {b, "2"}, {c, std::nullopt}});
         auto got = state::get_many({a, b, c});
         state::erase(a);
+        // A timer registered and cancelled never fires (on_timer would show it).
+        auto at = r.timestamp().value_or(0);
+        sluice::timers::register_at(sluice::timers::Domain::EventTime, k + "/t", at);
+        sluice::timers::cancel(sluice::timers::Domain::EventTime, k + "/t", at);
 
         std::string summary = "get_many=";
         for (size_t i = 0; i < got.size(); i++) {
@@ -43,7 +48,10 @@ struct StateOps {
         return {};
     }
 
-    sluice::Status on_timer(const sluice::timers::Timer &, sluice::Emitter &) { return {}; }
+    sluice::Status on_timer(const sluice::timers::Timer &t, sluice::Emitter &out) {
+        out.emit({.key = sluice::bytes(t.key), .value = sluice::bytes("a cancelled timer fired")});
+        return {};
+    }
 };
 
 SLUICE_EXPORT_STATEFUL(StateOps)
