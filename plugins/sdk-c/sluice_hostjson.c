@@ -8,6 +8,7 @@
 #include "sluice_hostjson.h"
 #include "sluice_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,7 +125,11 @@ void sluice__json_begin(const uint8_t *data, size_t data_len, const uint32_t *re
 }
 
 sluice_doc sluice_doc_of(sluice_paths *paths, const sluice_emitter *out) {
-    if (!batch.data) abort(); /* only inside sluice_transform (not sluice_on_timer) */
+    if (!batch.data) {
+        /* The trap's message carries the plugin's stderr. */
+        fprintf(stderr, "sluice_doc_of is for sluice_transform only (not sluice_init or sluice_on_timer)\n");
+        abort();
+    }
     if (paths->batch != batch.number) {
         free(paths->fields);
         free(paths->text);
