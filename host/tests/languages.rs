@@ -888,7 +888,7 @@ fn json_edits_agree_in_python_js_and_go() {
 
 /// The per-key counter (`plugins/testing/<lang>-counter`) under `sluice test`: the same running
 /// counts, the same `late` rejection, the same timer outputs and the same final state in Rust,
-/// Python, JavaScript and Go, over two partitions.
+/// Python, JavaScript, Go, C and C++, over two partitions.
 #[test]
 fn stateful_counter_agrees_in_every_language() {
     let dir = tempfile::tempdir().unwrap();
@@ -967,9 +967,72 @@ fn stateful_counter_agrees_in_every_language() {
         ],
         "{want}"
     );
-    for lang in [Lang::Python, Lang::Js, Lang::Go] {
+    for lang in [Lang::Python, Lang::Js, Lang::Go, Lang::C, Lang::Cpp] {
         let dir = format!("plugins/testing/{}-counter", lang.name());
         let got = run(&build(lang, Path::new(&dir)));
         assert_eq!(got, want, "{} differs from rust", lang.name());
+    }
+}
+
+/// Every state call of each SDK (`plugins/testing/<lang>-state-ops`: put-many with a delete,
+/// get-many, delete, a scan paged through, a scan after a key, the watermark; in C and C++ also
+/// a timer registered and cancelled, whose firing would add an output) under `sluice test`: the
+/// same summaries and final state in Go, JavaScript, C and C++, over two partitions (the
+/// watermark is none in a partition's first batch, then its largest timestamp).
+#[test]
+fn state_ops_agree_in_every_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("state-ops.jsonl");
+    let lines = [
+        (0, "k1", 1000),
+        (0, "k2", 2000),
+        (1, "k1", 3000),
+        (0, "k2", 4000),
+    ];
+    let text: String = lines
+        .iter()
+        .map(|(p, k, ts)| {
+            format!("{{\"key\":\"{k}\",\"value\":\"x\",\"timestamp\":{ts},\"partition\":{p}}}\n")
+        })
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let summary = |input: usize, key: &str, wm: &str| {
+        format!(
+            r#"{{"input":{input},"output":null,"key":"{key}","value":"get_many=1,2,- scan={key}/b=2 after={key}/b wm={wm}","headers":{{}}}}"#
+        )
+    };
+    let state = |partition: u32, key: &str| {
+        format!(
+            r#"{{"state":{{"topic":"test","partition":{partition},"key":"{key}/b","value":"2"}}}}"#
+        )
+    };
+    let want = [
+        summary(0, "k1", "none"),
+        summary(1, "k2", "none"),
+        summary(2, "k1", "none"),
+        summary(3, "k2", "2000"),
+        state(0, "k1"),
+        state(0, "k2"),
+        state(1, "k1"),
+    ];
+    for lang in [Lang::Go, Lang::Js, Lang::C, Lang::Cpp] {
+        let dir = format!("plugins/testing/{}-state-ops", lang.name());
+        let plugin = build(lang, Path::new(&dir));
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("test")
+            .arg(&plugin)
+            .arg("--input")
+            .arg(&input)
+            .arg("--print-state")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {stdout}{}",
+            lang.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{}", lang.name());
     }
 }

@@ -1,9 +1,10 @@
 /* The component ABI of the `transform` world (wit/sluice.wit), written out by hand: the
  * canonical ABI lowers `init(list<tuple<string,string>>) -> result<_, string>` to
  * `init(ptr, len) -> retptr` and `process(input-batch) -> output-batch` to eight i32 parameters
- * (four lists) and a pointer to five (ptr, len) pairs; the host allocates inputs with
- * `cabi_realloc` and frees nothing, so the guest does, and reads outputs before calling
- * `cabi_post_*`. */
+ * (four lists; the word lists `records` and `headers` are `list<u8>` of little-endian u32s, so
+ * their lengths are in bytes: SLUICE__WORDS_LEN) and a pointer to five (ptr, len) pairs; the
+ * host allocates inputs with `cabi_realloc` and frees nothing, so the guest does, and reads
+ * outputs before calling `cabi_post_*`. */
 #include "sluice.h"
 #include "sluice_internal.h"
 
@@ -15,9 +16,8 @@
 #define NONE 0xFFFFFFFFu
 /* Value-span length of an output whose value is an edited document still to be written. */
 #define JSON_PENDING 0xFFFFFFFEu
-#define EXPORT(name) __attribute__((export_name(name)))
 
-__attribute__((import_module("sluice:plugin/host@0.2.0"), import_name("log")))
+__attribute__((import_module("sluice:plugin/host@" SLUICE__ABI), import_name("log")))
 extern void sluice_host_log(int32_t level, const char *ptr, size_t len);
 
 /* Frees what cabi_realloc handed out: a zero-size allocation is the alignment, not a pointer. */
@@ -330,19 +330,61 @@ static void reset_outputs(void) {
     em.errors.len = 0;
 }
 
-EXPORT("process")
-void *sluice_export_process(uint8_t *data, size_t data_len, uint32_t *words, size_t word_count,
-                            uint32_t *hwords, size_t hword_count, uint32_t *topics,
-                            size_t topic_count) {
+sluice_emitter *sluice__calls_begin(const uint8_t *data, size_t data_len, size_t calls,
+                                    size_t header_words) {
     reset_outputs();
-    size_t n = word_count / 12;
-    /* Room for an identity's outputs up front: growing while copying is what costs. */
+    /* Room for an identity's outputs up front: growing while copying is what costs. The output's
+     * data starts with a copy of the input's, so views of the input cost no copy. */
     bytes_reserve(&em.data, data_len + 4096);
     bytes_push(&em.data, data, data_len);
     em.in_data = data;
     em.in_len = data_len;
-    words_reserve(&em.records, n * 10 + 16);
-    words_reserve(&em.headers, hword_count + 16);
+    words_reserve(&em.records, calls * 10 + 16);
+    words_reserve(&em.headers, header_words + 16);
+    return &em;
+}
+
+int sluice__call(uint32_t input, int (*call)(void *arg, sluice_emitter *out), void *arg) {
+    size_t marks[3] = {em.data.len, em.records.len, em.headers.len};
+    em.input = input;
+    em.rejected = false;
+    int rc = call(arg, &em);
+    if (rc != 0) {
+        em.data.len = marks[0];
+        em.records.len = marks[1];
+        em.headers.len = marks[2];
+        if (!em.rejected) sluice_reject(&em, "rejected (code %d)", rc);
+    }
+    return rc;
+}
+
+void *sluice__calls_end(void) {
+    em.in_data = NULL;
+    em.in_len = 0;
+    process_ret[0] = (uint32_t)(uintptr_t)em.data.ptr;
+    process_ret[1] = (uint32_t)em.data.len;
+    process_ret[2] = (uint32_t)(uintptr_t)em.records.ptr;
+    process_ret[3] = (uint32_t)SLUICE__WORDS_LEN(em.records.len);
+    process_ret[4] = (uint32_t)(uintptr_t)em.headers.ptr;
+    process_ret[5] = (uint32_t)SLUICE__WORDS_LEN(em.headers.len);
+    process_ret[6] = (uint32_t)(uintptr_t)em.outputs;
+    process_ret[7] = (uint32_t)em.output_count;
+    process_ret[8] = (uint32_t)(uintptr_t)em.errors.ptr;
+    process_ret[9] = (uint32_t)(em.errors.len / 3);
+    return process_ret;
+}
+
+static int transform_call(void *rec, sluice_emitter *out) {
+    return sluice_transform((const sluice_record *)rec, out);
+}
+
+EXPORT("process")
+void *sluice_export_process(uint8_t *data, size_t data_len, uint32_t *words, size_t words_len,
+                            uint32_t *hwords, size_t hwords_len, uint32_t *topics,
+                            size_t topic_count) {
+    size_t word_count = SLUICE__WORD_COUNT(words_len), hword_count = SLUICE__WORD_COUNT(hwords_len);
+    size_t n = word_count / 12;
+    sluice__calls_begin(data, data_len, n, hword_count);
     static sluice_header *headers;
     static size_t headers_cap;
     if (headers_cap < hword_count / 4 + 1) {
@@ -368,37 +410,16 @@ void *sluice_export_process(uint8_t *data, size_t data_len, uint32_t *words, siz
         rec.topic = sluice_some((const void *)(uintptr_t)t[0], t[1]);
         rec.partition = (int32_t)w[9];
         rec.offset = (int64_t)((uint64_t)w[10] | ((uint64_t)w[11] << 32));
-        size_t marks[3] = {em.data.len, em.records.len, em.headers.len};
-        em.input = (uint32_t)i;
-        em.rejected = false;
-        int rc = sluice_transform(&rec, &em);
-        if (rc != 0) {
-            em.data.len = marks[0];
-            em.records.len = marks[1];
-            em.headers.len = marks[2];
-            if (!em.rejected) sluice_reject(&em, "rejected (code %d)", rc);
-        }
+        sluice__call((uint32_t)i, transform_call, &rec);
     }
     if (sluice__json_pending()) finish_json();
     else sluice__json_end();
     for (size_t i = 0; i < topic_count; i++) release((void *)(uintptr_t)topics[i * 2], topics[i * 2 + 1]);
     release(topics, topic_count);
-    release(hwords, hword_count);
-    release(words, word_count);
+    release(hwords, hwords_len);
+    release(words, words_len);
     release(data, data_len);
-    em.in_data = NULL;
-    em.in_len = 0;
-    process_ret[0] = (uint32_t)(uintptr_t)em.data.ptr;
-    process_ret[1] = (uint32_t)em.data.len;
-    process_ret[2] = (uint32_t)(uintptr_t)em.records.ptr;
-    process_ret[3] = (uint32_t)em.records.len;
-    process_ret[4] = (uint32_t)(uintptr_t)em.headers.ptr;
-    process_ret[5] = (uint32_t)em.headers.len;
-    process_ret[6] = (uint32_t)(uintptr_t)em.outputs;
-    process_ret[7] = (uint32_t)em.output_count;
-    process_ret[8] = (uint32_t)(uintptr_t)em.errors.ptr;
-    process_ret[9] = (uint32_t)(em.errors.len / 3);
-    return process_ret;
+    return sluice__calls_end();
 }
 
 EXPORT("cabi_post_process")

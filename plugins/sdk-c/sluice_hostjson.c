@@ -1,23 +1,25 @@
 /* Host JSON access (sluice_hostjson.h) over the WIT `json` interface, its canonical ABI written
- * by hand: `read(list<u8>, list<u32>, list<string>) -> fields` lowers to six i32 parameters (a
- * pointer and a length per list; a string list is an array of (pointer, length) pairs) plus a
+ * by hand: `read(list<u8>, list<u8>, list<string>) -> fields` lowers to six i32 parameters (a
+ * pointer and a length per list — a list of words is little-endian u32s, its length in bytes,
+ * see SLUICE__WORDS_LEN; a string list is an array of (pointer, length) pairs) plus a
  * pointer to a return area of two (pointer, length) pairs; `write` to ten i32 parameters plus the
  * same return area. The host allocates the returned lists with `cabi_realloc`; they are the
  * guest's to free. */
 #include "sluice_hostjson.h"
 #include "sluice_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NONE 0xFFFFFFFFu
 
-__attribute__((import_module("sluice:plugin/json@0.2.0"), import_name("read")))
+__attribute__((import_module("sluice:plugin/json@" SLUICE__ABI), import_name("read")))
 extern void sluice_json_read_import(const uint8_t *data, size_t data_len, const uint32_t *docs,
                                     size_t docs_len, const uint32_t *paths, size_t path_count,
                                     uint32_t *ret);
 
-__attribute__((import_module("sluice:plugin/json@0.2.0"), import_name("write")))
+__attribute__((import_module("sluice:plugin/json@" SLUICE__ABI), import_name("write")))
 extern void sluice_json_write_import(const uint8_t *data, size_t data_len, const uint32_t *docs,
                                      size_t docs_len, const uint32_t *paths, size_t path_count,
                                      const uint32_t *edits, size_t edits_len, const uint8_t *text,
@@ -123,7 +125,11 @@ void sluice__json_begin(const uint8_t *data, size_t data_len, const uint32_t *re
 }
 
 sluice_doc sluice_doc_of(sluice_paths *paths, const sluice_emitter *out) {
-    if (!batch.data && batch.count) abort(); /* only inside sluice_transform */
+    if (!batch.data) {
+        /* The trap's message carries the plugin's stderr. */
+        fprintf(stderr, "sluice_doc_of is for sluice_transform only (not sluice_init or sluice_on_timer)\n");
+        abort();
+    }
     if (paths->batch != batch.number) {
         free(paths->fields);
         free(paths->text);
@@ -133,7 +139,7 @@ sluice_doc sluice_doc_of(sluice_paths *paths, const sluice_emitter *out) {
             docs[2 * i + 1] = batch.records[i * 12 + 3];
         }
         uint32_t ret[4];
-        sluice_json_read_import(batch.data, batch.data_len, docs, batch.count * 2, paths->strs,
+        sluice_json_read_import(batch.data, batch.data_len, docs, SLUICE__WORDS_LEN(batch.count * 2), paths->strs,
                                 paths->count, ret);
         free(docs);
         paths->fields = (uint32_t *)(uintptr_t)ret[0];
@@ -212,8 +218,8 @@ void sluice__json_write(void) {
     for (size_t i = 0; i < batch.group_count; i++) {
         group *g = &batch.groups[i];
         uint32_t ret[4];
-        sluice_json_write_import(batch.data, batch.data_len, g->docs.ptr, g->docs.len,
-                                 g->paths->strs, g->paths->count, g->edits.ptr, g->edits.len,
+        sluice_json_write_import(batch.data, batch.data_len, g->docs.ptr, SLUICE__WORDS_LEN(g->docs.len),
+                                 g->paths->strs, g->paths->count, g->edits.ptr, SLUICE__WORDS_LEN(g->edits.len),
                                  g->text.ptr, g->text.len, ret);
         g->out_data = (uint8_t *)(uintptr_t)ret[0];
         g->out_data_len = ret[1];
