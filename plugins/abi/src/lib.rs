@@ -485,7 +485,8 @@ impl OutputBatch {
                 return err(format!("header {i} points outside the data buffer"));
             }
             let name = &self.data[h[0] as usize..(h[0] + h[1]) as usize];
-            if std::str::from_utf8(name).is_err() {
+            // Most names are ASCII: checked inline, without the call into `from_utf8`.
+            if !name.is_ascii() && std::str::from_utf8(name).is_err() {
                 return err(format!("header {i} has a name that is not UTF-8"));
             }
         }
@@ -570,15 +571,16 @@ pub fn push_header_words(list: &mut Vec<u8>, words: [u32; HEADER_WORDS]) {
     push_fixed(list, words)
 }
 
-/// Appends `N` words as one fixed-size chunk: one capacity check, and the compiler writes the
-/// little-endian bytes straight into place.
+/// Appends `N` words (at most 16) as one fixed-size chunk: the words are written into a stack
+/// array (plain stores on a little-endian target) and appended with one capacity check.
 #[inline]
 fn push_fixed<const N: usize>(list: &mut Vec<u8>, words: [u32; N]) {
-    let start = list.len();
-    list.resize(start + N * WORD_BYTES, 0);
-    for (bytes, w) in list[start..].chunks_exact_mut(WORD_BYTES).zip(words) {
-        bytes.copy_from_slice(&w.to_le_bytes());
+    const { assert!(N <= 16) };
+    let mut bytes = [0u8; 16 * WORD_BYTES];
+    for (chunk, w) in bytes.chunks_exact_mut(WORD_BYTES).zip(words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
     }
+    list.extend_from_slice(&bytes[..N * WORD_BYTES]);
 }
 
 fn span(data: &[u8], off: u32, len: u32) -> Option<&[u8]> {
