@@ -19,14 +19,26 @@
 // The SDK runs the batch loop over the host's batch encoding (wit/sluice.wit); authors see plain
 // records. `build.sh` bundles the module with this SDK (esbuild) and makes the component
 // (componentize-js).
-import { log as hostLog } from "sluice:plugin/host@0.2.0";
-import { read as jsonRead, write as jsonWrite } from "sluice:plugin/json@0.2.0";
+import { log as hostLog } from "sluice:plugin/host@0.3.0";
+import { read as jsonRead, write as jsonWrite } from "sluice:plugin/json@0.3.0";
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 const utf8Decode = (b) => decoder.decode(b);
 const utf8Encode = (s) => encoder.encode(s);
 
 const NONE = 0xffffffff;
+
+/** The little-endian u32 words of a word list (`list<u8>` in contract 0.3.0): a view when the
+ * bytes are 4-aligned (the bindings' usual case), else an aligned copy. */
+export function words(bytes) {
+  if ((bytes.byteOffset & 3) === 0) return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
+  return new Uint32Array(bytes.slice(0, bytes.length & ~3).buffer);
+}
+
+/** The bytes of the first `n` words of `w` (a Uint32Array): a word list to hand to the host. */
+export function wordBytes(w, n = w.length) {
+  return new Uint8Array(w.buffer, w.byteOffset, n * 4);
+}
 
 /** Thrown by `transform`: this record goes to the dead-letter topic with the message. */
 export class Reject extends Error {}
@@ -116,6 +128,8 @@ export class Emitter {
     this._in = input; // the input batch's data: the output's data starts with a copy of it
     this._input = 0;
     this._rec = null; // the record being transformed
+    this._hstart = 0; // where the last `emit` started writing header words
+    this._hinput = -1; // ...and for which input
   }
   _span(b, words) {
     if (b === null) {
@@ -131,6 +145,66 @@ export class Emitter {
       this._data.push(b);
     }
   }
+  /** Writes header words for `headers` ([name, value] pairs); a record's own headers array,
+   * unchanged, is copied as its words. */
+  _pushHeaders(headers, rec) {
+    const hs = this._headers;
+    this._hstart = hs.len;
+    this._hinput = this._input;
+    if (headers === null || headers.length === 0) return;
+    if (rec !== null && headers === rec._headers && rec._headersIntact()) {
+      const n = headers.length * 4;
+      hs.reserve(n);
+      const h0 = rec._c.w[rec._b + 4] * 4;
+      hs.buf.set(this._hw.subarray(h0, h0 + n), hs.len);
+      hs.len += n;
+    } else {
+      for (const [name, hv] of headers) {
+        this._span(utf8Encode(name), hs);
+        this._span(asBytes(hv), hs);
+      }
+    }
+  }
+  /** Writes the two value words at `r.len`; `rec`'s own value passes as its span. */
+  _value(value, rec, r) {
+    const n = r.len;
+    if (value instanceof Json) {
+      // The edited document: filled in after the batch's one `write` call.
+      const jb = value._jb;
+      jb.pending.push(n, jb.doc(value._i), this._input);
+      r.buf[n] = 0;
+      r.buf[n + 1] = NONE;
+      r.len = n + 2;
+    } else if (rec !== null && value === rec._value && value !== undefined) {
+      const w = rec._c.w;
+      r.buf[n] = w[rec._b + 2];
+      r.buf[n + 1] = w[rec._b + 3];
+      r.len = n + 2;
+    } else {
+      this._span(asBytes(value), r);
+    }
+  }
+  /** Writes the timestamp and output words at `n + 7`. */
+  _tail(b, n, timestamp, to) {
+    if (timestamp === null || timestamp === undefined) {
+      b[n + 7] = 0;
+      b[n + 8] = 0x80000000;
+    } else {
+      const t = BigInt.asUintN(64, BigInt(timestamp));
+      b[n + 7] = Number(t & 0xffffffffn);
+      b[n + 8] = Number(t >> 32n);
+    }
+    if (to === null || to === undefined) {
+      b[n + 9] = NONE;
+    } else {
+      let k = this._outputs.indexOf(to);
+      if (k < 0) {
+        k = this._outputs.length;
+        this._outputs.push(to);
+      }
+      b[n + 9] = k;
+    }
+  }
   /**
    * Emits one output. `key`/`value`: Uint8Array, string (UTF-8) or null, and `value` may be a
    * record's `json` view: the edited document; `headers`: [name, value] pairs; `timestamp`:
@@ -143,22 +217,9 @@ export class Emitter {
     // identity and passed on as spans of the input.
     const hs = this._headers;
     const first = hs.len >> 2;
-    const headers = o.headers;
     const rec = this._rec;
-    if (headers !== undefined && headers !== null && headers.length > 0) {
-      if (rec !== null && headers === rec._headers && rec._headersIntact()) {
-        const n = headers.length * 4;
-        hs.reserve(n);
-        const h0 = rec._w[rec._b + 4] * 4;
-        hs.buf.set(this._hw.subarray(h0, h0 + n), hs.len);
-        hs.len += n;
-      } else {
-        for (const [name, hv] of headers) {
-          this._span(utf8Encode(name), hs);
-          this._span(asBytes(hv), hs);
-        }
-      }
-    }
+    const headers = o.headers;
+    if (headers !== undefined) this._pushHeaders(headers, rec);
     const r = this._records;
     r.reserve(10);
     const n = r.len;
@@ -166,64 +227,43 @@ export class Emitter {
     r.len = n + 1;
     const key = o.key;
     if (rec !== null && key === rec._key && key !== undefined) {
-      r.buf[n + 1] = rec._w[rec._b];
-      r.buf[n + 2] = rec._w[rec._b + 1];
+      const w = rec._c.w;
+      r.buf[n + 1] = w[rec._b];
+      r.buf[n + 2] = w[rec._b + 1];
       r.len = n + 3;
     } else {
       this._span(asBytes(key), r);
     }
-    const value = o.value;
-    if (value instanceof Json) {
-      // The edited document: filled in after the batch's one `write` call.
-      const jb = value._jb;
-      jb.pending.push(r.len, jb.doc(value._i), this._input);
-      r.buf[n + 3] = 0;
-      r.buf[n + 4] = NONE;
-      r.len = n + 5;
-    } else if (rec !== null && value === rec._value && value !== undefined) {
-      r.buf[n + 3] = rec._w[rec._b + 2];
-      r.buf[n + 4] = rec._w[rec._b + 3];
-      r.len = n + 5;
-    } else {
-      this._span(asBytes(value), r);
-    }
+    this._value(o.value, rec, r);
     const b = r.buf;
     b[n + 5] = first;
     b[n + 6] = (hs.len >> 2) - first;
-    const timestamp = o.timestamp;
-    if (timestamp === null || timestamp === undefined) {
-      b[n + 7] = 0;
-      b[n + 8] = 0x80000000;
-    } else {
-      const t = BigInt.asUintN(64, BigInt(timestamp));
-      b[n + 7] = Number(t & 0xffffffffn);
-      b[n + 8] = Number(t >> 32n);
-    }
-    const to = o.to;
-    if (to === null || to === undefined) {
-      b[n + 9] = NONE;
-    } else {
-      let k = this._outputs.indexOf(to);
-      if (k < 0) {
-        k = this._outputs.length;
-        this._outputs.push(to);
-      }
-      b[n + 9] = k;
-    }
+    this._tail(b, n, o.timestamp, o.to);
     r.len = n + 10;
   }
-  /** Sends `record` on unchanged (key, value, headers, timestamp) to the default output. */
-  forward(record) {
+  /**
+   * Sends `record` on to the default output: unchanged (key, value, headers, timestamp), or with
+   * the fields given in `changes` (as in `emit`: `key`, `value`, `headers`, `timestamp`, `to`)
+   * in place of its own. `out.forward(record, { value: record.json })` emits the edited
+   * document with the record's key, headers and timestamp, its words copied, nothing decoded.
+   */
+  forward(record, changes) {
     // The input's spans are valid in the output's data as they are: copy words, not bytes.
-    const w = record._w;
+    const w = record._c.w;
     const b = record._b;
-    const count = w[b + 5];
     const hs = this._headers;
     const first = hs.len >> 2;
-    if (count > 0) {
-      hs.reserve(count * 4);
-      hs.buf.set(record._hw.subarray(w[b + 4] * 4, (w[b + 4] + count) * 4), hs.len);
-      hs.len += count * 4;
+    const headers = changes === undefined ? undefined : changes.headers;
+    if (headers === undefined) {
+      const count = w[b + 5];
+      if (count > 0) {
+        hs.reserve(count * 4);
+        const h0 = w[b + 4] * 4;
+        hs.buf.set(this._hw.subarray(h0, h0 + count * 4), hs.len);
+        hs.len += count * 4;
+      }
+    } else {
+      this._pushHeaders(headers, record);
     }
     const r = this._records;
     r.reserve(10);
@@ -234,12 +274,46 @@ export class Emitter {
     o[n + 2] = w[b + 1];
     o[n + 3] = w[b + 2];
     o[n + 4] = w[b + 3];
-    o[n + 5] = first;
-    o[n + 6] = count;
     o[n + 7] = w[b + 6];
     o[n + 8] = w[b + 7];
     o[n + 9] = NONE;
+    if (changes !== undefined) {
+      if (changes.key !== undefined) {
+        r.len = n + 1;
+        this._span(asBytes(changes.key), r);
+      }
+      if (changes.value !== undefined) {
+        r.len = n + 3;
+        this._value(changes.value, record, r);
+      }
+      if (changes.timestamp !== undefined || changes.to !== undefined) {
+        const ts = changes.timestamp;
+        this._tail(o, n, ts === undefined ? null : ts, changes.to);
+        if (ts === undefined) {
+          o[n + 7] = w[b + 6];
+          o[n + 8] = w[b + 7];
+        }
+      }
+    }
+    o[n + 5] = first;
+    o[n + 6] = (hs.len >> 2) - first;
     r.len = n + 10;
+  }
+  /** Drops every output of input `i` (the last input written): it threw. */
+  _rollback(i) {
+    const r = this._records;
+    const b = r.buf;
+    let n = r.len;
+    let hlen = -1;
+    while (n >= 10 && b[n - 10] === i) {
+      n -= 10;
+      hlen = b[n + 5] * 4;
+    }
+    r.len = n;
+    // Header words written by an `emit` that threw before its record words.
+    if (this._hinput === i && (hlen < 0 || this._hstart < hlen)) hlen = this._hstart;
+    if (hlen >= 0) this._headers.len = hlen;
+    // Bytes it added to the output's data stay, unreferenced: nothing points at them.
   }
 }
 
@@ -247,31 +321,35 @@ export class Emitter {
  * [name, value] pairs, `timestamp` milliseconds or null. Views into the batch, valid during the
  * call; each field is decoded when first read. */
 class InputRecord {
-  constructor(data, w, b, hw, topics, jb) {
-    this._jb = jb;
-    this._data = data;
-    this._w = w;
-    this._b = b;
-    this._hw = hw;
-    this._topics = topics;
-    this._headers = undefined;
-    this._hcopy = undefined;
+  constructor(c, b) {
+    this._c = c; // the batch: data, w (record words), hw (header words), topics, jb (JSON)
+    this._b = b; // this record's first word in c.w
     this._key = undefined;
     this._value = undefined;
+    this._headers = undefined;
   }
   get key() {
-    if (this._key === undefined) this._key = span(this._data, this._w[this._b], this._w[this._b + 1]);
+    if (this._key === undefined) {
+      const w = this._c.w;
+      const len = w[this._b + 1];
+      this._key = len === NONE ? null : this._c.data.subarray(w[this._b], w[this._b] + len);
+    }
     return this._key;
   }
   get value() {
-    if (this._value === undefined) this._value = span(this._data, this._w[this._b + 2], this._w[this._b + 3]);
+    if (this._value === undefined) {
+      const w = this._c.w;
+      const len = w[this._b + 3];
+      this._value = len === NONE ? null : this._c.data.subarray(w[this._b + 2], w[this._b + 2] + len);
+    }
     return this._value;
   }
   get headers() {
     if (this._headers === undefined) {
-      const w = this._w;
-      const hw = this._hw;
-      const data = this._data;
+      const c = this._c;
+      const w = c.w;
+      const hw = c.hw;
+      const data = c.data;
       const headers = [];
       const copy = [];
       for (let h = w[this._b + 4], end = h + w[this._b + 5]; h < end; h++) {
@@ -297,19 +375,21 @@ class InputRecord {
     return true;
   }
   get timestamp() {
-    const lo = this._w[this._b + 6];
-    const hi = this._w[this._b + 7];
+    const w = this._c.w;
+    const lo = w[this._b + 6];
+    const hi = w[this._b + 7];
     if (lo === 0 && hi === 0x80000000) return null;
     return hi >= 0x80000000 ? Number(BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo))) : hi * 4294967296 + lo;
   }
   get topic() {
-    return this._topics[this._w[this._b + 8]];
+    return this._c.topics[this._c.w[this._b + 8]];
   }
   get partition() {
-    return this._w[this._b + 9] | 0;
+    return this._c.w[this._b + 9] | 0;
   }
   get offset() {
-    return this._w[this._b + 10] + this._w[this._b + 11] * 4294967296;
+    const w = this._c.w;
+    return w[this._b + 10] + w[this._b + 11] * 4294967296;
   }
   /** The value of the first header called `name` (null if absent or null). */
   header(name) {
@@ -319,7 +399,18 @@ class InputRecord {
   /** The record's value as a JSON document (`Json`): the fields the plugin declared in
    * `jsonPaths`, read by the host for the whole batch, and edits to it. */
   get json() {
-    return new Json(this._jb, (this._b / 12) | 0);
+    return new Json(this._c.jb, (this._b / 12) | 0);
+  }
+}
+
+/** One input batch as its records see it. */
+class Batch {
+  constructor(data, w, hw, topics, jb) {
+    this.data = data;
+    this.w = w;
+    this.hw = hw;
+    this.topics = topics;
+    this.jb = jb;
   }
 }
 
@@ -364,8 +455,8 @@ class JsonBatch {
         docs[2 * i] = w[12 * i + 2];
         docs[2 * i + 1] = w[12 * i + 3];
       }
-      const f = jsonRead(data, docs, paths);
-      this.fields = f.fields;
+      const f = jsonRead(data, wordBytes(docs), paths);
+      this.fields = words(f.fields);
       this.text = f.text;
       const t = utf8Decode(f.text);
       if (t.length === f.text.length) this.textStr = t;
@@ -395,8 +486,10 @@ class JsonBatch {
     }
     return j;
   }
+  /** `read` of one document: [its root kind, path's kind, offset, length] and the text. */
   readOne(i, path) {
-    return jsonRead(this.data, new Uint32Array([this.w[12 * i + 2], this.w[12 * i + 3]]), path === null ? [] : [path]);
+    const f = jsonRead(this.data, wordBytes(new Uint32Array([this.w[12 * i + 2], this.w[12 * i + 3]])), path === null ? [] : [path]);
+    return { fields: words(f.fields), text: f.text };
   }
   str(o, n) {
     return this.textStr !== null ? this.textStr.substring(o, o + n) : utf8Decode(this.text.subarray(o, o + n));
@@ -442,20 +535,30 @@ class JsonBatch {
     }
     return bytes;
   }
-  rollback(edits, pending, chars) {
-    this.editWords.len = edits;
-    this.editValues.length = edits / 5;
-    this.pending.length = pending;
-    this.editChars = chars;
+  /** Drops the edits and pending outputs of input `i` (the last input transformed). */
+  rollback(i) {
+    const p = this.pending;
+    let k = p.length;
+    while (k >= 3 && p[k - 1] === i) k -= 3;
+    p.length = k;
+    const j = this.docmap[i];
+    if (j < 0) return;
+    const e = this.editWords;
+    const b = e.buf;
+    let n = e.len;
+    while (n >= 5 && b[n - 5] === j) n -= 5;
+    e.len = n;
+    this.editValues.length = n / 5;
+    this.editChars = n === 0 ? 0 : b[n - 2] + b[n - 1];
   }
   finish(outData, outRecords, errors) {
     const pending = this.pending;
     if (pending.length === 0) return;
     const text = this.editText();
-    const res = jsonWrite(this.data, this.wdocs.buf.subarray(0, this.wdocs.len), this.paths, this.editWords.buf.subarray(0, this.editWords.len), text);
+    const res = jsonWrite(this.data, wordBytes(this.wdocs.buf, this.wdocs.len), this.paths, wordBytes(this.editWords.buf, this.editWords.len), text);
     const base = outData.len;
     outData.push(res.data);
-    const d = res.docs;
+    const d = words(res.docs);
     const r = outRecords.buf;
     const failed = new Set();
     for (let k = 0; k < pending.length; k += 3) {
@@ -602,8 +705,8 @@ export function runCalls(n, call) {
   }
   return {
     data: outData.buf.subarray(0, outData.len),
-    records: outRecords.buf.subarray(0, outRecords.len),
-    headers: outHeaders.buf.subarray(0, outHeaders.len),
+    records: wordBytes(outRecords.buf, outRecords.len),
+    headers: wordBytes(outHeaders.buf, outHeaders.len),
     outputs,
     errors,
   };
@@ -635,8 +738,8 @@ export function defineTransform(Plugin) {
     },
     process(batch) {
       const data = batch.data;
-      const w = batch.records;
-      const hw = batch.headers;
+      const w = words(batch.records);
+      const hw = words(batch.headers);
       const topics = batch.topics;
       const n = (w.length / 12) | 0;
       const outData = new Bytes(data.length + 4096);
@@ -647,33 +750,27 @@ export function defineTransform(Plugin) {
       const errors = [];
       const out = new Emitter(outData, outRecords, outHeaders, outputs, data, hw);
       const jb = new JsonBatch(data, w, n, paths, index);
-      const edits = jb.editWords;
-      const pending = jb.pending;
+      const c = new Batch(data, w, hw, topics, jb);
+      const p = plugin;
+      // Nothing is saved per record for a rollback: a record that throws is the last one
+      // written, so its outputs and edits are found at the ends of their lists by input index.
       for (let i = 0; i < n; i++) {
-        const record = new InputRecord(data, w, i * 12, hw, topics, jb);
+        const record = new InputRecord(c, i * 12);
         out._input = i;
         out._rec = record;
-        const m0 = outData.len;
-        const m1 = outRecords.len;
-        const m2 = outHeaders.len;
-        const m3 = edits.len;
-        const m4 = pending.length;
-        const m5 = jb.editChars;
         try {
-          plugin.transform(record, out);
+          p.transform(record, out);
         } catch (e) {
-          outData.len = m0;
-          outRecords.len = m1;
-          outHeaders.len = m2;
-          jb.rollback(m3, m4, m5);
+          out._rollback(i);
+          jb.rollback(i);
           errors.push({ input: i, message: message(e) });
         }
       }
       jb.finish(outData, outRecords, errors);
       return {
         data: outData.buf.subarray(0, outData.len),
-        records: outRecords.buf.subarray(0, outRecords.len),
-        headers: outHeaders.buf.subarray(0, outHeaders.len),
+        records: wordBytes(outRecords.buf, outRecords.len),
+        headers: wordBytes(outHeaders.buf, outHeaders.len),
         outputs,
         errors,
       };
