@@ -153,17 +153,26 @@ export class Emitter {
     this._hinput = this._input;
     if (headers === null || headers.length === 0) return;
     if (rec !== null && headers === rec._headers && rec._headersIntact()) {
-      const n = headers.length * 4;
-      hs.reserve(n);
-      const h0 = rec._c.w[rec._b + 4] * 4;
-      hs.buf.set(this._hw.subarray(h0, h0 + n), hs.len);
-      hs.len += n;
+      this._copyHeaders(rec._c.w[rec._b + 4], headers.length);
     } else {
       for (const [name, hv] of headers) {
         this._span(utf8Encode(name), hs);
         this._span(asBytes(hv), hs);
       }
     }
+  }
+  /** Copies the words of `count` input headers from header `h`. A loop, not `set` of a
+   * `subarray`: in StarlingMonkey's interpreter making a typed array view costs microseconds,
+   * more than copying a few words one by one. */
+  _copyHeaders(h, count) {
+    const hs = this._headers;
+    const n = count * 4;
+    hs.reserve(n);
+    const to = hs.buf;
+    const from = this._hw;
+    let o = hs.len;
+    for (let x = h * 4, end = x + n; x < end; x++) to[o++] = from[x];
+    hs.len = o;
   }
   /** Writes the two value words at `r.len`; `rec`'s own value passes as its span. */
   _value(value, rec, r) {
@@ -256,12 +265,7 @@ export class Emitter {
     const headers = changes === undefined ? undefined : changes.headers;
     if (headers === undefined) {
       const count = w[b + 5];
-      if (count > 0) {
-        hs.reserve(count * 4);
-        const h0 = w[b + 4] * 4;
-        hs.buf.set(this._hw.subarray(h0, h0 + count * 4), hs.len);
-        hs.len += count * 4;
-      }
+      if (count > 0) this._copyHeaders(w[b + 4], count);
     } else {
       this._pushHeaders(headers, record);
     }
