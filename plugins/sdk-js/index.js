@@ -290,14 +290,9 @@ export class Emitter {
         r.len = n + 3;
         this._value(changes.value, record, r);
       }
-      if (changes.timestamp !== undefined || changes.to !== undefined) {
-        const ts = changes.timestamp;
-        this._tail(o, n, ts === undefined ? null : ts, changes.to);
-        if (ts === undefined) {
-          o[n + 7] = w[b + 6];
-          o[n + 8] = w[b + 7];
-        }
-      }
+      // As `emit`: no timestamp (the host keeps the input's) unless one is given, so the
+      // words are the same as an `emit` of the same fields.
+      this._tail(o, n, changes.timestamp, changes.to);
     }
     o[n + 5] = first;
     o[n + 6] = (hs.len >> 2) - first;
