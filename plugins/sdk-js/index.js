@@ -111,6 +111,23 @@ class Words {
   }
 }
 
+// The batch being processed, in module bindings rather than object properties: in
+// StarlingMonkey's interpreter reading a property costs ~0.1-0.2 µs, a module binding a few ns,
+// and the per-record path (forward, emit, Json.kind/string) reads these many times a record.
+// One batch (or one on-timer call) is processed at a time; each sets them before its first record.
+const NO_WORDS = new Uint32Array(0);
+let inW = NO_WORDS; // the input's record words
+let inHW = NO_WORDS; // the input's header words
+let oRec = null; // the output's record words (Words)
+let oHdr = null; // the output's header words (Words)
+let curIn = 0; // index of the input being transformed
+let curRec = null; // the InputRecord being transformed (null in on-timer)
+let curJb = null; // the batch's JsonBatch
+let jFields = NO_WORDS; // what `read` found: 1 + 3 * jRead words per document
+let jStride = 1;
+let jRead = 0; // how many paths were read
+let jTextStr = null; // `read`'s text decoded, when it is ASCII (else null: decode per field)
+
 function asBytes(v) {
   if (v === null || v === undefined) return null;
   if (typeof v === "string") return utf8Encode(v);
@@ -119,15 +136,10 @@ function asBytes(v) {
 
 /** Where `transform` writes the outputs of the record it is given. */
 export class Emitter {
-  constructor(data, records, headers, outputs, input, hw) {
-    this._hw = hw; // the input batch's header words
+  constructor(data, outputs, input) {
     this._data = data;
-    this._records = records;
-    this._headers = headers;
     this._outputs = outputs;
     this._in = input; // the input batch's data: the output's data starts with a copy of it
-    this._input = 0;
-    this._rec = null; // the record being transformed
     this._hstart = 0; // where the last `emit` started writing header words
     this._hinput = -1; // ...and for which input
   }
@@ -148,12 +160,12 @@ export class Emitter {
   /** Writes header words for `headers` ([name, value] pairs); a record's own headers array,
    * unchanged, is copied as its words. */
   _pushHeaders(headers, rec) {
-    const hs = this._headers;
+    const hs = oHdr;
     this._hstart = hs.len;
-    this._hinput = this._input;
+    this._hinput = curIn;
     if (headers === null || headers.length === 0) return;
     if (rec !== null && headers === rec._headers && rec._headersIntact()) {
-      this._copyHeaders(rec._c.w[rec._b + 4], headers.length);
+      copyHeaders(inW[rec._b + 4], headers.length);
     } else {
       for (const [name, hv] of headers) {
         this._span(utf8Encode(name), hs);
@@ -161,33 +173,19 @@ export class Emitter {
       }
     }
   }
-  /** Copies the words of `count` input headers from header `h`. A loop, not `set` of a
-   * `subarray`: in StarlingMonkey's interpreter making a typed array view costs microseconds,
-   * more than copying a few words one by one. */
-  _copyHeaders(h, count) {
-    const hs = this._headers;
-    const n = count * 4;
-    hs.reserve(n);
-    const to = hs.buf;
-    const from = this._hw;
-    let o = hs.len;
-    for (let x = h * 4, end = x + n; x < end; x++) to[o++] = from[x];
-    hs.len = o;
-  }
   /** Writes the two value words at `r.len`; `rec`'s own value passes as its span. */
   _value(value, rec, r) {
     const n = r.len;
     if (value instanceof Json) {
       // The edited document: filled in after the batch's one `write` call.
       const jb = value._jb;
-      jb.pending.push(n, jb.doc(value._i), this._input);
+      jb.pending.push(n, jb.doc(value._i), curIn);
       r.buf[n] = 0;
       r.buf[n + 1] = NONE;
       r.len = n + 2;
     } else if (rec !== null && value === rec._value && value !== undefined) {
-      const w = rec._c.w;
-      r.buf[n] = w[rec._b + 2];
-      r.buf[n + 1] = w[rec._b + 3];
+      r.buf[n] = inW[rec._b + 2];
+      r.buf[n + 1] = inW[rec._b + 3];
       r.len = n + 2;
     } else {
       this._span(asBytes(value), r);
@@ -224,21 +222,20 @@ export class Emitter {
     // Written for StarlingMonkey's interpreter, where every call and allocation counts: no
     // destructuring, words written in place, a record's own key/value/headers recognised by
     // identity and passed on as spans of the input.
-    const hs = this._headers;
+    const hs = oHdr;
     const first = hs.len >> 2;
-    const rec = this._rec;
+    const rec = curRec;
     const headers = o.headers;
     if (headers !== undefined) this._pushHeaders(headers, rec);
-    const r = this._records;
+    const r = oRec;
     r.reserve(10);
     const n = r.len;
-    r.buf[n] = this._input;
+    r.buf[n] = curIn;
     r.len = n + 1;
     const key = o.key;
     if (rec !== null && key === rec._key && key !== undefined) {
-      const w = rec._c.w;
-      r.buf[n + 1] = w[rec._b];
-      r.buf[n + 2] = w[rec._b + 1];
+      r.buf[n + 1] = inW[rec._b];
+      r.buf[n + 2] = inW[rec._b + 1];
       r.len = n + 3;
     } else {
       this._span(asBytes(key), r);
@@ -258,22 +255,22 @@ export class Emitter {
    */
   forward(record, changes) {
     // The input's spans are valid in the output's data as they are: copy words, not bytes.
-    const w = record._c.w;
+    const w = inW;
     const b = record._b;
-    const hs = this._headers;
+    const hs = oHdr;
     const first = hs.len >> 2;
     const headers = changes === undefined ? undefined : changes.headers;
     if (headers === undefined) {
       const count = w[b + 5];
-      if (count > 0) this._copyHeaders(w[b + 4], count);
+      if (count > 0) copyHeaders(w[b + 4], count);
     } else {
       this._pushHeaders(headers, record);
     }
-    const r = this._records;
-    r.reserve(10);
+    const r = oRec;
+    if (r.len + 10 > r.buf.length) r.reserve(10);
     const o = r.buf;
     const n = r.len;
-    o[n] = this._input;
+    o[n] = curIn;
     o[n + 1] = w[b];
     o[n + 2] = w[b + 1];
     o[n + 3] = w[b + 2];
@@ -300,7 +297,7 @@ export class Emitter {
   }
   /** Drops every output of input `i` (the last input written): it threw. */
   _rollback(i) {
-    const r = this._records;
+    const r = oRec;
     const b = r.buf;
     let n = r.len;
     let hlen = -1;
@@ -311,9 +308,23 @@ export class Emitter {
     r.len = n;
     // Header words written by an `emit` that threw before its record words.
     if (this._hinput === i && (hlen < 0 || this._hstart < hlen)) hlen = this._hstart;
-    if (hlen >= 0) this._headers.len = hlen;
+    if (hlen >= 0) oHdr.len = hlen;
     // Bytes it added to the output's data stay, unreferenced: nothing points at them.
   }
+}
+
+/** Copies the words of `count` input headers from header `h` to the output's. A loop, not `set`
+ * of a `subarray`: in StarlingMonkey's interpreter making a typed array view costs about a
+ * microsecond, more than copying a few words one by one. */
+function copyHeaders(h, count) {
+  const hs = oHdr;
+  const n = count * 4;
+  let o = hs.len;
+  if (o + n > hs.buf.length) hs.reserve(n);
+  const to = hs.buf;
+  const from = inHW;
+  for (let x = h * 4, end = x + n; x < end; x++) to[o++] = from[x];
+  hs.len = o;
 }
 
 /** One input record: `key`/`value` are Uint8Array or null (a Kafka null), `headers` a list of
@@ -398,7 +409,7 @@ class InputRecord {
   /** The record's value as a JSON document (`Json`): the fields the plugin declared in
    * `jsonPaths`, read by the host for the whole batch, and edits to it. */
   get json() {
-    return new Json(this._c.jb, (this._b / 12) | 0);
+    return new Json(curJb, (this._b / 12) | 0);
   }
 }
 
@@ -460,6 +471,11 @@ class JsonBatch {
       const t = utf8Decode(f.text);
       if (t.length === f.text.length) this.textStr = t;
     }
+    curJb = this;
+    jFields = this.fields === null ? NO_WORDS : this.fields;
+    jStride = this.stride;
+    jRead = this.fields === null ? 0 : this.nread;
+    jTextStr = this.textStr;
   }
   slot(path) {
     let i = typeof path === "string" ? this.index.get(path) : undefined;
@@ -496,10 +512,11 @@ class JsonBatch {
   edit(i, path, op, value) {
     const p = typeof path === "number" && path >= 0 && path < this.nread ? path : this.slot(path);
     const e = this.editWords;
-    e.reserve(5);
+    if (e.len + 5 > e.buf.length) e.reserve(5);
     const b = e.buf;
     const n = e.len;
-    b[n] = this.doc(i);
+    const j = this.docmap[i];
+    b[n] = j >= 0 ? j : this.doc(i);
     b[n + 1] = p;
     b[n + 2] = op;
     b[n + 3] = this.editChars;
@@ -605,6 +622,7 @@ export class Json {
   constructor(jb, i) {
     this._jb = jb;
     this._i = i;
+    this._x = i * jStride + 1; // this document's first path word in jFields
   }
   /** [kind, offset, length, text source] of `path`. */
   _field(path) {
@@ -627,17 +645,20 @@ export class Json {
    * whole document's, costs no host call. */
   kind(path) {
     const jb = this._jb;
-    if (typeof path === "number" && path >= 0 && path < jb.nread) return jb.fields[this._i * jb.stride + 1 + 3 * path];
+    if (typeof path === "number" && path >= 0 && path < jRead) return jFields[this._x + 3 * path];
     if (path === "") return jb.fields !== null ? jb.fields[this._i * jb.stride] : jb.readOne(this._i, null).fields[0];
     return this._field(path)[0];
   }
   /** The string at `path`, or null when it is missing or not a string. */
   string(path) {
     const jb = this._jb;
-    if (typeof path === "number" && path >= 0 && path < jb.nread) {
-      const x = this._i * jb.stride + 1 + 3 * path;
-      const f = jb.fields;
-      return f[x] === STRING ? jb.str(f[x + 1], f[x + 2]) : null;
+    if (typeof path === "number" && path >= 0 && path < jRead) {
+      const x = this._x + 3 * path;
+      const f = jFields;
+      if (f[x] !== STRING) return null;
+      const o = f[x + 1];
+      // The batch's text as one string when it is ASCII: a substring, no decoding, no call.
+      return jTextStr !== null ? jTextStr.substring(o, o + f[x + 2]) : jb.str(o, f[x + 2]);
     }
     const [k, o, n, text] = this._field(path);
     if (k !== STRING) return null;
@@ -662,7 +683,7 @@ export class Json {
   }
   /** Sets `path` to the string `value` (a missing key of an existing object is added at its end). */
   set(path, value) {
-    this._jb.edit(this._i, path, 1, String(value));
+    this._jb.edit(this._i, path, 1, typeof value === "string" ? value : String(value));
   }
   /** Sets `path` to the JSON text `json` (string or UTF-8 Uint8Array). */
   setRaw(path, json) {
@@ -687,9 +708,14 @@ export function runCalls(n, call) {
   const outputs = [];
   const errors = [];
   const empty = new Uint8Array(0);
-  const out = new Emitter(outData, outRecords, outHeaders, outputs, empty, new Uint32Array(0));
+  const out = new Emitter(outData, outputs, empty);
+  inW = NO_WORDS;
+  inHW = NO_WORDS;
+  oRec = outRecords;
+  oHdr = outHeaders;
+  curRec = null;
   for (let i = 0; i < n; i++) {
-    out._input = i;
+    curIn = i;
     const m0 = outData.len;
     const m1 = outRecords.len;
     const m2 = outHeaders.len;
@@ -747,7 +773,11 @@ export function defineTransform(Plugin) {
       const outHeaders = new Words(hw.length);
       const outputs = [];
       const errors = [];
-      const out = new Emitter(outData, outRecords, outHeaders, outputs, data, hw);
+      const out = new Emitter(outData, outputs, data);
+      inW = w;
+      inHW = hw;
+      oRec = outRecords;
+      oHdr = outHeaders;
       const jb = new JsonBatch(data, w, n, paths, index);
       const c = new Batch(data, w, hw, topics, jb);
       const p = plugin;
@@ -755,8 +785,8 @@ export function defineTransform(Plugin) {
       // written, so its outputs and edits are found at the ends of their lists by input index.
       for (let i = 0; i < n; i++) {
         const record = new InputRecord(c, i * 12);
-        out._input = i;
-        out._rec = record;
+        curIn = i;
+        curRec = record;
         try {
           p.transform(record, out);
         } catch (e) {

@@ -44,12 +44,13 @@ class MaskPii {
 }
 
 function maskEmail(email) {
+  // Exactly one `@`, with something before and after it. Positions, not slices: every string
+  // made costs about a microsecond in StarlingMonkey's interpreter.
   const at = email.indexOf("@");
-  const local = at < 0 ? "" : email.slice(0, at);
-  const domain = at < 0 ? "" : email.slice(at + 1);
-  if (at < 0 || local === "" || domain === "" || domain.includes("@")) throw new Reject(`invalid email \`${email}\``);
-  const first = String.fromCodePoint(local.codePointAt(0));
-  return `${first}****@${domain}`;
+  if (at <= 0 || at === email.length - 1 || email.indexOf("@", at + 1) >= 0) throw new Reject(`invalid email \`${email}\``);
+  // The first code point of the local part: two UTF-16 units when it is beyond the BMP.
+  const first = email.codePointAt(0) > 0xffff ? email.slice(0, 2) : email[0];
+  return first + "****" + email.slice(at);
 }
 
 const ASCII = /^[\x00-\x7f]*$/;
