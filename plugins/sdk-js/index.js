@@ -127,6 +127,12 @@ let jFields = NO_WORDS; // what `read` found: 1 + 3 * jRead words per document
 let jStride = 1;
 let jRead = 0; // how many paths were read
 let jTextStr = null; // `read`'s text decoded, when it is ASCII (else null: decode per field)
+let eWords = null; // the batch's edits (Words, 5 per edit), see JsonBatch
+let eValues = []; // string or Uint8Array per edit
+let eDocmap = new Int32Array(0); // input index -> its document in the `write` call, or -1
+let eChars = 0; // total length of the edits' strings so far
+let eAscii = true; // whether every edit value is a string (so one join makes the text)
+let jPending = []; // the batch's JsonBatch.pending
 
 function asBytes(v) {
   if (v === null || v === undefined) return null;
@@ -279,17 +285,33 @@ export class Emitter {
     o[n + 8] = w[b + 7];
     o[n + 9] = NONE;
     if (changes !== undefined) {
-      if (changes.key !== undefined) {
+      const key = changes.key;
+      if (key !== undefined) {
         r.len = n + 1;
-        this._span(asBytes(changes.key), r);
+        this._span(asBytes(key), r);
       }
-      if (changes.value !== undefined) {
+      const value = changes.value;
+      if (value instanceof Json) {
+        // The common case (an edited document), inline: no call, no property of `this`.
+        let j = eDocmap[value._i];
+        if (j < 0) j = value._jb.doc(value._i);
+        jPending.push(n + 3, j, curIn);
+        o[n + 3] = 0;
+        o[n + 4] = NONE;
+      } else if (value !== undefined) {
         r.len = n + 3;
-        this._value(changes.value, record, r);
+        this._value(value, record, r);
       }
       // As `emit`: no timestamp (the host keeps the input's) unless one is given, so the
       // words are the same as an `emit` of the same fields.
-      this._tail(o, n, changes.timestamp, changes.to);
+      const timestamp = changes.timestamp;
+      const to = changes.to;
+      if (timestamp === undefined && to === undefined) {
+        o[n + 7] = 0;
+        o[n + 8] = 0x80000000;
+      } else {
+        this._tail(o, n, timestamp, to);
+      }
     }
     o[n + 5] = first;
     o[n + 6] = (hs.len >> 2) - first;
@@ -454,8 +476,6 @@ class JsonBatch {
     this.textStr = null; // the whole `text` decoded when it is ASCII: fields are substrings of it
     this.editWords = new Words(64); // 5 per edit, offsets into the strings' joined text
     this.editValues = []; // string or Uint8Array per edit
-    this.editChars = 0;
-    this.editAscii = true;
     this.wdocs = new Words(64);
     this.docmap = new Int32Array(n).fill(-1); // input index -> its document in wdocs
     this.pending = []; // (position of an output's value span, document, input) triples
@@ -476,6 +496,12 @@ class JsonBatch {
     jStride = this.stride;
     jRead = this.fields === null ? 0 : this.nread;
     jTextStr = this.textStr;
+    eWords = this.editWords;
+    eValues = this.editValues;
+    eDocmap = this.docmap;
+    jPending = this.pending;
+    eChars = 0;
+    eAscii = true;
   }
   slot(path) {
     let i = typeof path === "string" ? this.index.get(path) : undefined;
@@ -510,33 +536,33 @@ class JsonBatch {
     return this.textStr !== null ? this.textStr.substring(o, o + n) : utf8Decode(this.text.subarray(o, o + n));
   }
   edit(i, path, op, value) {
-    const p = typeof path === "number" && path >= 0 && path < this.nread ? path : this.slot(path);
-    const e = this.editWords;
-    if (e.len + 5 > e.buf.length) e.reserve(5);
-    const b = e.buf;
+    const p = typeof path === "number" && path >= 0 && path < jRead ? path : this.slot(path);
+    const e = eWords;
     const n = e.len;
-    const j = this.docmap[i];
+    if (n + 5 > e.buf.length) e.reserve(5);
+    const b = e.buf;
+    const j = eDocmap[i];
     b[n] = j >= 0 ? j : this.doc(i);
     b[n + 1] = p;
     b[n + 2] = op;
-    b[n + 3] = this.editChars;
+    b[n + 3] = eChars;
     if (typeof value === "string") {
       b[n + 4] = value.length;
-      this.editChars += value.length;
+      eChars += value.length;
     } else {
-      this.editAscii = false;
+      eAscii = false;
       b[n + 4] = 0;
     }
     e.len = n + 5;
-    this.editValues.push(value);
+    eValues.push(value);
   }
   /** The edits' text, and their words pointing into it. */
   editText() {
     const values = this.editValues;
     const words = this.editWords.buf.subarray(0, this.editWords.len);
-    if (this.editAscii) {
+    if (eAscii) {
       const bytes = utf8Encode(values.join(""));
-      if (bytes.length === this.editChars) return bytes; // ASCII: byte offsets are char offsets
+      if (bytes.length === eChars) return bytes; // ASCII: byte offsets are char offsets
     }
     const parts = values.map(asBytes);
     let total = 0;
@@ -565,7 +591,7 @@ class JsonBatch {
     while (n >= 5 && b[n - 5] === j) n -= 5;
     e.len = n;
     this.editValues.length = n / 5;
-    this.editChars = n === 0 ? 0 : b[n - 2] + b[n - 1];
+    eChars = n === 0 ? 0 : b[n - 2] + b[n - 1];
   }
   finish(outData, outRecords, errors) {
     const pending = this.pending;

@@ -7,6 +7,8 @@
 import { defineTransform, pointer, Kind, Reject, ConfigError } from "sluice";
 import { isAlphanumeric, trim } from "sluice/text";
 
+const { STRING, MISSING } = Kind; // module bindings: cheaper than `Kind.STRING` on every record
+
 class MaskPii {
   constructor(config) {
     this.fields = config
@@ -25,7 +27,7 @@ class MaskPii {
 
   transform(record, out) {
     const doc = record.json;
-    if (doc.kind(0) !== Kind.STRING || doc.string(0) === "") {
+    if (doc.kind(0) !== STRING || doc.string(0) === "") {
       if (record.value === null) throw new Reject("record has no value");
       if (doc.kind("") !== Kind.OBJECT) throw new Reject("value is not a JSON object");
       throw new Reject("missing or empty string field `id`");
@@ -33,8 +35,8 @@ class MaskPii {
     const masks = this.masks;
     for (let i = 0; i < masks.length; i++) {
       const kind = doc.kind(i + 1);
-      if (kind === Kind.MISSING) continue;
-      if (kind !== Kind.STRING) throw new Reject(`field \`${this.fields[i]}\` is not a string`);
+      if (kind === MISSING) continue;
+      if (kind !== STRING) throw new Reject(`field \`${this.fields[i]}\` is not a string`);
       doc.set(i + 1, masks[i](doc.string(i + 1)));
     }
     // The record's key, headers and timestamp as they are (their words copied, nothing
