@@ -10,6 +10,9 @@
 //!
 //! `cargo bench -p sluice --bench languages` (or `make bench-languages`); prints a Markdown table.
 //! `SLUICE_BENCH_LANGS=rust,c,cpp` limits it to those languages.
+//! `SLUICE_BENCH_EXTRA=js:plugins/testing/js-profile-empty,...` also measures those plugin
+//! directories (language, then directory) on the same batch, one row each: profiling an SDK's
+//! per-record path piece by piece.
 
 #![allow(dead_code)]
 
@@ -129,5 +132,25 @@ fn main() {
             cold.as_secs_f64(),
             warm.as_secs_f64() * 1e3
         );
+    }
+    let extra = std::env::var("SLUICE_BENCH_EXTRA").unwrap_or_default();
+    let extra: Vec<&str> = extra.split(',').filter(|e| !e.trim().is_empty()).collect();
+    if !extra.is_empty() {
+        println!();
+        println!("| plugin | ns/record |");
+        println!("|---|---|");
+    }
+    for e in extra {
+        let (name, dir) = e
+            .trim()
+            .split_once(':')
+            .expect("SLUICE_BENCH_EXTRA entries are LANG:DIR");
+        let lang = languages::LANGS
+            .into_iter()
+            .find(|l| l.name() == name)
+            .unwrap_or_else(|| panic!("SLUICE_BENCH_EXTRA: unknown language `{name}`"));
+        let path = build(lang, Path::new(dir));
+        let ns = per_record(&runtime, &path, &mut batch, min);
+        println!("| {dir} | {ns:.0} |");
     }
 }

@@ -67,9 +67,16 @@ export interface Output {
 
 export declare class Emitter {
   emit(output: Output): void;
-  /** Sends `record` on unchanged (key, value, headers, timestamp) to the default output. */
-  forward(record: Record): void;
+  /** Sends `record` on (key, value, headers, timestamp) to the default output, unchanged or
+   * with the fields of `changes` in place of its own: `forward(record, { value: record.json })`
+   * emits the edited document without decoding the record's key or headers. */
+  forward(record: Record, changes?: Output): void;
 }
+
+/** The little-endian u32 words of a word list of the contract (a `list<u8>`). */
+export declare function words(bytes: Uint8Array): Uint32Array;
+/** The bytes of the first `n` words of `w` (default all): a word list for the host. */
+export declare function wordBytes(w: Uint32Array, n?: number): Uint8Array;
 
 export declare class Config implements Iterable<[string, string]> {
   get(key: string): string | undefined;
@@ -81,6 +88,11 @@ export declare class Config implements Iterable<[string, string]> {
 /** Thrown by `transform`: this record goes to the dead-letter topic with the message. */
 export declare class Reject extends Error {}
 /** Thrown by the constructor: the host refuses this config with the message. */
+/** The little-endian u32 words of a word list of the contract (a `list<u8>`). */
+export declare function words(bytes: Uint8Array): Uint32Array;
+/** The bytes of the first `n` words of `w` (default all): a word list for the host. */
+export declare function wordBytes(w: Uint32Array, n?: number): Uint8Array;
+
 export declare class ConfigError extends Error {}
 
 export interface Plugin {

@@ -19,14 +19,26 @@
 // The SDK runs the batch loop over the host's batch encoding (wit/sluice.wit); authors see plain
 // records. `build.sh` bundles the module with this SDK (esbuild) and makes the component
 // (componentize-js).
-import { log as hostLog } from "sluice:plugin/host@0.2.0";
-import { read as jsonRead, write as jsonWrite } from "sluice:plugin/json@0.2.0";
+import { log as hostLog } from "sluice:plugin/host@0.3.0";
+import { read as jsonRead, write as jsonWrite } from "sluice:plugin/json@0.3.0";
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 const utf8Decode = (b) => decoder.decode(b);
 const utf8Encode = (s) => encoder.encode(s);
 
 const NONE = 0xffffffff;
+
+/** The little-endian u32 words of a word list (`list<u8>` in contract 0.3.0): a view when the
+ * bytes are 4-aligned (the bindings' usual case), else an aligned copy. */
+export function words(bytes) {
+  if ((bytes.byteOffset & 3) === 0) return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
+  return new Uint32Array(bytes.slice(0, bytes.length & ~3).buffer);
+}
+
+/** The bytes of the first `n` words of `w` (a Uint32Array): a word list to hand to the host. */
+export function wordBytes(w, n = w.length) {
+  return new Uint8Array(w.buffer, w.byteOffset, n * 4);
+}
 
 /** Thrown by `transform`: this record goes to the dead-letter topic with the message. */
 export class Reject extends Error {}
@@ -99,6 +111,29 @@ class Words {
   }
 }
 
+// The batch being processed, in module bindings rather than object properties: in
+// StarlingMonkey's interpreter reading a property costs ~0.1-0.2 µs, a module binding a few ns,
+// and the per-record path (forward, emit, Json.kind/string) reads these many times a record.
+// One batch (or one on-timer call) is processed at a time; each sets them before its first record.
+const NO_WORDS = new Uint32Array(0);
+let inW = NO_WORDS; // the input's record words
+let inHW = NO_WORDS; // the input's header words
+let oRec = null; // the output's record words (Words)
+let oHdr = null; // the output's header words (Words)
+let curIn = 0; // index of the input being transformed
+let curRec = null; // the InputRecord being transformed (null in on-timer)
+let curJb = null; // the batch's JsonBatch
+let jFields = NO_WORDS; // what `read` found: 1 + 3 * jRead words per document
+let jStride = 1;
+let jRead = 0; // how many paths were read
+let jTextStr = null; // `read`'s text decoded, when it is ASCII (else null: decode per field)
+let eWords = null; // the batch's edits (Words, 5 per edit), see JsonBatch
+let eValues = []; // string or Uint8Array per edit
+let eDocmap = new Int32Array(0); // input index -> its document in the `write` call, or -1
+let eChars = 0; // total length of the edits' strings so far
+let eAscii = true; // whether every edit value is a string (so one join makes the text)
+let jPending = []; // the batch's JsonBatch.pending
+
 function asBytes(v) {
   if (v === null || v === undefined) return null;
   if (typeof v === "string") return utf8Encode(v);
@@ -107,15 +142,12 @@ function asBytes(v) {
 
 /** Where `transform` writes the outputs of the record it is given. */
 export class Emitter {
-  constructor(data, records, headers, outputs, input, hw) {
-    this._hw = hw; // the input batch's header words
+  constructor(data, outputs, input) {
     this._data = data;
-    this._records = records;
-    this._headers = headers;
     this._outputs = outputs;
     this._in = input; // the input batch's data: the output's data starts with a copy of it
-    this._input = 0;
-    this._rec = null; // the record being transformed
+    this._hstart = 0; // where the last `emit` started writing header words
+    this._hinput = -1; // ...and for which input
   }
   _span(b, words) {
     if (b === null) {
@@ -131,66 +163,42 @@ export class Emitter {
       this._data.push(b);
     }
   }
-  /**
-   * Emits one output. `key`/`value`: Uint8Array, string (UTF-8) or null, and `value` may be a
-   * record's `json` view: the edited document; `headers`: [name, value] pairs; `timestamp`:
-   * milliseconds (default: the input's); `to`: a named output declared in the pipeline config
-   * (default: the pipeline's default output).
-   */
-  emit(o) {
-    // Written for StarlingMonkey's interpreter, where every call and allocation counts: no
-    // destructuring, words written in place, a record's own key/value/headers recognised by
-    // identity and passed on as spans of the input.
-    const hs = this._headers;
-    const first = hs.len >> 2;
-    const headers = o.headers;
-    const rec = this._rec;
-    if (headers !== undefined && headers !== null && headers.length > 0) {
-      if (rec !== null && headers === rec._headers && rec._headersIntact()) {
-        const n = headers.length * 4;
-        hs.reserve(n);
-        const h0 = rec._w[rec._b + 4] * 4;
-        hs.buf.set(this._hw.subarray(h0, h0 + n), hs.len);
-        hs.len += n;
-      } else {
-        for (const [name, hv] of headers) {
-          this._span(utf8Encode(name), hs);
-          this._span(asBytes(hv), hs);
-        }
+  /** Writes header words for `headers` ([name, value] pairs); a record's own headers array,
+   * unchanged, is copied as its words. */
+  _pushHeaders(headers, rec) {
+    const hs = oHdr;
+    this._hstart = hs.len;
+    this._hinput = curIn;
+    if (headers === null || headers.length === 0) return;
+    if (rec !== null && headers === rec._headers && rec._headersIntact()) {
+      copyHeaders(inW[rec._b + 4], headers.length);
+    } else {
+      for (const [name, hv] of headers) {
+        this._span(utf8Encode(name), hs);
+        this._span(asBytes(hv), hs);
       }
     }
-    const r = this._records;
-    r.reserve(10);
+  }
+  /** Writes the two value words at `r.len`; `rec`'s own value passes as its span. */
+  _value(value, rec, r) {
     const n = r.len;
-    r.buf[n] = this._input;
-    r.len = n + 1;
-    const key = o.key;
-    if (rec !== null && key === rec._key && key !== undefined) {
-      r.buf[n + 1] = rec._w[rec._b];
-      r.buf[n + 2] = rec._w[rec._b + 1];
-      r.len = n + 3;
-    } else {
-      this._span(asBytes(key), r);
-    }
-    const value = o.value;
     if (value instanceof Json) {
       // The edited document: filled in after the batch's one `write` call.
       const jb = value._jb;
-      jb.pending.push(r.len, jb.doc(value._i), this._input);
-      r.buf[n + 3] = 0;
-      r.buf[n + 4] = NONE;
-      r.len = n + 5;
+      jb.pending.push(n, jb.doc(value._i), curIn);
+      r.buf[n] = 0;
+      r.buf[n + 1] = NONE;
+      r.len = n + 2;
     } else if (rec !== null && value === rec._value && value !== undefined) {
-      r.buf[n + 3] = rec._w[rec._b + 2];
-      r.buf[n + 4] = rec._w[rec._b + 3];
-      r.len = n + 5;
+      r.buf[n] = inW[rec._b + 2];
+      r.buf[n + 1] = inW[rec._b + 3];
+      r.len = n + 2;
     } else {
       this._span(asBytes(value), r);
     }
-    const b = r.buf;
-    b[n + 5] = first;
-    b[n + 6] = (hs.len >> 2) - first;
-    const timestamp = o.timestamp;
+  }
+  /** Writes the timestamp and output words at `n + 7`. */
+  _tail(b, n, timestamp, to) {
     if (timestamp === null || timestamp === undefined) {
       b[n + 7] = 0;
       b[n + 8] = 0x80000000;
@@ -199,7 +207,6 @@ export class Emitter {
       b[n + 7] = Number(t & 0xffffffffn);
       b[n + 8] = Number(t >> 32n);
     }
-    const to = o.to;
     if (to === null || to === undefined) {
       b[n + 9] = NONE;
     } else {
@@ -210,68 +217,171 @@ export class Emitter {
       }
       b[n + 9] = k;
     }
+  }
+  /**
+   * Emits one output. `key`/`value`: Uint8Array, string (UTF-8) or null, and `value` may be a
+   * record's `json` view: the edited document; `headers`: [name, value] pairs; `timestamp`:
+   * milliseconds (default: the input's); `to`: a named output declared in the pipeline config
+   * (default: the pipeline's default output).
+   */
+  emit(o) {
+    // Written for StarlingMonkey's interpreter, where every call and allocation counts: no
+    // destructuring, words written in place, a record's own key/value/headers recognised by
+    // identity and passed on as spans of the input.
+    const hs = oHdr;
+    const first = hs.len >> 2;
+    const rec = curRec;
+    const headers = o.headers;
+    if (headers !== undefined) this._pushHeaders(headers, rec);
+    const r = oRec;
+    r.reserve(10);
+    const n = r.len;
+    r.buf[n] = curIn;
+    r.len = n + 1;
+    const key = o.key;
+    if (rec !== null && key === rec._key && key !== undefined) {
+      r.buf[n + 1] = inW[rec._b];
+      r.buf[n + 2] = inW[rec._b + 1];
+      r.len = n + 3;
+    } else {
+      this._span(asBytes(key), r);
+    }
+    this._value(o.value, rec, r);
+    const b = r.buf;
+    b[n + 5] = first;
+    b[n + 6] = (hs.len >> 2) - first;
+    this._tail(b, n, o.timestamp, o.to);
     r.len = n + 10;
   }
-  /** Sends `record` on unchanged (key, value, headers, timestamp) to the default output. */
-  forward(record) {
+  /**
+   * Sends `record` on to the default output: unchanged (key, value, headers, timestamp), or with
+   * the fields given in `changes` (as in `emit`: `key`, `value`, `headers`, `timestamp`, `to`)
+   * in place of its own. `out.forward(record, { value: record.json })` emits the edited
+   * document with the record's key, headers and timestamp, its words copied, nothing decoded.
+   */
+  forward(record, changes) {
     // The input's spans are valid in the output's data as they are: copy words, not bytes.
-    const w = record._w;
+    const w = inW;
     const b = record._b;
-    const count = w[b + 5];
-    const hs = this._headers;
+    const hs = oHdr;
     const first = hs.len >> 2;
-    if (count > 0) {
-      hs.reserve(count * 4);
-      hs.buf.set(record._hw.subarray(w[b + 4] * 4, (w[b + 4] + count) * 4), hs.len);
-      hs.len += count * 4;
+    const headers = changes === undefined ? undefined : changes.headers;
+    if (headers === undefined) {
+      const count = w[b + 5];
+      if (count > 0) copyHeaders(w[b + 4], count);
+    } else {
+      this._pushHeaders(headers, record);
     }
-    const r = this._records;
-    r.reserve(10);
+    const r = oRec;
+    if (r.len + 10 > r.buf.length) r.reserve(10);
     const o = r.buf;
     const n = r.len;
-    o[n] = this._input;
+    o[n] = curIn;
     o[n + 1] = w[b];
     o[n + 2] = w[b + 1];
     o[n + 3] = w[b + 2];
     o[n + 4] = w[b + 3];
-    o[n + 5] = first;
-    o[n + 6] = count;
     o[n + 7] = w[b + 6];
     o[n + 8] = w[b + 7];
     o[n + 9] = NONE;
+    if (changes !== undefined) {
+      const key = changes.key;
+      if (key !== undefined) {
+        r.len = n + 1;
+        this._span(asBytes(key), r);
+      }
+      const value = changes.value;
+      if (value instanceof Json) {
+        // The common case (an edited document), inline: no call, no property of `this`.
+        let j = eDocmap[value._i];
+        if (j < 0) j = value._jb.doc(value._i);
+        jPending.push(n + 3, j, curIn);
+        o[n + 3] = 0;
+        o[n + 4] = NONE;
+      } else if (value !== undefined) {
+        r.len = n + 3;
+        this._value(value, record, r);
+      }
+      // As `emit`: no timestamp (the host keeps the input's) unless one is given, so the
+      // words are the same as an `emit` of the same fields.
+      const timestamp = changes.timestamp;
+      const to = changes.to;
+      if (timestamp === undefined && to === undefined) {
+        o[n + 7] = 0;
+        o[n + 8] = 0x80000000;
+      } else {
+        this._tail(o, n, timestamp, to);
+      }
+    }
+    o[n + 5] = first;
+    o[n + 6] = (hs.len >> 2) - first;
     r.len = n + 10;
   }
+  /** Drops every output of input `i` (the last input written): it threw. */
+  _rollback(i) {
+    const r = oRec;
+    const b = r.buf;
+    let n = r.len;
+    let hlen = -1;
+    while (n >= 10 && b[n - 10] === i) {
+      n -= 10;
+      hlen = b[n + 5] * 4;
+    }
+    r.len = n;
+    // Header words written by an `emit` that threw before its record words.
+    if (this._hinput === i && (hlen < 0 || this._hstart < hlen)) hlen = this._hstart;
+    if (hlen >= 0) oHdr.len = hlen;
+    // Bytes it added to the output's data stay, unreferenced: nothing points at them.
+  }
+}
+
+/** Copies the words of `count` input headers from header `h` to the output's. A loop, not `set`
+ * of a `subarray`: in StarlingMonkey's interpreter making a typed array view costs about a
+ * microsecond, more than copying a few words one by one. */
+function copyHeaders(h, count) {
+  const hs = oHdr;
+  const n = count * 4;
+  let o = hs.len;
+  if (o + n > hs.buf.length) hs.reserve(n);
+  const to = hs.buf;
+  const from = inHW;
+  for (let x = h * 4, end = x + n; x < end; x++) to[o++] = from[x];
+  hs.len = o;
 }
 
 /** One input record: `key`/`value` are Uint8Array or null (a Kafka null), `headers` a list of
  * [name, value] pairs, `timestamp` milliseconds or null. Views into the batch, valid during the
  * call; each field is decoded when first read. */
 class InputRecord {
-  constructor(data, w, b, hw, topics, jb) {
-    this._jb = jb;
-    this._data = data;
-    this._w = w;
-    this._b = b;
-    this._hw = hw;
-    this._topics = topics;
-    this._headers = undefined;
-    this._hcopy = undefined;
+  constructor(c, b) {
+    this._c = c; // the batch: data, w (record words), hw (header words), topics, jb (JSON)
+    this._b = b; // this record's first word in c.w
     this._key = undefined;
     this._value = undefined;
+    this._headers = undefined;
   }
   get key() {
-    if (this._key === undefined) this._key = span(this._data, this._w[this._b], this._w[this._b + 1]);
+    if (this._key === undefined) {
+      const w = this._c.w;
+      const len = w[this._b + 1];
+      this._key = len === NONE ? null : this._c.data.subarray(w[this._b], w[this._b] + len);
+    }
     return this._key;
   }
   get value() {
-    if (this._value === undefined) this._value = span(this._data, this._w[this._b + 2], this._w[this._b + 3]);
+    if (this._value === undefined) {
+      const w = this._c.w;
+      const len = w[this._b + 3];
+      this._value = len === NONE ? null : this._c.data.subarray(w[this._b + 2], w[this._b + 2] + len);
+    }
     return this._value;
   }
   get headers() {
     if (this._headers === undefined) {
-      const w = this._w;
-      const hw = this._hw;
-      const data = this._data;
+      const c = this._c;
+      const w = c.w;
+      const hw = c.hw;
+      const data = c.data;
       const headers = [];
       const copy = [];
       for (let h = w[this._b + 4], end = h + w[this._b + 5]; h < end; h++) {
@@ -297,19 +407,21 @@ class InputRecord {
     return true;
   }
   get timestamp() {
-    const lo = this._w[this._b + 6];
-    const hi = this._w[this._b + 7];
+    const w = this._c.w;
+    const lo = w[this._b + 6];
+    const hi = w[this._b + 7];
     if (lo === 0 && hi === 0x80000000) return null;
     return hi >= 0x80000000 ? Number(BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo))) : hi * 4294967296 + lo;
   }
   get topic() {
-    return this._topics[this._w[this._b + 8]];
+    return this._c.topics[this._c.w[this._b + 8]];
   }
   get partition() {
-    return this._w[this._b + 9] | 0;
+    return this._c.w[this._b + 9] | 0;
   }
   get offset() {
-    return this._w[this._b + 10] + this._w[this._b + 11] * 4294967296;
+    const w = this._c.w;
+    return w[this._b + 10] + w[this._b + 11] * 4294967296;
   }
   /** The value of the first header called `name` (null if absent or null). */
   header(name) {
@@ -319,7 +431,18 @@ class InputRecord {
   /** The record's value as a JSON document (`Json`): the fields the plugin declared in
    * `jsonPaths`, read by the host for the whole batch, and edits to it. */
   get json() {
-    return new Json(this._jb, (this._b / 12) | 0);
+    return new Json(curJb, (this._b / 12) | 0);
+  }
+}
+
+/** One input batch as its records see it. */
+class Batch {
+  constructor(data, w, hw, topics, jb) {
+    this.data = data;
+    this.w = w;
+    this.hw = hw;
+    this.topics = topics;
+    this.jb = jb;
   }
 }
 
@@ -353,8 +476,6 @@ class JsonBatch {
     this.textStr = null; // the whole `text` decoded when it is ASCII: fields are substrings of it
     this.editWords = new Words(64); // 5 per edit, offsets into the strings' joined text
     this.editValues = []; // string or Uint8Array per edit
-    this.editChars = 0;
-    this.editAscii = true;
     this.wdocs = new Words(64);
     this.docmap = new Int32Array(n).fill(-1); // input index -> its document in wdocs
     this.pending = []; // (position of an output's value span, document, input) triples
@@ -364,12 +485,23 @@ class JsonBatch {
         docs[2 * i] = w[12 * i + 2];
         docs[2 * i + 1] = w[12 * i + 3];
       }
-      const f = jsonRead(data, docs, paths);
-      this.fields = f.fields;
+      const f = jsonRead(data, wordBytes(docs), paths);
+      this.fields = words(f.fields);
       this.text = f.text;
       const t = utf8Decode(f.text);
       if (t.length === f.text.length) this.textStr = t;
     }
+    curJb = this;
+    jFields = this.fields === null ? NO_WORDS : this.fields;
+    jStride = this.stride;
+    jRead = this.fields === null ? 0 : this.nread;
+    jTextStr = this.textStr;
+    eWords = this.editWords;
+    eValues = this.editValues;
+    eDocmap = this.docmap;
+    jPending = this.pending;
+    eChars = 0;
+    eAscii = true;
   }
   slot(path) {
     let i = typeof path === "string" ? this.index.get(path) : undefined;
@@ -395,39 +527,42 @@ class JsonBatch {
     }
     return j;
   }
+  /** `read` of one document: [its root kind, path's kind, offset, length] and the text. */
   readOne(i, path) {
-    return jsonRead(this.data, new Uint32Array([this.w[12 * i + 2], this.w[12 * i + 3]]), path === null ? [] : [path]);
+    const f = jsonRead(this.data, wordBytes(new Uint32Array([this.w[12 * i + 2], this.w[12 * i + 3]])), path === null ? [] : [path]);
+    return { fields: words(f.fields), text: f.text };
   }
   str(o, n) {
     return this.textStr !== null ? this.textStr.substring(o, o + n) : utf8Decode(this.text.subarray(o, o + n));
   }
   edit(i, path, op, value) {
-    const p = typeof path === "number" && path >= 0 && path < this.nread ? path : this.slot(path);
-    const e = this.editWords;
-    e.reserve(5);
-    const b = e.buf;
+    const p = typeof path === "number" && path >= 0 && path < jRead ? path : this.slot(path);
+    const e = eWords;
     const n = e.len;
-    b[n] = this.doc(i);
+    if (n + 5 > e.buf.length) e.reserve(5);
+    const b = e.buf;
+    const j = eDocmap[i];
+    b[n] = j >= 0 ? j : this.doc(i);
     b[n + 1] = p;
     b[n + 2] = op;
-    b[n + 3] = this.editChars;
+    b[n + 3] = eChars;
     if (typeof value === "string") {
       b[n + 4] = value.length;
-      this.editChars += value.length;
+      eChars += value.length;
     } else {
-      this.editAscii = false;
+      eAscii = false;
       b[n + 4] = 0;
     }
     e.len = n + 5;
-    this.editValues.push(value);
+    eValues.push(value);
   }
   /** The edits' text, and their words pointing into it. */
   editText() {
     const values = this.editValues;
     const words = this.editWords.buf.subarray(0, this.editWords.len);
-    if (this.editAscii) {
+    if (eAscii) {
       const bytes = utf8Encode(values.join(""));
-      if (bytes.length === this.editChars) return bytes; // ASCII: byte offsets are char offsets
+      if (bytes.length === eChars) return bytes; // ASCII: byte offsets are char offsets
     }
     const parts = values.map(asBytes);
     let total = 0;
@@ -442,20 +577,30 @@ class JsonBatch {
     }
     return bytes;
   }
-  rollback(edits, pending, chars) {
-    this.editWords.len = edits;
-    this.editValues.length = edits / 5;
-    this.pending.length = pending;
-    this.editChars = chars;
+  /** Drops the edits and pending outputs of input `i` (the last input transformed). */
+  rollback(i) {
+    const p = this.pending;
+    let k = p.length;
+    while (k >= 3 && p[k - 1] === i) k -= 3;
+    p.length = k;
+    const j = this.docmap[i];
+    if (j < 0) return;
+    const e = this.editWords;
+    const b = e.buf;
+    let n = e.len;
+    while (n >= 5 && b[n - 5] === j) n -= 5;
+    e.len = n;
+    this.editValues.length = n / 5;
+    eChars = n === 0 ? 0 : b[n - 2] + b[n - 1];
   }
   finish(outData, outRecords, errors) {
     const pending = this.pending;
     if (pending.length === 0) return;
     const text = this.editText();
-    const res = jsonWrite(this.data, this.wdocs.buf.subarray(0, this.wdocs.len), this.paths, this.editWords.buf.subarray(0, this.editWords.len), text);
+    const res = jsonWrite(this.data, wordBytes(this.wdocs.buf, this.wdocs.len), this.paths, wordBytes(this.editWords.buf, this.editWords.len), text);
     const base = outData.len;
     outData.push(res.data);
-    const d = res.docs;
+    const d = words(res.docs);
     const r = outRecords.buf;
     const failed = new Set();
     for (let k = 0; k < pending.length; k += 3) {
@@ -503,6 +648,7 @@ export class Json {
   constructor(jb, i) {
     this._jb = jb;
     this._i = i;
+    this._x = i * jStride + 1; // this document's first path word in jFields
   }
   /** [kind, offset, length, text source] of `path`. */
   _field(path) {
@@ -525,17 +671,20 @@ export class Json {
    * whole document's, costs no host call. */
   kind(path) {
     const jb = this._jb;
-    if (typeof path === "number" && path >= 0 && path < jb.nread) return jb.fields[this._i * jb.stride + 1 + 3 * path];
+    if (typeof path === "number" && path >= 0 && path < jRead) return jFields[this._x + 3 * path];
     if (path === "") return jb.fields !== null ? jb.fields[this._i * jb.stride] : jb.readOne(this._i, null).fields[0];
     return this._field(path)[0];
   }
   /** The string at `path`, or null when it is missing or not a string. */
   string(path) {
     const jb = this._jb;
-    if (typeof path === "number" && path >= 0 && path < jb.nread) {
-      const x = this._i * jb.stride + 1 + 3 * path;
-      const f = jb.fields;
-      return f[x] === STRING ? jb.str(f[x + 1], f[x + 2]) : null;
+    if (typeof path === "number" && path >= 0 && path < jRead) {
+      const x = this._x + 3 * path;
+      const f = jFields;
+      if (f[x] !== STRING) return null;
+      const o = f[x + 1];
+      // The batch's text as one string when it is ASCII: a substring, no decoding, no call.
+      return jTextStr !== null ? jTextStr.substring(o, o + f[x + 2]) : jb.str(o, f[x + 2]);
     }
     const [k, o, n, text] = this._field(path);
     if (k !== STRING) return null;
@@ -560,7 +709,7 @@ export class Json {
   }
   /** Sets `path` to the string `value` (a missing key of an existing object is added at its end). */
   set(path, value) {
-    this._jb.edit(this._i, path, 1, String(value));
+    this._jb.edit(this._i, path, 1, typeof value === "string" ? value : String(value));
   }
   /** Sets `path` to the JSON text `json` (string or UTF-8 Uint8Array). */
   setRaw(path, json) {
@@ -585,9 +734,14 @@ export function runCalls(n, call) {
   const outputs = [];
   const errors = [];
   const empty = new Uint8Array(0);
-  const out = new Emitter(outData, outRecords, outHeaders, outputs, empty, new Uint32Array(0));
+  const out = new Emitter(outData, outputs, empty);
+  inW = NO_WORDS;
+  inHW = NO_WORDS;
+  oRec = outRecords;
+  oHdr = outHeaders;
+  curRec = null;
   for (let i = 0; i < n; i++) {
-    out._input = i;
+    curIn = i;
     const m0 = outData.len;
     const m1 = outRecords.len;
     const m2 = outHeaders.len;
@@ -602,8 +756,8 @@ export function runCalls(n, call) {
   }
   return {
     data: outData.buf.subarray(0, outData.len),
-    records: outRecords.buf.subarray(0, outRecords.len),
-    headers: outHeaders.buf.subarray(0, outHeaders.len),
+    records: wordBytes(outRecords.buf, outRecords.len),
+    headers: wordBytes(outHeaders.buf, outHeaders.len),
     outputs,
     errors,
   };
@@ -635,8 +789,8 @@ export function defineTransform(Plugin) {
     },
     process(batch) {
       const data = batch.data;
-      const w = batch.records;
-      const hw = batch.headers;
+      const w = words(batch.records);
+      const hw = words(batch.headers);
       const topics = batch.topics;
       const n = (w.length / 12) | 0;
       const outData = new Bytes(data.length + 4096);
@@ -645,35 +799,33 @@ export function defineTransform(Plugin) {
       const outHeaders = new Words(hw.length);
       const outputs = [];
       const errors = [];
-      const out = new Emitter(outData, outRecords, outHeaders, outputs, data, hw);
+      const out = new Emitter(outData, outputs, data);
+      inW = w;
+      inHW = hw;
+      oRec = outRecords;
+      oHdr = outHeaders;
       const jb = new JsonBatch(data, w, n, paths, index);
-      const edits = jb.editWords;
-      const pending = jb.pending;
+      const c = new Batch(data, w, hw, topics, jb);
+      const p = plugin;
+      // Nothing is saved per record for a rollback: a record that throws is the last one
+      // written, so its outputs and edits are found at the ends of their lists by input index.
       for (let i = 0; i < n; i++) {
-        const record = new InputRecord(data, w, i * 12, hw, topics, jb);
-        out._input = i;
-        out._rec = record;
-        const m0 = outData.len;
-        const m1 = outRecords.len;
-        const m2 = outHeaders.len;
-        const m3 = edits.len;
-        const m4 = pending.length;
-        const m5 = jb.editChars;
+        const record = new InputRecord(c, i * 12);
+        curIn = i;
+        curRec = record;
         try {
-          plugin.transform(record, out);
+          p.transform(record, out);
         } catch (e) {
-          outData.len = m0;
-          outRecords.len = m1;
-          outHeaders.len = m2;
-          jb.rollback(m3, m4, m5);
+          out._rollback(i);
+          jb.rollback(i);
           errors.push({ input: i, message: message(e) });
         }
       }
       jb.finish(outData, outRecords, errors);
       return {
         data: outData.buf.subarray(0, outData.len),
-        records: outRecords.buf.subarray(0, outRecords.len),
-        headers: outHeaders.buf.subarray(0, outHeaders.len),
+        records: wordBytes(outRecords.buf, outRecords.len),
+        headers: wordBytes(outHeaders.buf, outHeaders.len),
         outputs,
         errors,
       };

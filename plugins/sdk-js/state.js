@@ -4,9 +4,9 @@
 // it survives traps, hot swaps and restarts, and a rejected record changes nothing. Keys and
 // values are Uint8Array (a string is taken as UTF-8). build.sh builds a plugin that imports this
 // module for the `stateful-transform` world.
-import * as hostState from "sluice:plugin/state@0.2.0";
-import { register as hostRegister, cancel as hostCancel, watermark as hostWatermark } from "sluice:plugin/timers@0.2.0";
-import { defineTransform, Emitter, runCalls } from "./index.js";
+import * as hostState from "sluice:plugin/state@0.3.0";
+import { register as hostRegister, cancel as hostCancel, watermark as hostWatermark } from "sluice:plugin/timers@0.3.0";
+import { defineTransform, runCalls, words, wordBytes } from "./index.js";
 
 const encoder = new TextEncoder();
 const NONE = 0xffffffff;
@@ -58,26 +58,27 @@ function pack(parts) {
   let total = 0;
   for (const p of parts) if (p !== null) total += p.length;
   const data = new Uint8Array(total);
-  const words = new Uint32Array(parts.length * 2);
+  const spans = new Uint32Array(parts.length * 2);
   let o = 0;
   parts.forEach((p, i) => {
     if (p === null) {
-      words[2 * i] = 0;
-      words[2 * i + 1] = NONE;
+      spans[2 * i] = 0;
+      spans[2 * i + 1] = NONE;
     } else {
       data.set(p, o);
-      words[2 * i] = o;
-      words[2 * i + 1] = p.length;
+      spans[2 * i] = o;
+      spans[2 * i + 1] = p.length;
       o += p.length;
     }
   });
-  return [data, words];
+  return [data, spans];
 }
 
 /** Several `get`s in one host call: a Uint8Array or null per key. */
 export function getMany(keys) {
-  const [data, words] = pack(keys.map(bytes));
-  const [got, spans] = hostState.getMany(data, words);
+  const [data, keyWords] = pack(keys.map(bytes));
+  const [got, spanBytes] = hostState.getMany(data, wordBytes(keyWords));
+  const spans = words(spanBytes);
   const out = [];
   for (let i = 0; i < spans.length; i += 2) out.push(spans[i + 1] === NONE ? null : got.subarray(spans[i], spans[i] + spans[i + 1]));
   return out;
@@ -87,8 +88,8 @@ export function getMany(keys) {
 export function putMany(entries) {
   const parts = [];
   for (const [k, v] of entries) parts.push(bytes(k), v === null || v === undefined ? null : bytes(v));
-  const [data, words] = pack(parts);
-  hostState.putMany(data, words);
+  const [data, entryWords] = pack(parts);
+  hostState.putMany(data, wordBytes(entryWords));
 }
 
 /** Registers a timer for `key` at `at` (ms since the Unix epoch) in `domain`. */
@@ -118,7 +119,7 @@ export function defineStatefulTransform(Plugin) {
     process: exports.process,
     onTimer(fired) {
       const data = fired.data;
-      const w = fired.timers;
+      const w = words(fired.timers);
       const n = (w.length / 5) | 0;
       const plugin = exports.instance();
       return runCalls(n, (i, out) => {

@@ -3,7 +3,9 @@
 export function init(_config) {}
 
 export function process(batch) {
-  const r = batch.records;
+  // Word lists are little-endian u32 words in a Uint8Array (contract 0.3.0): view them as such.
+  const rb = batch.records;
+  const r = (rb.byteOffset & 3) === 0 ? new Uint32Array(rb.buffer, rb.byteOffset, rb.length >>> 2) : new Uint32Array(rb.slice().buffer);
   const n = (r.length / 12) | 0;
   const out = new Uint32Array(n * 10);
   for (let i = 0; i < n; i++) {
@@ -20,5 +22,5 @@ export function process(batch) {
     out[o + 8] = 0x80000000;
     out[o + 9] = 0xffffffff;
   }
-  return { data: batch.data, records: out, headers: batch.headers, outputs: [], errors: [] };
+  return { data: batch.data, records: new Uint8Array(out.buffer), headers: batch.headers, outputs: [], errors: [] };
 }
