@@ -32,6 +32,7 @@ from struct import Struct as _Struct
 _P4 = _Struct("<4I").pack
 _P10 = _Struct("<10I").pack
 _U4 = _Struct("<4I").unpack_from
+_I4 = _Struct("<4I").iter_unpack
 
 from wit_world import WitWorld as _World
 from wit_world.imports import host as _host
@@ -82,7 +83,9 @@ class Record:
     is a list of ``(name: str, value: bytes | None)`` in producer order; ``timestamp`` is
     milliseconds since the Unix epoch or ``None``. Each field is decoded when first read."""
 
-    __slots__ = ("_batch", "_b", "_headers")
+    # `_horig`: the headers as first read (set with `_headers`), so that emitting them unchanged
+    # copies their words instead of encoding them again.
+    __slots__ = ("_batch", "_b", "_headers", "_horig")
 
     def __init__(self, batch, b):
         self._batch = batch
@@ -121,18 +124,19 @@ class Record:
             batch = self._batch
             w = batch.records
             b = self._b
-            h0 = w[b + 4]
-            hs = _Headers()
-            hs._first = h0
             n = w[b + 5]
-            if n:
-                data, hraw = batch.data, batch.hraw
-                for x in range(h0 << 4, (h0 + n) << 4, 16):
-                    o, nl, vo, vl = _U4(hraw, x)
-                    hs.append((data[o:o + nl].decode(), None if vl == NONE else data[vo:vo + vl]))
-                hs._orig = tuple(hs)
+            if n == 1:  # the usual case, without a loop
+                data = batch.data
+                o, nl, vo, vl = _U4(batch.hraw, w[b + 4] << 4)
+                hs = [(data[o:o + nl].decode(), None if vl == NONE else data[vo:vo + vl])]
             else:
-                hs._orig = ()
+                hs = []
+                if n:
+                    data = batch.data
+                    x = w[b + 4] << 4
+                    for o, nl, vo, vl in _I4(batch.hraw[x:x + (n << 4)]):
+                        hs.append((data[o:o + nl].decode(), None if vl == NONE else data[vo:vo + vl]))
+            self._horig = tuple(hs)
             self._headers = hs
         return hs
 
@@ -417,17 +421,10 @@ class Json:
         self._edit(path, 0, b"")
 
 
-class _Headers(list):
-    """A record's headers: a list, which remembers where its words are in the batch so that
-    emitting it unchanged copies words, not bytes."""
-
-    __slots__ = ("_first", "_orig")
-
-
 class Emitter:
     """Where ``transform`` writes the outputs of the record it is given."""
 
-    __slots__ = ("_data", "_records", "_headers", "_outputs", "_input", "_hw")
+    __slots__ = ("_data", "_records", "_headers", "_outputs", "_input", "_record", "_hw")
 
     # `records` and `headers` are bytearrays of the output batch's words (40 bytes per record,
     # 16 per header).
@@ -438,6 +435,7 @@ class Emitter:
         self._headers = headers
         self._outputs = outputs
         self._input = 0
+        self._record = None  # the record being transformed: its headers are copied as words
 
     def emit(self, value=None, key=None, headers=(), timestamp=None, to=None):
         """Emits one output record. ``value``/``key``: ``bytes``, ``str`` (UTF-8) or ``None``, and
@@ -449,8 +447,9 @@ class Emitter:
         hs = self._headers
         first = len(hs) >> 4
         if headers:
-            if type(headers) is _Headers and tuple(headers) == headers._orig:
-                h0 = headers._first << 4
+            r = self._record
+            if r is not None and headers is r._headers and tuple(headers) == r._horig:
+                h0 = r._batch.records[r._b + 4] << 4
                 hs += self._hw[h0:h0 + (len(headers) << 4)]
             else:
                 for name, hv in headers:
@@ -622,7 +621,7 @@ def export(cls):
             pending = jb.pending
             transform = plugin.transform
             for i in range(len(batch.records) // 12):
-                r = Record(batch, i * 12)
+                r = out._record = Record(batch, i * 12)
                 out._input = i
                 marks = (len(out_data), len(out_records), len(out_headers), len(edits), len(pending))
                 try:
