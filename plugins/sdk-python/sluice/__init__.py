@@ -27,11 +27,14 @@ records.
 # output's words with one ``struct`` pack into a ``bytearray``, copies unchanged headers as byte
 # slices, and turns the JSON edits' list into bytes once per batch with ``array``.
 from array import array as _array
+from operator import add as _add
 from struct import Struct as _Struct
 
 _P4 = _Struct("<4I").pack
 _P10 = _Struct("<10I").pack
 _U4 = _Struct("<4I").unpack_from
+_ABSENT = _Struct("<2I").pack(0, 0xFFFFFFFF)  # a span of nothing
+_decode = bytes.decode
 _I4 = _Struct("<4I").iter_unpack
 
 from wit_world import WitWorld as _World
@@ -192,26 +195,32 @@ def pointer(*keys):
 
 class _JsonBatch:
     """One batch's JSON work: what the host read for the declared paths (one ``read`` call before
-    the records are transformed) and the edits recorded, written in one ``write`` call after."""
+    the records are transformed) and the edits recorded, written in one ``write`` call after.
 
-    __slots__ = ("batch", "data", "words", "fields", "text", "stride", "nread", "index", "paths",
-                 "edits", "etext", "wdocs", "docmap", "pending")
+    A declared path's kinds and strings are turned into per-document lists for the whole batch
+    the first time a record asks for them (``memoryview`` slices and ``map`` in C), so that
+    ``kind`` and ``string`` are a dict lookup and a list index per record. A document's index
+    in ``write`` is its input's index: the documents no output carries are sent absent."""
 
-    def __init__(self, batch, paths, index):
+    __slots__ = ("batch", "data", "words", "fields", "text", "stride", "nread", "index", "ids",
+                 "paths", "edits", "etext", "pending", "kcols", "scols")
+
+    def __init__(self, batch, paths, index, ids):
         self.batch = batch
         self.data = batch.data
         self.words = batch.records
         self.nread = len(paths)
         self.stride = 1 + 3 * len(paths)
-        self.index = index
+        self.index = index  # JSON Pointer -> its index in `paths`
+        self.ids = ids  # a declared path, as its index or its pointer -> its index
         self.paths = paths
         self.fields = None
         self.text = b""
         self.edits = []
         self.etext = bytearray()
-        self.wdocs = bytearray()  # spans (8 bytes each) of the documents to write, in write order
-        self.docmap = {}  # input index -> index of its document in wdocs
-        self.pending = []  # (position of an output's value span in the records, document, input), flat
+        self.pending = []  # (byte position of an output's value span in the records, input), flat
+        self.kcols = {}  # path -> the kind of it in every document
+        self.scols = {}  # path -> its string (or None) in every document
         if paths:
             # Every record's value span, words 2 and 3 of its 12 (bytes 8..16 of 48): one strided
             # copy in C of the 8-byte pairs at 1, 7, 13, ...
@@ -219,6 +228,49 @@ class _JsonBatch:
             f = _json.read(self.data, docs, paths)
             self.fields = _words(f.fields)
             self.text = f.text
+
+    def declared(self, path):
+        """The index of ``path`` among the paths read for the batch, or ``None``."""
+        if isinstance(path, int):
+            return path if 0 <= path < self.nread else None
+        if type(path) is str:
+            i = self.index.get(path)
+            return i if i is not None and i < self.nread else None
+        return None
+
+    def kind_column(self, path):
+        """The kind of ``path`` in every document (a list), or ``None`` when it was not read
+        for the batch (``""``, the document's root, always is when any path was)."""
+        f = self.fields
+        if f is None:
+            return None
+        if path == "":
+            col = f[0::self.stride].tolist()
+        else:
+            i = self.declared(path)
+            if i is None:
+                return None
+            col = f[1 + 3 * i::self.stride].tolist()
+        self.kcols[path] = col
+        return col
+
+    def string_column(self, path):
+        """The string at ``path`` (or ``None``) in every document, or ``None`` when it was not
+        read for the batch."""
+        i = self.declared(path) if self.fields is not None else None
+        if i is None:
+            return None
+        kinds = self.kcols.get(path)
+        if kinds is None:
+            kinds = self.kind_column(path)
+        f = self.fields
+        offs = f[2 + 3 * i::self.stride].tolist()
+        ends = list(map(_add, offs, f[3 + 3 * i::self.stride].tolist()))
+        col = list(map(_decode, map(self.text.__getitem__, map(slice, offs, ends))))
+        if kinds.count(STRING) != len(kinds):
+            col = [t if k == STRING else None for t, k in zip(col, kinds)]
+        self.scols[path] = col
+        return col
 
     def slot(self, path):
         """Index of ``path`` among the paths of ``write``, added when it is new (an edit may
@@ -235,15 +287,6 @@ class _JsonBatch:
             self.index[path] = i
         return i
 
-    def doc(self, i):
-        j = self.docmap.get(i)
-        if j is None:
-            j = len(self.wdocs) >> 3
-            self.docmap[i] = j
-            x = i * 48 + 8
-            self.wdocs += self.batch.raw[x:x + 8]
-        return j
-
     def read_one(self, i, path):
         """Reads an undeclared ``path`` of document ``i`` with a host call of its own."""
         x = i * 48 + 8
@@ -253,20 +296,31 @@ class _JsonBatch:
     def finish(self, out_data, out_records, errors):
         """Writes every edited document in one call and points the outputs that carry one at it;
         an input whose document cannot be written is rejected."""
-        if not self.pending:
+        p = self.pending  # (byte position of an output's value span in out_records, input)
+        if not p:
             return
-        res = _json.write(self.data, bytes(self.wdocs), self.paths, _array("I", self.edits).tobytes(),
-                          bytes(self.etext))
+        n = len(self.words) // 12
+        pos = p[0::2]
+        ins = p[1::2]
+        m = len(pos)
+        raw = self.batch.raw
+        used = set(ins)
+        if len(used) == n:  # every document: all value spans, as for `read`
+            docs = memoryview(raw).cast("Q")[1::6].tobytes()
+        else:  # only those an output carries; the others absent, which the host skips
+            w = bytearray(_ABSENT * n)
+            for i in used:
+                x = i * 48 + 8
+                w[i * 8:i * 8 + 8] = raw[x:x + 8]
+            docs = bytes(w)
+        res = _json.write(self.data, docs, self.paths, _array("I", self.edits).tobytes(), bytes(self.etext))
         base = len(out_data)
         out_data += res.data
         d = _words(res.docs).tolist()
         offs = d[0::2]
         lens = d[1::2]
-        p = self.pending  # (byte position of an output's value span in out_records, doc, input)
-        pos = p[0::3]
-        m = len(pos)
         r = memoryview(out_records).cast("I")
-        if (len(offs) == m and NONE not in lens and p[1::3] == list(range(m))
+        if (m == n and NONE not in lens and ins == list(range(n))
                 and pos == list(range(pos[0], pos[0] + 40 * m, 40))):
             # The usual shape: every input emits its edited document once, in order. Every value
             # span is then every 10th word from the first: two strided stores in C.
@@ -276,16 +330,16 @@ class _JsonBatch:
             r.release()
             return
         failed = set()
-        for x, j, i in zip(pos, p[1::3], p[2::3]):
-            n = lens[j]
-            if n == NONE:
+        for x, i in zip(pos, ins):
+            k = lens[i]
+            if k == NONE:
                 if i not in failed:
                     failed.add(i)
                     errors.append(_types.InputError(input=i, message=self.failure(i)))
                 continue
             x >>= 2
-            r[x] = base + offs[j]
-            r[x + 1] = n
+            r[x] = base + offs[i]
+            r[x + 1] = k
         if failed:  # a rejected input emits nothing: drop its outputs, as after an exception
             kept = b"".join([out_records[k:k + 40] for k in range(0, len(out_records), 40) if r[k >> 2] not in failed])
             r.release()
@@ -343,25 +397,22 @@ class Json:
         """What ``path`` found: ``MISSING``, ``NULL``, ``FALSE``, ``TRUE``, ``NUMBER``,
         ``STRING``, ``ARRAY`` or ``OBJECT`` (``MISSING`` when the value is not valid JSON).
         ``kind("")``, the whole document's, costs no host call."""
-        jb = self._jb
-        if type(path) is int and 0 <= path < jb.nread:
-            return jb.fields[self._i * jb.stride + 1 + 3 * path]
-        if path == "" and jb.fields is not None:  # the document's own word is its root's kind
-            return jb.fields[self._i * jb.stride]
-        return self._field(path)[0]
+        col = self._jb.kcols.get(path)
+        if col is None:
+            col = self._jb.kind_column(path)
+            if col is None:
+                return self._field(path)[0]
+        return col[self._i]
 
     def string(self, path):
         """The string at ``path``, or ``None`` when it is missing or not a string."""
-        jb = self._jb
-        if type(path) is int and 0 <= path < jb.nread:
-            f = jb.fields
-            x = self._i * jb.stride + 1 + 3 * path
-            if f[x] != STRING:
-                return None
-            o = f[x + 1]
-            return jb.text[o:o + f[x + 2]].decode()
-        k, text, o, n = self._field(path)
-        return text[o:o + n].decode() if k == STRING else None
+        col = self._jb.scols.get(path)
+        if col is None:
+            col = self._jb.string_column(path)
+            if col is None:
+                k, text, o, n = self._field(path)
+                return text[o:o + n].decode() if k == STRING else None
+        return col[self._i]
 
     def text(self, path):
         """The JSON text at ``path`` (compact, as serde_json prints it; a string's is its decoded
@@ -392,23 +443,23 @@ class Json:
 
     def _edit(self, path, op, b):
         jb = self._jb
-        p = path if type(path) is int and 0 <= path < jb.nread else jb.slot(path)
+        p = jb.ids.get(path)
+        if p is None:
+            p = jb.slot(path)
         t = jb.etext
-        jb.edits += (jb.doc(self._i), p, op, len(t), len(b))
+        jb.edits += (self._i, p, op, len(t), len(b))
         t += b
 
     def set(self, path, value):
         """Sets ``path`` to the string ``value`` (a missing key of an existing object is added at
         its end)."""
         jb = self._jb
-        if type(path) is not int or not 0 <= path < jb.nread:
-            path = jb.slot(path)
-        j = jb.docmap.get(self._i)
-        if j is None:
-            j = jb.doc(self._i)
+        p = jb.ids.get(path)
+        if p is None:
+            p = jb.slot(path)
         b = value.encode()
         t = jb.etext
-        jb.edits += (j, path, 1, len(t), len(b))
+        jb.edits += (self._i, p, 1, len(t), len(b))
         t += b
 
     def set_raw(self, path, json_text):
@@ -476,10 +527,7 @@ class Emitter:
             vo = 0
             vl = NONE
         elif type(value) is Json:  # the edited document: filled in after the batch's `write`
-            jb = value._jb
-            i = value._i
-            j = jb.docmap.get(i)
-            jb.pending += (len(self._records) + 12, jb.doc(i) if j is None else j, self._input)
+            value._jb.pending += (len(self._records) + 12, value._i)
             vo = 0
             vl = NONE
         else:
@@ -596,6 +644,7 @@ def export(cls):
         plugin = None
         paths = []
         index = {}
+        ids = {}
 
         def init(self, config):
             try:
@@ -606,6 +655,7 @@ def export(cls):
             WitWorld.plugin = plugin
             WitWorld.paths = paths
             WitWorld.index = {p: i for i, p in reversed(list(enumerate(paths)))}
+            WitWorld.ids = {**{i: i for i in range(len(paths))}, **WitWorld.index}
 
         def process(self, wit_batch):
             plugin = WitWorld.plugin
@@ -616,7 +666,7 @@ def export(cls):
             outputs = []
             errors = []
             out = Emitter(out_data, out_records, out_headers, outputs, batch.hraw)
-            jb = batch._json = _JsonBatch(batch, WitWorld.paths, WitWorld.index)
+            jb = batch._json = _JsonBatch(batch, WitWorld.paths, WitWorld.index, WitWorld.ids)
             edits = jb.edits
             pending = jb.pending
             transform = plugin.transform
