@@ -60,10 +60,14 @@ _LAST_TWO = re.compile("[^0-9A-Za-z]*[0-9A-Za-z][^0-9A-Za-z]*[0-9A-Za-z]")
 
 def mask_tail(text):
     if text.isascii():  # letters and digits are [0-9A-Za-z] here: find and replace them in C
-        last_two = _LAST_TWO.match(text[::-1])
-        if last_two is None:  # fewer than two: nothing to mask
+        cut = len(text) - 2
+        if cut <= 0:  # two characters or fewer: nothing to mask
             return text
-        cut = len(text) - last_two.end()
+        if not text[cut:].isalnum():  # unless it ends in two, find the last two
+            last_two = _LAST_TWO.match(text[::-1])
+            if last_two is None:  # fewer than two: nothing to mask
+                return text
+            cut = len(text) - last_two.end()
         return text[:cut].encode().translate(_STAR_ALNUM).decode() + text[cut:]
     total = sum(1 for c in text if is_alphanumeric(c))
     seen = 0

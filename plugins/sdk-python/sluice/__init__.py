@@ -25,8 +25,9 @@ records.
 # its conversion to ``int``s). The SDK reads words through ``memoryview(b).cast("I")`` (wasm32 is
 # little-endian and ``I`` is 4 bytes there), indexing only the words it needs; it writes an
 # output's words with one ``struct`` pack into a ``bytearray``, copies unchanged headers as byte
-# slices, and turns the JSON edits' list into bytes once per batch with ``array``.
+# slices, and lays out the batch's JSON edits once, in C (``zip``, ``map``, strided stores).
 from array import array as _array
+from itertools import accumulate as _accumulate
 from operator import add as _add
 from struct import Struct as _Struct
 
@@ -86,9 +87,9 @@ class Record:
     is a list of ``(name: str, value: bytes | None)`` in producer order; ``timestamp`` is
     milliseconds since the Unix epoch or ``None``. Each field is decoded when first read."""
 
-    # `_horig`: the headers as first read (set with `_headers`), so that emitting them unchanged
-    # copies their words instead of encoding them again.
-    __slots__ = ("_batch", "_b", "_headers", "_horig")
+    # `_horig` and `_hraw`: the headers as first read and their words (set with `_headers`), so
+    # that emitting them unchanged copies their words instead of encoding them again.
+    __slots__ = ("_batch", "_b", "_headers", "_horig", "_hraw")
 
     def __init__(self, batch, b):
         self._batch = batch
@@ -127,17 +128,17 @@ class Record:
             batch = self._batch
             w = batch.records
             b = self._b
-            n = w[b + 5]
-            if n == 1:  # the usual case, without a loop
+            x = w[b + 4] << 4
+            hw = self._hraw = batch.hraw[x:x + (w[b + 5] << 4)]
+            if len(hw) == 16:  # the usual case, one header: without a loop
                 data = batch.data
-                o, nl, vo, vl = _U4(batch.hraw, w[b + 4] << 4)
+                o, nl, vo, vl = _U4(hw)
                 hs = [(data[o:o + nl].decode(), None if vl == NONE else data[vo:vo + vl])]
             else:
                 hs = []
-                if n:
+                if hw:
                     data = batch.data
-                    x = w[b + 4] << 4
-                    for o, nl, vo, vl in _I4(batch.hraw[x:x + (n << 4)]):
+                    for o, nl, vo, vl in _I4(hw):
                         hs.append((data[o:o + nl].decode(), None if vl == NONE else data[vo:vo + vl]))
             self._horig = tuple(hs)
             self._headers = hs
@@ -203,7 +204,7 @@ class _JsonBatch:
     in ``write`` is its input's index: the documents no output carries are sent absent."""
 
     __slots__ = ("batch", "data", "words", "fields", "text", "stride", "nread", "index", "ids",
-                 "paths", "edits", "etext", "pending", "kcols", "scols")
+                 "paths", "edits", "pending", "kcols", "scols")
 
     def __init__(self, batch, paths, index, ids):
         self.batch = batch
@@ -216,8 +217,7 @@ class _JsonBatch:
         self.paths = paths
         self.fields = None
         self.text = b""
-        self.edits = []
-        self.etext = bytearray()
+        self.edits = []  # (document, path, operation, text bytes) per edit, in order
         self.pending = []  # (byte position of an output's value span in the records, input), flat
         self.kcols = {}  # path -> the kind of it in every document
         self.scols = {}  # path -> its string (or None) in every document
@@ -313,7 +313,7 @@ class _JsonBatch:
                 x = i * 48 + 8
                 w[i * 8:i * 8 + 8] = raw[x:x + 8]
             docs = bytes(w)
-        res = _json.write(self.data, docs, self.paths, _array("I", self.edits).tobytes(), bytes(self.etext))
+        res = _json.write(self.data, docs, self.paths, *_edit_words(self.edits))
         base = len(out_data)
         out_data += res.data
         d = _words(res.docs).tolist()
@@ -354,6 +354,24 @@ class _JsonBatch:
         else:
             valid = self.read_one(i, None)[0][0]
         return _EDIT_FAILED if valid else "value is not valid JSON"
+
+
+def _edit_words(edits):
+    """``edits`` as the ``write`` call takes them: 5 words per edit (document, path, operation,
+    and the span of its text) and the texts end to end."""
+    if not edits:
+        return b"", b""
+    docs, paths, ops, texts = zip(*edits)
+    lens = list(map(len, texts))
+    words = _array("I", bytes(20 * len(edits)))
+    w = memoryview(words)
+    w[0::5] = _array("I", docs)
+    w[1::5] = _array("I", paths)
+    w[2::5] = _array("I", ops)
+    w[3::5] = _array("I", _accumulate(lens, initial=0))[:-1]
+    w[4::5] = _array("I", lens)
+    w.release()
+    return words.tobytes(), b"".join(texts)
 
 
 class Json:
@@ -446,9 +464,7 @@ class Json:
         p = jb.ids.get(path)
         if p is None:
             p = jb.slot(path)
-        t = jb.etext
-        jb.edits += (self._i, p, op, len(t), len(b))
-        t += b
+        jb.edits.append((self._i, p, op, b))
 
     def set(self, path, value):
         """Sets ``path`` to the string ``value`` (a missing key of an existing object is added at
@@ -457,10 +473,7 @@ class Json:
         p = jb.ids.get(path)
         if p is None:
             p = jb.slot(path)
-        b = value.encode()
-        t = jb.etext
-        jb.edits += (self._i, p, 1, len(t), len(b))
-        t += b
+        jb.edits.append((self._i, p, 1, value.encode()))
 
     def set_raw(self, path, json_text):
         """Sets ``path`` to the JSON text ``json_text`` (``str`` or UTF-8 ``bytes``); text that
@@ -472,21 +485,27 @@ class Json:
         self._edit(path, 0, b"")
 
 
+class _NoRecord:
+    _headers = None
+
+
+_NO_RECORD = _NoRecord()
+
+
 class Emitter:
     """Where ``transform`` writes the outputs of the record it is given."""
 
-    __slots__ = ("_data", "_records", "_headers", "_outputs", "_input", "_record", "_hw")
+    __slots__ = ("_data", "_records", "_headers", "_outputs", "_input", "_record")
 
     # `records` and `headers` are bytearrays of the output batch's words (40 bytes per record,
     # 16 per header).
-    def __init__(self, data, records, headers, outputs, hw=b""):
-        self._hw = hw  # the input batch's header words (bytes): the output's data starts with its data
+    def __init__(self, data, records, headers, outputs):
         self._data = data
         self._records = records
         self._headers = headers
         self._outputs = outputs
         self._input = 0
-        self._record = None  # the record being transformed: its headers are copied as words
+        self._record = _NO_RECORD  # the record being transformed: its headers are copied as words
 
     def emit(self, value=None, key=None, headers=(), timestamp=None, to=None):
         """Emits one output record. ``value``/``key``: ``bytes``, ``str`` (UTF-8) or ``None``, and
@@ -499,9 +518,8 @@ class Emitter:
         first = len(hs) >> 4
         if headers:
             r = self._record
-            if r is not None and headers is r._headers and tuple(headers) == r._horig:
-                h0 = r._batch.records[r._b + 4] << 4
-                hs += self._hw[h0:h0 + (len(headers) << 4)]
+            if headers is r._headers and tuple(headers) == r._horig:
+                hs += r._hraw
             else:
                 for name, hv in headers:
                     if isinstance(hv, str):
@@ -536,6 +554,9 @@ class Emitter:
             vo = len(d)
             vl = len(value)
             d += value
+        if timestamp is None and to is None:  # the usual case: the input's timestamp, default output
+            self._records += _P10(self._input, ko, kl, vo, vl, first, (len(hs) >> 4) - first, 0, 0x80000000, NONE)
+            return
         if timestamp is None:
             t0 = 0
             t1 = 0x80000000
@@ -665,23 +686,20 @@ def export(cls):
             out_headers = bytearray()
             outputs = []
             errors = []
-            out = Emitter(out_data, out_records, out_headers, outputs, batch.hraw)
+            out = Emitter(out_data, out_records, out_headers, outputs)
             jb = batch._json = _JsonBatch(batch, WitWorld.paths, WitWorld.index, WitWorld.ids)
-            edits = jb.edits
-            pending = jb.pending
+            # What a record that raises has written is cut off at these lengths, taken in C.
+            written = (out_data, out_records, out_headers, jb.edits, jb.pending)
             transform = plugin.transform
             for i in range(len(batch.records) // 12):
                 r = out._record = Record(batch, i * 12)
                 out._input = i
-                marks = (len(out_data), len(out_records), len(out_headers), len(edits), len(pending))
+                marks = tuple(map(len, written))
                 try:
                     transform(r, out)
                 except Exception as e:
-                    del out_data[marks[0]:]
-                    del out_records[marks[1]:]
-                    del out_headers[marks[2]:]
-                    del edits[marks[3]:]
-                    del pending[marks[4]:]
+                    for c, m in zip(written, marks):
+                        del c[m:]
                     errors.append(_types.InputError(input=i, message=str(e) or type(e).__name__))
             jb.finish(out_data, out_records, errors)
             batch._json = None
