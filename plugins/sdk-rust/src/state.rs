@@ -48,9 +48,9 @@ pub mod bindings {
         default_bindings_module: "sluice_plugin::state::bindings",
         runtime_path: "sluice_plugin::__wit_bindgen::rt",
         with: {
-            "sluice:plugin/types@0.2.0": crate::bindings::sluice::plugin::types,
-            "sluice:plugin/host@0.2.0": crate::bindings::sluice::plugin::host,
-            "sluice:plugin/json@0.2.0": crate::bindings::sluice::plugin::json,
+            "sluice:plugin/types@0.3.0": crate::bindings::sluice::plugin::types,
+            "sluice:plugin/host@0.3.0": crate::bindings::sluice::plugin::host,
+            "sluice:plugin/json@0.3.0": crate::bindings::sluice::plugin::json,
         },
     });
 }
@@ -102,17 +102,20 @@ pub fn flush() {
             return;
         }
         let mut data = Vec::new();
-        let mut words = Vec::with_capacity(c.dirty.len() * 4);
+        // 4 words per entry, little-endian: key span, value span.
+        let mut words = Vec::with_capacity(c.dirty.len() * 4 * sluice_abi::WORD_BYTES);
         for (k, v) in &c.dirty {
-            words.extend([data.len() as u32, k.len() as u32]);
+            let key = [data.len() as u32, k.len() as u32];
             data.extend_from_slice(k);
-            match v {
+            let value = match v {
                 Some(v) => {
-                    words.extend([data.len() as u32, v.len() as u32]);
+                    let span = [data.len() as u32, v.len() as u32];
                     data.extend_from_slice(v);
+                    span
                 }
-                None => words.extend([0, sluice_abi::NONE]),
-            }
+                None => [0, sluice_abi::NONE],
+            };
+            sluice_abi::push_words(&mut words, &[key[0], key[1], value[0], value[1]]);
         }
         host_state::put_many(&data, &words);
         let dirty = std::mem::take(&mut c.dirty);
