@@ -239,18 +239,19 @@ class _JsonBatch:
         return None
 
     def kind_column(self, path):
-        """The kind of ``path`` in every document (a list), or ``None`` when it was not read
+        """The kind of ``path`` in every document (``bytes``, one per document), or ``None`` when it was not read
         for the batch (``""``, the document's root, always is when any path was)."""
         f = self.fields
         if f is None:
             return None
+        # A kind is below 256: the low byte of each word, as a `bytes` (no `int` made per word).
         if path == "":
-            col = f[0::self.stride].tolist()
+            col = f[0::self.stride].tobytes()[0::4]
         else:
             i = self.declared(path)
             if i is None:
                 return None
-            col = f[1 + 3 * i::self.stride].tolist()
+            col = f[1 + 3 * i::self.stride].tobytes()[0::4]
         self.kcols[path] = col
         return col
 
@@ -267,7 +268,7 @@ class _JsonBatch:
         offs = f[2 + 3 * i::self.stride].tolist()
         ends = list(map(_add, offs, f[3 + 3 * i::self.stride].tolist()))
         col = list(map(_decode, map(self.text.__getitem__, map(slice, offs, ends))))
-        if kinds.count(STRING) != len(kinds):
+        if kinds.count(STRING) != len(kinds):  # some are not strings: None for those
             col = [t if k == STRING else None for t, k in zip(col, kinds)]
         self.scols[path] = col
         return col
@@ -688,17 +689,18 @@ def export(cls):
             errors = []
             out = Emitter(out_data, out_records, out_headers, outputs)
             jb = batch._json = _JsonBatch(batch, WitWorld.paths, WitWorld.index, WitWorld.ids)
-            # What a record that raises has written is cut off at these lengths, taken in C.
-            written = (out_data, out_records, out_headers, jb.edits, jb.pending)
+            edits = jb.edits
+            pending = jb.pending
             transform = plugin.transform
             for i in range(len(batch.records) // 12):
                 r = out._record = Record(batch, i * 12)
                 out._input = i
-                marks = tuple(map(len, written))
+                # What a record that raises has written is cut off at these lengths.
+                marks = (len(out_data), len(out_records), len(out_headers), len(edits), len(pending))
                 try:
                     transform(r, out)
                 except Exception as e:
-                    for c, m in zip(written, marks):
+                    for c, m in zip((out_data, out_records, out_headers, edits, pending), marks):
                         del c[m:]
                     errors.append(_types.InputError(input=i, message=str(e) or type(e).__name__))
             jb.finish(out_data, out_records, errors)
