@@ -9,7 +9,7 @@ string `id`, an invalid email and a masked field that is not a string.
 import re
 
 import sluice
-from sluice import OBJECT, STRING, MISSING
+from sluice import OBJECT, MISSING
 from sluice.text import is_alphanumeric, trim
 
 
@@ -29,20 +29,19 @@ class MaskPii(sluice.Transform):
 
     def transform(self, record, out):
         doc = record.json
-        id_kind = doc.kind(0)
-        if id_kind != STRING or not doc.string(0):
+        if not doc.string(0):  # `None` unless `id` is a string
             if record.value is None:
                 raise sluice.Reject("record has no value")
             if doc.kind("") != OBJECT:
                 raise sluice.Reject("value is not a JSON object")
             raise sluice.Reject("missing or empty string field `id`")
         for path, field, mask in self.masks:
-            kind = doc.kind(path)
-            if kind == MISSING:
-                continue
-            if kind != STRING:
+            text = doc.string(path)  # one lookup for the usual case, a string
+            if text is None:
+                if doc.kind(path) == MISSING:
+                    continue
                 raise sluice.Reject(f"field `{field}` is not a string")
-            doc.set(path, mask(doc.string(path)))
+            doc.set(path, mask(text))
         out.emit(key=record.key, value=doc, headers=record.headers)
 
 
@@ -53,14 +52,23 @@ def mask_email(email):
     return f"{local[0]}****@{domain}"
 
 
-_ASCII_ALNUM = re.compile("[0-9A-Za-z]")
-_DROP_ASCII_ALNUM = str.maketrans("", "", "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_STAR_ALNUM = bytes.maketrans(_ALNUM, b"*" * len(_ALNUM))
+# Reading the text backwards: everything up to and including its second letter or digit.
+_LAST_TWO = re.compile("[^0-9A-Za-z]*[0-9A-Za-z][^0-9A-Za-z]*[0-9A-Za-z]")
 
 
 def mask_tail(text):
-    if text.isascii():  # letters and digits are [0-9A-Za-z] here: count and replace in C
-        total = len(text) - len(text.translate(_DROP_ASCII_ALNUM))
-        return _ASCII_ALNUM.sub("*", text, count=total - 2) if total > 2 else text
+    if text.isascii():  # letters and digits are [0-9A-Za-z] here: find and replace them in C
+        cut = len(text) - 2
+        if cut <= 0:  # two characters or fewer: nothing to mask
+            return text
+        if not text[cut:].isalnum():  # unless it ends in two, find the last two
+            last_two = _LAST_TWO.match(text[::-1])
+            if last_two is None:  # fewer than two: nothing to mask
+                return text
+            cut = len(text) - last_two.end()
+        return text[:cut].encode().translate(_STAR_ALNUM).decode() + text[cut:]
     total = sum(1 for c in text if is_alphanumeric(c))
     seen = 0
     chars = []

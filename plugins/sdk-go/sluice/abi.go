@@ -56,7 +56,7 @@ func init() {
 // Register sets the constructor of the plugin. Call it from an init function of package main.
 func Register(f func(Config) (Transform, error)) { factory = f }
 
-//go:wasmimport sluice:plugin/host@0.2.0 log
+//go:wasmimport sluice:plugin/host@0.3.0 log
 func hostLogRaw(level uint32, ptr unsafe.Pointer, n uint32)
 
 func hostLog(level Level, message string) {
@@ -150,8 +150,8 @@ func span(data []byte, off, n uint32) []byte {
 //go:wasmexport process
 func exportProcess(dataPtr, dataLen, recPtr, recLen, hdrPtr, hdrLen, topicPtr, topicLen uint32) uint32 {
 	data := bytesAt(dataPtr, dataLen)
-	words := wordsAt(recPtr, recLen)
-	hwords := wordsAt(hdrPtr, hdrLen)
+	words := wordsAt(recPtr, recLen/4) // word lists are list<u8>: their lengths are bytes
+	hwords := wordsAt(hdrPtr, hdrLen/4)
 	tw := wordsAt(topicPtr, topicLen*2)
 	topics := make([]string, topicLen)
 	for i := range topics {
@@ -237,8 +237,8 @@ func finishCall(e *Emitter) uint32 {
 	}
 	ret = [10]uint32{
 		ptrOf(e.data), uint32(len(e.data)),
-		ptrOfWords(e.records), uint32(len(e.records)),
-		ptrOfWords(e.headers), uint32(len(e.headers)),
+		ptrOfWords(e.records), uint32(len(e.records)) * 4,
+		ptrOfWords(e.headers), uint32(len(e.headers)) * 4,
 		ptrOfWords(outPairs), uint32(len(e.outputs)),
 		ptrOfWords(errWords), uint32(len(errWords) / 3),
 	}

@@ -9,10 +9,10 @@ import (
 	"unsafe"
 )
 
-//go:wasmimport sluice:plugin/json@0.2.0 read
+//go:wasmimport sluice:plugin/json@0.3.0 read
 func jsonReadRaw(dataPtr, dataLen, docsPtr, docsLen, pathsPtr, pathsLen, ret uint32)
 
-//go:wasmimport sluice:plugin/json@0.2.0 write
+//go:wasmimport sluice:plugin/json@0.3.0 write
 func jsonWriteRaw(dataPtr, dataLen, docsPtr, docsLen, pathsPtr, pathsLen, editsPtr, editsLen, textPtr, textLen, ret uint32)
 
 // Kind is what a JSON path found: the `kind` enum of the `json` interface.
@@ -88,11 +88,11 @@ func stringsAt(paths []string) (uint32, uint32) {
 
 func jsonRead(data []byte, docs []uint32, paths []string) (fields []uint32, text []byte) {
 	pp, pn := stringsAt(paths)
-	jsonReadRaw(ptrOf(data), uint32(len(data)), ptrOfWords(docs), uint32(len(docs)), pp, pn, addr(&jsonRet[0]))
+	jsonReadRaw(ptrOf(data), uint32(len(data)), ptrOfWords(docs), uint32(len(docs))*4, pp, pn, addr(&jsonRet[0]))
 	runtime.KeepAlive(data)
 	runtime.KeepAlive(docs)
 	runtime.KeepAlive(paths)
-	return wordsAt(jsonRet[0], jsonRet[1]), bytesAt(jsonRet[2], jsonRet[3])
+	return wordsAt(jsonRet[0], jsonRet[1]/4), bytesAt(jsonRet[2], jsonRet[3])
 }
 
 func (b *jsonBatch) start(data []byte, words []uint32, paths []string) {
@@ -158,10 +158,10 @@ func (b *jsonBatch) finish(e *Emitter) {
 		return
 	}
 	pp, pn := stringsAt(b.paths)
-	jsonWriteRaw(ptrOf(b.data), uint32(len(b.data)), ptrOfWords(b.wdocs), uint32(len(b.wdocs)), pp, pn,
-		ptrOfWords(b.edits), uint32(len(b.edits)), ptrOf(b.etext), uint32(len(b.etext)), addr(&jsonRet[0]))
+	jsonWriteRaw(ptrOf(b.data), uint32(len(b.data)), ptrOfWords(b.wdocs), uint32(len(b.wdocs))*4, pp, pn,
+		ptrOfWords(b.edits), uint32(len(b.edits))*4, ptrOf(b.etext), uint32(len(b.etext)), addr(&jsonRet[0]))
 	runtime.KeepAlive(b)
-	out, docs := bytesAt(jsonRet[0], jsonRet[1]), wordsAt(jsonRet[2], jsonRet[3])
+	out, docs := bytesAt(jsonRet[0], jsonRet[1]), wordsAt(jsonRet[2], jsonRet[3]/4)
 	base := uint32(len(e.data))
 	e.data = append(e.data, out...)
 	var failed map[uint32]bool

@@ -92,11 +92,11 @@ func (c Config) Get(key string) (string, bool) {
 
 // Emitter is where Transform writes the outputs of the record it is given.
 type Emitter struct {
-	data     []byte
-	records  []uint32
-	headers  []uint32
-	outputs  []string
-	input    uint32
+	data    []byte
+	records []uint32
+	headers []uint32
+	outputs []string
+	input   uint32
 }
 
 const none = 0xFFFFFFFF

@@ -14,31 +14,31 @@ import (
 	"sluice.dev/sdk/sluice"
 )
 
-//go:wasmimport sluice:plugin/state@0.2.0 get
+//go:wasmimport sluice:plugin/state@0.3.0 get
 func getRaw(kp, kl, ret uint32)
 
-//go:wasmimport sluice:plugin/state@0.2.0 put
+//go:wasmimport sluice:plugin/state@0.3.0 put
 func putRaw(kp, kl, vp, vl uint32)
 
-//go:wasmimport sluice:plugin/state@0.2.0 delete
+//go:wasmimport sluice:plugin/state@0.3.0 delete
 func deleteRaw(kp, kl uint32)
 
-//go:wasmimport sluice:plugin/state@0.2.0 scan
+//go:wasmimport sluice:plugin/state@0.3.0 scan
 func scanRaw(pp, pl, hasAfter, ap, al, limit, ret uint32)
 
-//go:wasmimport sluice:plugin/state@0.2.0 get-many
+//go:wasmimport sluice:plugin/state@0.3.0 get-many
 func getManyRaw(dp, dl, kp, kl, ret uint32)
 
-//go:wasmimport sluice:plugin/state@0.2.0 put-many
+//go:wasmimport sluice:plugin/state@0.3.0 put-many
 func putManyRaw(dp, dl, ep, el uint32)
 
-//go:wasmimport sluice:plugin/timers@0.2.0 register
+//go:wasmimport sluice:plugin/timers@0.3.0 register
 func registerRaw(domain, kp, kl uint32, at int64)
 
-//go:wasmimport sluice:plugin/timers@0.2.0 cancel
+//go:wasmimport sluice:plugin/timers@0.3.0 cancel
 func cancelRaw(domain, kp, kl uint32, at int64)
 
-//go:wasmimport sluice:plugin/timers@0.2.0 watermark
+//go:wasmimport sluice:plugin/timers@0.3.0 watermark
 func watermarkRaw() int64
 
 const none = 0xFFFFFFFF
@@ -151,10 +151,10 @@ func GetMany(keys [][]byte) [][]byte {
 		spans = append(spans, uint32(len(data)), uint32(len(k)))
 		data = append(data, k...)
 	}
-	getManyRaw(ptr(data), uint32(len(data)), wptr(spans), uint32(len(spans)), uint32(uintptr(unsafe.Pointer(&ret[0]))))
+	getManyRaw(ptr(data), uint32(len(data)), wptr(spans), uint32(len(spans))*4, uint32(uintptr(unsafe.Pointer(&ret[0]))))
 	runtime.KeepAlive(data)
 	runtime.KeepAlive(spans)
-	got, w := at(ret[0], ret[1]), words(ret[2], ret[3])
+	got, w := at(ret[0], ret[1]), words(ret[2], ret[3]/4)
 	out := make([][]byte, len(keys))
 	for i := range out {
 		if i*2+1 < len(w) && w[2*i+1] != none {
@@ -178,7 +178,7 @@ func PutMany(entries []Entry) {
 			data = append(data, e.Value...)
 		}
 	}
-	putManyRaw(ptr(data), uint32(len(data)), wptr(spans), uint32(len(spans)))
+	putManyRaw(ptr(data), uint32(len(data)), wptr(spans), uint32(len(spans))*4)
 	runtime.KeepAlive(data)
 	runtime.KeepAlive(spans)
 }
@@ -205,7 +205,7 @@ func Watermark() (int64, bool) {
 //go:wasmexport on-timer
 func exportOnTimer(dataPtr, dataLen, timersPtr, timersLen uint32) uint32 {
 	data := at(dataPtr, dataLen)
-	w := words(timersPtr, timersLen)
+	w := words(timersPtr, timersLen/4) // a list<u8> of words: its length is bytes
 	h, _ := sluice.Instance().(TimerHandler)
 	return sluice.RunCalls(len(w)/5, func(i int, out *sluice.Emitter) error {
 		if h == nil {

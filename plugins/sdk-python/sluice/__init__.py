@@ -20,6 +20,24 @@ The SDK runs the batch loop over the host's batch encoding (``wit/sluice.wit``);
 records.
 """
 
+# Every list of words in the contract is a ``list<u8>`` of little-endian ``u32`` words, which
+# componentize-py hands over as one ``bytes`` object (a ``list<u32>`` costs ~0.45 µs a word in
+# its conversion to ``int``s). The SDK reads words through ``memoryview(b).cast("I")`` (wasm32 is
+# little-endian and ``I`` is 4 bytes there), indexing only the words it needs; it writes an
+# output's words with one ``struct`` pack into a ``bytearray``, copies unchanged headers as byte
+# slices, and lays out the batch's JSON edits once, in C (``zip``, ``map``, strided stores).
+from array import array as _array
+from itertools import accumulate as _accumulate
+from operator import add as _add
+from struct import Struct as _Struct
+
+_P4 = _Struct("<4I").pack
+_P10 = _Struct("<10I").pack
+_U4 = _Struct("<4I").unpack_from
+_ABSENT = _Struct("<2I").pack(0, 0xFFFFFFFF)  # a span of nothing
+_decode = bytes.decode
+_I4 = _Struct("<4I").iter_unpack
+
 from wit_world import WitWorld as _World
 from wit_world.imports import host as _host
 from wit_world.imports import types as _types
@@ -33,7 +51,6 @@ __all__ = [
 ]
 
 NONE = 0xFFFFFFFF
-_NO_TS = (0, 0x80000000)  # i64::MIN: no timestamp / keep the input's
 
 
 class Reject(Exception):
@@ -70,37 +87,62 @@ class Record:
     is a list of ``(name: str, value: bytes | None)`` in producer order; ``timestamp`` is
     milliseconds since the Unix epoch or ``None``. Each field is decoded when first read."""
 
-    __slots__ = ("_batch", "_b", "_headers")
+    # `_horig` and `_hraw`: the headers as first read and their words (set with `_headers`), so
+    # that emitting them unchanged copies their words instead of encoding them again.
+    __slots__ = ("_batch", "_b", "_headers", "_horig", "_hraw")
 
     def __init__(self, batch, b):
         self._batch = batch
         self._b = b
         self._headers = None
 
+    # The accessors below run per record in a plugin's loop: written out inline (no helper
+    # calls), each reads only the words it needs.
+
     @property
     def key(self):
-        w = self._batch.records
-        return _bytes(self._batch.data, w[self._b], w[self._b + 1])
+        batch = self._batch
+        w = batch.records
+        b = self._b
+        n = w[b + 1]
+        if n == NONE:
+            return None
+        o = w[b]
+        return batch.data[o:o + n]
 
     @property
     def value(self):
-        w = self._batch.records
-        return _bytes(self._batch.data, w[self._b + 2], w[self._b + 3])
+        batch = self._batch
+        w = batch.records
+        b = self._b
+        n = w[b + 3]
+        if n == NONE:
+            return None
+        o = w[b + 2]
+        return batch.data[o:o + n]
 
     @property
     def headers(self):
-        if self._headers is None:
+        hs = self._headers
+        if hs is None:
             batch = self._batch
-            data, w, hw = batch.data, batch.records, batch.headers
-            h0 = w[self._b + 4]
-            hs = _Headers()
-            for h in range(h0, h0 + w[self._b + 5]):
-                x = h * 4
-                hs.append((data[hw[x]:hw[x] + hw[x + 1]].decode(), _bytes(data, hw[x + 2], hw[x + 3])))
-            hs._first = h0
-            hs._orig = tuple(hs)
+            w = batch.records
+            b = self._b
+            x = w[b + 4] << 4
+            hw = self._hraw = batch.hraw[x:x + (w[b + 5] << 4)]
+            if len(hw) == 16:  # the usual case, one header: without a loop
+                data = batch.data
+                o, nl, vo, vl = _U4(hw)
+                hs = [(data[o:o + nl].decode(), None if vl == NONE else data[vo:vo + vl])]
+            else:
+                hs = []
+                if hw:
+                    data = batch.data
+                    for o, nl, vo, vl in _I4(hw):
+                        hs.append((data[o:o + nl].decode(), None if vl == NONE else data[vo:vo + vl]))
+            self._horig = tuple(hs)
             self._headers = hs
-        return self._headers
+        return hs
 
     @property
     def timestamp(self):
@@ -154,35 +196,82 @@ def pointer(*keys):
 
 class _JsonBatch:
     """One batch's JSON work: what the host read for the declared paths (one ``read`` call before
-    the records are transformed) and the edits recorded, written in one ``write`` call after."""
+    the records are transformed) and the edits recorded, written in one ``write`` call after.
 
-    __slots__ = ("batch", "data", "words", "fields", "text", "stride", "nread", "index", "paths",
-                 "edits", "etext", "wdocs", "docmap", "pending")
+    A declared path's kinds and strings are turned into per-document lists for the whole batch
+    the first time a record asks for them (``memoryview`` slices and ``map`` in C), so that
+    ``kind`` and ``string`` are a dict lookup and a list index per record. A document's index
+    in ``write`` is its input's index: the documents no output carries are sent absent."""
 
-    def __init__(self, batch, paths, index):
+    __slots__ = ("batch", "data", "words", "fields", "text", "stride", "nread", "index", "ids",
+                 "paths", "edits", "pending", "kcols", "scols")
+
+    def __init__(self, batch, paths, index, ids):
         self.batch = batch
         self.data = batch.data
         self.words = batch.records
         self.nread = len(paths)
         self.stride = 1 + 3 * len(paths)
-        self.index = index
+        self.index = index  # JSON Pointer -> its index in `paths`
+        self.ids = ids  # a declared path, as its index or its pointer -> its index
         self.paths = paths
         self.fields = None
         self.text = b""
-        self.edits = []
-        self.etext = bytearray()
-        self.wdocs = []  # spans of the documents to write, in write order
-        self.docmap = {}  # input index -> index of its document in wdocs
-        self.pending = []  # (position of an output's value span in the records, document, input)
+        self.edits = []  # (document, path, operation, text bytes) per edit, in order
+        self.pending = []  # (byte position of an output's value span in the records, input), flat
+        self.kcols = {}  # path -> the kind of it in every document
+        self.scols = {}  # path -> its string (or None) in every document
         if paths:
-            w = self.words
-            n = len(w) // 12
-            docs = [0] * (2 * n)
-            docs[0::2] = w[2::12]
-            docs[1::2] = w[3::12]
+            # Every record's value span, words 2 and 3 of its 12 (bytes 8..16 of 48): one strided
+            # copy in C of the 8-byte pairs at 1, 7, 13, ...
+            docs = memoryview(batch.raw).cast("Q")[1::6].tobytes()
             f = _json.read(self.data, docs, paths)
-            self.fields = f.fields
+            self.fields = _words(f.fields)
             self.text = f.text
+
+    def declared(self, path):
+        """The index of ``path`` among the paths read for the batch, or ``None``."""
+        if isinstance(path, int):
+            return path if 0 <= path < self.nread else None
+        if type(path) is str:
+            i = self.index.get(path)
+            return i if i is not None and i < self.nread else None
+        return None
+
+    def kind_column(self, path):
+        """The kind of ``path`` in every document (``bytes``, one per document), or ``None`` when it was not read
+        for the batch (``""``, the document's root, always is when any path was)."""
+        f = self.fields
+        if f is None:
+            return None
+        # A kind is below 256: the low byte of each word, as a `bytes` (no `int` made per word).
+        if path == "":
+            col = f[0::self.stride].tobytes()[0::4]
+        else:
+            i = self.declared(path)
+            if i is None:
+                return None
+            col = f[1 + 3 * i::self.stride].tobytes()[0::4]
+        self.kcols[path] = col
+        return col
+
+    def string_column(self, path):
+        """The string at ``path`` (or ``None``) in every document, or ``None`` when it was not
+        read for the batch."""
+        i = self.declared(path) if self.fields is not None else None
+        if i is None:
+            return None
+        kinds = self.kcols.get(path)
+        if kinds is None:
+            kinds = self.kind_column(path)
+        f = self.fields
+        offs = f[2 + 3 * i::self.stride].tolist()
+        ends = list(map(_add, offs, f[3 + 3 * i::self.stride].tolist()))
+        col = list(map(_decode, map(self.text.__getitem__, map(slice, offs, ends))))
+        if kinds.count(STRING) != len(kinds):  # some are not strings: None for those
+            col = [t if k == STRING else None for t, k in zip(col, kinds)]
+        self.scols[path] = col
+        return col
 
     def slot(self, path):
         """Index of ``path`` among the paths of ``write``, added when it is new (an edit may
@@ -199,43 +288,64 @@ class _JsonBatch:
             self.index[path] = i
         return i
 
-    def doc(self, i):
-        j = self.docmap.get(i)
-        if j is None:
-            j = len(self.wdocs) >> 1
-            self.docmap[i] = j
-            w = self.words
-            self.wdocs += (w[i * 12 + 2], w[i * 12 + 3])
-        return j
-
     def read_one(self, i, path):
         """Reads an undeclared ``path`` of document ``i`` with a host call of its own."""
-        w = self.words
-        f = _json.read(self.data, [w[i * 12 + 2], w[i * 12 + 3]], [path] if path is not None else [])
-        return f.fields, f.text
+        x = i * 48 + 8
+        f = _json.read(self.data, self.batch.raw[x:x + 8], [path] if path is not None else [])
+        return _words(f.fields), f.text
 
     def finish(self, out_data, out_records, errors):
         """Writes every edited document in one call and points the outputs that carry one at it;
         an input whose document cannot be written is rejected."""
-        if not self.pending:
+        p = self.pending  # (byte position of an output's value span in out_records, input)
+        if not p:
             return
-        res = _json.write(self.data, self.wdocs, self.paths, self.edits, bytes(self.etext))
+        n = len(self.words) // 12
+        pos = p[0::2]
+        ins = p[1::2]
+        m = len(pos)
+        raw = self.batch.raw
+        used = set(ins)
+        if len(used) == n:  # every document: all value spans, as for `read`
+            docs = memoryview(raw).cast("Q")[1::6].tobytes()
+        else:  # only those an output carries; the others absent, which the host skips
+            w = bytearray(_ABSENT * n)
+            for i in used:
+                x = i * 48 + 8
+                w[i * 8:i * 8 + 8] = raw[x:x + 8]
+            docs = bytes(w)
+        res = _json.write(self.data, docs, self.paths, *_edit_words(self.edits))
         base = len(out_data)
         out_data += res.data
-        d = res.docs
+        d = _words(res.docs).tolist()
+        offs = d[0::2]
+        lens = d[1::2]
+        r = memoryview(out_records).cast("I")
+        if (m == n and NONE not in lens and ins == list(range(n))
+                and pos == list(range(pos[0], pos[0] + 40 * m, 40))):
+            # The usual shape: every input emits its edited document once, in order. Every value
+            # span is then every 10th word from the first: two strided stores in C.
+            s = pos[0] >> 2
+            r[s:s + 10 * m:10] = _array("I", map(base.__add__, offs))
+            r[s + 1:s + 10 * m:10] = _array("I", lens)
+            r.release()
+            return
         failed = set()
-        for pos, j, i in self.pending:
-            n = d[2 * j + 1]
-            if n == NONE:
+        for x, i in zip(pos, ins):
+            k = lens[i]
+            if k == NONE:
                 if i not in failed:
                     failed.add(i)
                     errors.append(_types.InputError(input=i, message=self.failure(i)))
                 continue
-            out_records[pos] = base + d[2 * j]
-            out_records[pos + 1] = n
+            x >>= 2
+            r[x] = base + offs[i]
+            r[x + 1] = k
         if failed:  # a rejected input emits nothing: drop its outputs, as after an exception
-            r = out_records
-            out_records[:] = [w for k in range(0, len(r), 10) if r[k] not in failed for w in r[k:k + 10]]
+            kept = b"".join([out_records[k:k + 40] for k in range(0, len(out_records), 40) if r[k >> 2] not in failed])
+            r.release()
+            out_records[:] = kept
+        r.release()
 
     def failure(self, i):
         if self.words[i * 12 + 3] == NONE:
@@ -245,6 +355,24 @@ class _JsonBatch:
         else:
             valid = self.read_one(i, None)[0][0]
         return _EDIT_FAILED if valid else "value is not valid JSON"
+
+
+def _edit_words(edits):
+    """``edits`` as the ``write`` call takes them: 5 words per edit (document, path, operation,
+    and the span of its text) and the texts end to end."""
+    if not edits:
+        return b"", b""
+    docs, paths, ops, texts = zip(*edits)
+    lens = list(map(len, texts))
+    words = _array("I", bytes(20 * len(edits)))
+    w = memoryview(words)
+    w[0::5] = _array("I", docs)
+    w[1::5] = _array("I", paths)
+    w[2::5] = _array("I", ops)
+    w[3::5] = _array("I", _accumulate(lens, initial=0))[:-1]
+    w[4::5] = _array("I", lens)
+    w.release()
+    return words.tobytes(), b"".join(texts)
 
 
 class Json:
@@ -288,25 +416,22 @@ class Json:
         """What ``path`` found: ``MISSING``, ``NULL``, ``FALSE``, ``TRUE``, ``NUMBER``,
         ``STRING``, ``ARRAY`` or ``OBJECT`` (``MISSING`` when the value is not valid JSON).
         ``kind("")``, the whole document's, costs no host call."""
-        jb = self._jb
-        if type(path) is int and 0 <= path < jb.nread:
-            return jb.fields[self._i * jb.stride + 1 + 3 * path]
-        if path == "" and jb.fields is not None:  # the document's own word is its root's kind
-            return jb.fields[self._i * jb.stride]
-        return self._field(path)[0]
+        col = self._jb.kcols.get(path)
+        if col is None:
+            col = self._jb.kind_column(path)
+            if col is None:
+                return self._field(path)[0]
+        return col[self._i]
 
     def string(self, path):
         """The string at ``path``, or ``None`` when it is missing or not a string."""
-        jb = self._jb
-        if type(path) is int and 0 <= path < jb.nread:
-            f = jb.fields
-            x = self._i * jb.stride + 1 + 3 * path
-            if f[x] != STRING:
-                return None
-            o = f[x + 1]
-            return jb.text[o:o + f[x + 2]].decode()
-        k, text, o, n = self._field(path)
-        return text[o:o + n].decode() if k == STRING else None
+        col = self._jb.scols.get(path)
+        if col is None:
+            col = self._jb.string_column(path)
+            if col is None:
+                k, text, o, n = self._field(path)
+                return text[o:o + n].decode() if k == STRING else None
+        return col[self._i]
 
     def text(self, path):
         """The JSON text at ``path`` (compact, as serde_json prints it; a string's is its decoded
@@ -337,24 +462,19 @@ class Json:
 
     def _edit(self, path, op, b):
         jb = self._jb
-        p = path if type(path) is int and 0 <= path < jb.nread else jb.slot(path)
-        t = jb.etext
-        jb.edits += (jb.doc(self._i), p, op, len(t), len(b))
-        t += b
+        p = jb.ids.get(path)
+        if p is None:
+            p = jb.slot(path)
+        jb.edits.append((self._i, p, op, b))
 
     def set(self, path, value):
         """Sets ``path`` to the string ``value`` (a missing key of an existing object is added at
         its end)."""
         jb = self._jb
-        if type(path) is not int or not 0 <= path < jb.nread:
-            path = jb.slot(path)
-        j = jb.docmap.get(self._i)
-        if j is None:
-            j = jb.doc(self._i)
-        b = value.encode()
-        t = jb.etext
-        jb.edits += (j, path, 1, len(t), len(b))
-        t += b
+        p = jb.ids.get(path)
+        if p is None:
+            p = jb.slot(path)
+        jb.edits.append((self._i, p, 1, value.encode()))
 
     def set_raw(self, path, json_text):
         """Sets ``path`` to the JSON text ``json_text`` (``str`` or UTF-8 ``bytes``); text that
@@ -366,66 +486,85 @@ class Json:
         self._edit(path, 0, b"")
 
 
-class _Headers(list):
-    """A record's headers: a list, which remembers where its words are in the batch so that
-    emitting it unchanged copies words, not bytes."""
+class _NoRecord:
+    _headers = None
 
-    __slots__ = ("_first", "_orig")
+
+_NO_RECORD = _NoRecord()
 
 
 class Emitter:
     """Where ``transform`` writes the outputs of the record it is given."""
 
-    __slots__ = ("_data", "_records", "_headers", "_outputs", "_input", "_hw")
+    __slots__ = ("_data", "_records", "_headers", "_outputs", "_input", "_record")
 
-    def __init__(self, data, records, headers, outputs, hw=()):
-        self._hw = hw  # the input batch's header words: the output's data starts with its data
+    # `records` and `headers` are bytearrays of the output batch's words (40 bytes per record,
+    # 16 per header).
+    def __init__(self, data, records, headers, outputs):
         self._data = data
         self._records = records
         self._headers = headers
         self._outputs = outputs
         self._input = 0
-
-    def _span(self, b):
-        if b is None:
-            return 0, NONE
-        d = self._data
-        off = len(d)
-        d += b
-        return off, len(b)
+        self._record = _NO_RECORD  # the record being transformed: its headers are copied as words
 
     def emit(self, value=None, key=None, headers=(), timestamp=None, to=None):
         """Emits one output record. ``value``/``key``: ``bytes``, ``str`` (UTF-8) or ``None``, and
         ``value`` may be a :class:`Json` view: the edited document;
         ``headers``: ``(name, value)`` pairs; ``timestamp``: milliseconds, ``None`` = the
         input's; ``to``: a named output declared in the pipeline config, ``None`` = default."""
-        if isinstance(value, str):
-            value = value.encode()
-        if isinstance(key, str):
-            key = key.encode()
+        # Runs once per output: spans are appended inline, without helper calls.
+        d = self._data
         hs = self._headers
-        first = len(hs) // 4
-        if type(headers) is _Headers and tuple(headers) == headers._orig:
-            h0 = headers._first * 4
-            hs += self._hw[h0:h0 + len(headers) * 4]
+        first = len(hs) >> 4
+        if headers:
+            r = self._record
+            if headers is r._headers and tuple(headers) == r._horig:
+                hs += r._hraw
+            else:
+                for name, hv in headers:
+                    if isinstance(hv, str):
+                        hv = hv.encode()
+                    name = name.encode()
+                    no = len(d)
+                    d += name
+                    if hv is None:
+                        hs += _P4(no, len(name), 0, NONE)
+                    else:
+                        hs += _P4(no, len(name), len(d), len(hv))
+                        d += hv
+        if key is None:
+            ko = 0
+            kl = NONE
         else:
-            for name, hv in headers:
-                if isinstance(hv, str):
-                    hv = hv.encode()
-                hs.extend(self._span(name.encode()))
-                hs.extend(self._span(hv))
-        ko, kl = self._span(key)
-        if type(value) is Json:  # the edited document: filled in after the batch's `write`
-            jb = value._jb
-            jb.pending.append((len(self._records) + 3, jb.doc(value._i), self._input))
-            vo, vl = 0, NONE
+            if isinstance(key, str):
+                key = key.encode()
+            ko = len(d)
+            kl = len(key)
+            d += key
+        if value is None:
+            vo = 0
+            vl = NONE
+        elif type(value) is Json:  # the edited document: filled in after the batch's `write`
+            value._jb.pending += (len(self._records) + 12, value._i)
+            vo = 0
+            vl = NONE
         else:
-            vo, vl = self._span(value)
+            if isinstance(value, str):
+                value = value.encode()
+            vo = len(d)
+            vl = len(value)
+            d += value
+        if timestamp is None and to is None:  # the usual case: the input's timestamp, default output
+            self._records += _P10(self._input, ko, kl, vo, vl, first, (len(hs) >> 4) - first, 0, 0x80000000, NONE)
+            return
         if timestamp is None:
-            ts = _NO_TS
+            t0 = 0
+            t1 = 0x80000000
         else:
             t = timestamp & 0xFFFFFFFFFFFFFFFF
-            ts = (t & 0xFFFFFFFF, t >> 32)
+            t0 = t & 0xFFFFFFFF
+            t1 = t >> 32
         if to is None:
             o = NONE
         else:
@@ -434,18 +573,21 @@ class Emitter:
             except ValueError:
                 o = len(self._outputs)
                 self._outputs.append(to)
-        self._records.extend((self._input, ko, kl, vo, vl, first, len(hs) // 4 - first, ts[0], ts[1], o))
+        self._records += _P10(self._input, ko, kl, vo, vl, first, (len(hs) >> 4) - first, t0, t1, o)
 
     def forward(self, record):
         """Sends ``record`` on unchanged (key, value, headers, timestamp) to the default output."""
         # The output's data starts with the input's, so the input's spans stay valid.
-        w = record._batch.records
+        batch = record._batch
+        w = batch.records
         b = record._b
         hs = self._headers
-        first = len(hs) // 4
+        first = len(hs) >> 4
         h0 = w[b + 4]
-        hs.extend(record._batch.headers[h0 * 4:(h0 + w[b + 5]) * 4])
-        self._records.extend((self._input, w[b], w[b + 1], w[b + 2], w[b + 3], first, w[b + 5], w[b + 6], w[b + 7], NONE))
+        n = w[b + 5]
+        if n:
+            hs += batch.hraw[h0 << 4:(h0 + n) << 4]
+        self._records += _P10(self._input, w[b], w[b + 1], w[b + 2], w[b + 3], first, n, w[b + 6], w[b + 7], NONE)
 
 
 class Transform:
@@ -496,10 +638,25 @@ class log:  # noqa: N801 - `sluice.log.info(...)` reads like the other SDKs
     error = staticmethod(error)
 
 
-def _bytes(data, off, length):
-    if length == NONE:
-        return None
-    return data[off:off + length]
+def _words(b):
+    """The little-endian ``u32`` words of a word list (``bytes`` from the host) as a view."""
+    return memoryview(b).cast("I")
+
+
+class _Batch:
+    """The input batch as the SDK reads it: ``data``, views of the records' and headers' words
+    (``raw``: the records' bytes), the topics, and the batch's JSON work."""
+
+    __slots__ = ("data", "raw", "records", "hraw", "headers", "topics", "_json")
+
+    def __init__(self, batch):
+        self.data = batch.data
+        self.raw = batch.records
+        self.records = _words(batch.records)
+        self.hraw = batch.headers
+        self.headers = _words(batch.headers)
+        self.topics = batch.topics
+        self._json = None
 
 
 def export(cls):
@@ -509,6 +666,7 @@ def export(cls):
         plugin = None
         paths = []
         index = {}
+        ids = {}
 
         def init(self, config):
             try:
@@ -519,36 +677,36 @@ def export(cls):
             WitWorld.plugin = plugin
             WitWorld.paths = paths
             WitWorld.index = {p: i for i, p in reversed(list(enumerate(paths)))}
+            WitWorld.ids = {**{i: i for i in range(len(paths))}, **WitWorld.index}
 
-        def process(self, batch):
+        def process(self, wit_batch):
             plugin = WitWorld.plugin
+            batch = _Batch(wit_batch)
             out_data = bytearray(batch.data)  # forwarded spans point into this copy
-            out_records = []
-            out_headers = []
+            out_records = bytearray()
+            out_headers = bytearray()
             outputs = []
             errors = []
-            out = Emitter(out_data, out_records, out_headers, outputs, batch.headers)
-            jb = batch._json = _JsonBatch(batch, WitWorld.paths, WitWorld.index)
+            out = Emitter(out_data, out_records, out_headers, outputs)
+            jb = batch._json = _JsonBatch(batch, WitWorld.paths, WitWorld.index, WitWorld.ids)
             edits = jb.edits
             pending = jb.pending
             transform = plugin.transform
             for i in range(len(batch.records) // 12):
-                r = Record(batch, i * 12)
+                r = out._record = Record(batch, i * 12)
                 out._input = i
+                # What a record that raises has written is cut off at these lengths.
                 marks = (len(out_data), len(out_records), len(out_headers), len(edits), len(pending))
                 try:
                     transform(r, out)
                 except Exception as e:
-                    del out_data[marks[0]:]
-                    del out_records[marks[1]:]
-                    del out_headers[marks[2]:]
-                    del edits[marks[3]:]
-                    del pending[marks[4]:]
+                    for c, m in zip((out_data, out_records, out_headers, edits, pending), marks):
+                        del c[m:]
                     errors.append(_types.InputError(input=i, message=str(e) or type(e).__name__))
             jb.finish(out_data, out_records, errors)
             batch._json = None
-            return _types.OutputBatch(data=bytes(out_data), records=out_records, headers=out_headers,
-                                      outputs=outputs, errors=errors)
+            return _types.OutputBatch(data=bytes(out_data), records=bytes(out_records),
+                                      headers=bytes(out_headers), outputs=outputs, errors=errors)
 
     if issubclass(cls, StatefulTransform):
         from . import state as _state
@@ -557,8 +715,8 @@ def export(cls):
             def on_timer(self, fired):
                 plugin = WitWorld.plugin
                 out_data = bytearray()
-                out_records = []
-                out_headers = []
+                out_records = bytearray()
+                out_headers = bytearray()
                 outputs = []
                 errors = []
                 out = Emitter(out_data, out_records, out_headers, outputs)
@@ -572,8 +730,8 @@ def export(cls):
                         del out_records[marks[1]:]
                         del out_headers[marks[2]:]
                         errors.append(_types.InputError(input=i, message=str(e) or type(e).__name__))
-                return _types.OutputBatch(data=bytes(out_data), records=out_records, headers=out_headers,
-                                          outputs=outputs, errors=errors)
+                return _types.OutputBatch(data=bytes(out_data), records=bytes(out_records),
+                                          headers=bytes(out_headers), outputs=outputs, errors=errors)
 
         return StatefulWitWorld
     return WitWorld

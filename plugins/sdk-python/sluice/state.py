@@ -9,6 +9,8 @@ Use these from a :class:`sluice.StatefulTransform`, whose ``on_timer(timer, out)
 for every timer that fired.
 """
 
+from array import array as _array
+
 from wit_world.imports import state as _state
 from wit_world.imports import timers as _timers
 
@@ -70,7 +72,8 @@ def get_many(keys):
         k = _b(k)
         words += (len(data), len(k))
         data += k
-    got, spans = _state.get_many(bytes(data), words)
+    got, spans = _state.get_many(bytes(data), _array("I", words).tobytes())
+    spans = memoryview(spans).cast("I")  # little-endian u32 words, as every word list
     return [None if spans[i + 1] == NONE else got[spans[i]:spans[i] + spans[i + 1]]
             for i in range(0, len(spans), 2)]
 
@@ -90,7 +93,7 @@ def put_many(entries):
             v = _b(v)
             words += (len(data), len(v))
             data += v
-    _state.put_many(bytes(data), words)
+    _state.put_many(bytes(data), _array("I", words).tobytes())
 
 
 def register(domain, key, at):
@@ -126,7 +129,7 @@ class Timer:
 
 
 def _fired(fired):
-    data, w = fired.data, fired.timers
+    data, w = fired.data, memoryview(fired.timers).cast("I")
     for x in range(0, len(w), 5):
         t = w[x + 3] | (w[x + 4] << 32)
         if t >> 63:
