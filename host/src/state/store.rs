@@ -420,8 +420,18 @@ impl Inner {
         Ok(v)
     }
 
-    /// Bytes `key` holds now, pending changes included.
+    /// Bytes `key` holds now, pending changes included (without copying its value).
     pub(crate) fn size_of(&mut self, key: &[u8], cap: usize) -> Result<i64> {
+        let len = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, |v| (key.len() + v.len()) as i64);
+        if let Some(v) = self.pending.get(key) {
+            return Ok(len(v));
+        }
+        if let Some(v) = self.unflushed.get(key) {
+            return Ok(len(v));
+        }
+        if let Some(v) = self.cache.get(key) {
+            return Ok(len(v));
+        }
         Ok(entry_bytes(key, self.get(key, cap)?.as_deref()))
     }
 
