@@ -27,7 +27,9 @@ use std::sync::Arc;
 use sluice_abi::{InputBatch, NONE, OutputBatch, OutputRecord};
 
 use crate::runtime::limits::over_output_limits;
-use crate::runtime::{CallFailure, FiredTimers, LoadError, Plugin, PluginInstance, Reason};
+use crate::runtime::{
+    CallFailure, FiredTimers, LoadError, Plugin, PluginInstance, Reason, TIMER_BYTES,
+};
 use crate::state::PartitionStore;
 
 /// The rejection of one input record of a batch.
@@ -353,7 +355,7 @@ impl Chain {
             isolated: 0,
             state_failures: Vec::new(),
         };
-        let n = fired.timers.len() / 5;
+        let n = fired.timers.len() / TIMER_BYTES;
         if n == 0 {
             return Ok(stage);
         }
@@ -397,13 +399,13 @@ impl Chain {
                     }
                     alone = true;
                     for i in (0..n).rev() {
-                        let w = &fired.timers[i * 5..i * 5 + 5];
+                        let w: [u32; 5] = sluice_abi::words(&fired.timers[i * TIMER_BYTES..]);
                         let key = &fired.data[w[0] as usize..(w[0] + w[1]) as usize];
                         calls.push((
                             i as u32,
                             FiredTimers {
                                 data: key.to_vec(),
-                                timers: vec![0, w[1], w[2], w[3], w[4]],
+                                timers: sluice_abi::from_words(&[0, w[1], w[2], w[3], w[4]]),
                             },
                         ));
                     }

@@ -96,7 +96,7 @@ fn check_names_a_component_of_another_world() {
     assert!(!o.status.success());
     let t = text(&o);
     assert!(
-        t.contains("wrong_world.wasm does not implement sluice:plugin/transform@0.2.0"),
+        t.contains("wrong_world.wasm does not implement sluice:plugin/transform@0.3.0"),
         "{t}"
     );
 }

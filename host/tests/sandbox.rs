@@ -27,6 +27,18 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ("read-file", "", "plugin-error", "read /etc/passwd: Err("),
     ("tcp", "", "plugin-error", "connect 127.0.0.1:9: Err("),
     ("env", "", "plugin-error", "HOME: Err(NotPresent)"),
+    (
+        "partial-words",
+        "",
+        "trap",
+        "bytes, which is not a whole number of 4-byte words",
+    ),
+    (
+        "span-outside",
+        "",
+        "trap",
+        "record 0 points outside the data buffer",
+    ),
 ];
 
 const RECORDS: usize = 20;

@@ -331,13 +331,13 @@ fn transform_component(tables: usize, attack: &str, extra: usize, extra_tables: 
   (core instance $i (instantiate $m))
   {extra_module}
   {extra_instances}
-  (type $input-batch' (record (field "data" (list u8)) (field "records" (list u32))
-    (field "headers" (list u32)) (field "topics" (list string))))
+  (type $input-batch' (record (field "data" (list u8)) (field "records" (list u8))
+    (field "headers" (list u8)) (field "topics" (list string))))
   (export $input-batch "input-batch" (type $input-batch'))
   (type $input-error' (record (field "input" u32) (field "message" string)))
   (export $input-error "input-error" (type $input-error'))
-  (type $output-batch' (record (field "data" (list u8)) (field "records" (list u32))
-    (field "headers" (list u32)) (field "outputs" (list string)) (field "errors" (list $input-error))))
+  (type $output-batch' (record (field "data" (list u8)) (field "records" (list u8))
+    (field "headers" (list u8)) (field "outputs" (list string)) (field "errors" (list $input-error))))
   (export $output-batch "output-batch" (type $output-batch'))
   (func (export "init") (param "config" (list (tuple string string))) (result (result (error string)))
     (canon lift (core func $i "init") (memory $i "memory") (realloc (func $i "realloc"))))
@@ -429,13 +429,13 @@ fn too_many_tables_or_instances_are_refused_as_a_memory_limit() {
 /// The transform world's types and exports, lifted from core instance `$i` with memory and
 /// realloc from `$mem` (shared by the raw components below).
 const TRANSFORM_EXPORTS: &str = r#"
-  (type $input-batch' (record (field "data" (list u8)) (field "records" (list u32))
-    (field "headers" (list u32)) (field "topics" (list string))))
+  (type $input-batch' (record (field "data" (list u8)) (field "records" (list u8))
+    (field "headers" (list u8)) (field "topics" (list string))))
   (export $input-batch "input-batch" (type $input-batch'))
   (type $input-error' (record (field "input" u32) (field "message" string)))
   (export $input-error "input-error" (type $input-error'))
-  (type $output-batch' (record (field "data" (list u8)) (field "records" (list u32))
-    (field "headers" (list u32)) (field "outputs" (list string)) (field "errors" (list $input-error))))
+  (type $output-batch' (record (field "data" (list u8)) (field "records" (list u8))
+    (field "headers" (list u8)) (field "outputs" (list string)) (field "errors" (list $input-error))))
   (export $output-batch "output-batch" (type $output-batch'))
   (func (export "init") (param "config" (list (tuple string string))) (result (result (error string)))
     (canon lift (core func $i "init") (memory $mem "memory") (realloc (func $mem "realloc"))))

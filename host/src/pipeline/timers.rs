@@ -84,18 +84,21 @@ pub(crate) fn due_timers(
     let last = input.record(input.len() - 1);
     let mut fired = FiredTimers {
         data: Vec::new(),
-        timers: Vec::with_capacity(due.len() * 5),
+        timers: Vec::with_capacity(due.len() * crate::runtime::TIMER_BYTES),
     };
     let mut pseudo = InputBatch::default();
     let topic = pseudo.topic_index(last.topic);
     for (domain, at, key) in &due {
-        fired.timers.extend([
-            fired.data.len() as u32,
-            key.len() as u32,
-            *domain as u32,
-            *at as u64 as u32,
-            ((*at as u64) >> 32) as u32,
-        ]);
+        sluice_abi::push_words(
+            &mut fired.timers,
+            &[
+                fired.data.len() as u32,
+                key.len() as u32,
+                *domain as u32,
+                *at as u64 as u32,
+                ((*at as u64) >> 32) as u32,
+            ],
+        );
         fired.data.extend_from_slice(key);
         let time = at.to_string();
         let domain_name: &[u8] = if *domain == EVENT_TIME {

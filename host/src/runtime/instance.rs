@@ -174,6 +174,9 @@ pub struct PluginInstance {
 /// Fired timers, as `on-timer` takes them (see `timers.fired-timers` in the WIT).
 pub type FiredTimers = wit_timers::FiredTimers;
 
+/// Bytes per timer in [`FiredTimers::timers`]: 5 little-endian words (key span, domain, time).
+pub const TIMER_BYTES: usize = 5 * sluice_abi::WORD_BYTES;
+
 impl PluginInstance {
     /// Runs one batch. On `Err` the instance must be replaced (it may be poisoned). The batch's
     /// buffers are lent to the call and given back unchanged.
@@ -207,7 +210,7 @@ impl PluginInstance {
         fired: &FiredTimers,
         store: Option<&Arc<PartitionStore>>,
     ) -> Result<OutputBatch, CallFailure> {
-        let inputs = fired.timers.len() / 5;
+        let inputs = fired.timers.len() / TIMER_BYTES;
         self.with_state(store, |this| {
             let Bindings::Stateful(bindings) = &this.bindings else {
                 return Err(CallFailure {

@@ -32,7 +32,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 pub use cache::ComponentCache;
 pub use compile::{Compiler, child_main as compile_child_main};
 pub use guest_log::{GuestLog, Level, LogBudget};
-pub use instance::{FiredTimers, Plugin, PluginInstance, PluginState};
+pub use instance::{FiredTimers, Plugin, PluginInstance, PluginState, TIMER_BYTES};
 pub use limits::{EPOCH_TICK, Limits, MAX_WASI_RESOURCES};
 
 pub use crate::failure::Reason;
@@ -69,7 +69,7 @@ use bindings::TransformPre;
 use stateful_bindings::{StatefulTransform, StatefulTransformPre};
 
 /// The world every plugin must implement.
-pub const WORLD: &str = "sluice:plugin/transform@0.2.0";
+pub const WORLD: &str = "sluice:plugin/transform@0.3.0";
 
 /// The engines, linkers and component caches shared by every plugin of the host.
 pub struct Runtime {

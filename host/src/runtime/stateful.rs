@@ -34,10 +34,27 @@ impl PluginState {
     }
 }
 
-fn spans(data: &[u8], words: &[u32]) -> wasmtime::Result<Vec<Option<(usize, usize)>>> {
+/// The spans (2 words each) of the word list `list` of call `call`, `None` for an absent one;
+/// a list that is not whole spans of 4-byte words, or a span outside `data`, is a plugin bug and
+/// traps.
+fn spans(
+    call: &str,
+    list: &str,
+    per: usize,
+    data: &[u8],
+    words: &[u8],
+) -> wasmtime::Result<Vec<Option<(usize, usize)>>> {
+    let count = sluice_abi::word_count(list, words)
+        .map_err(|e| wasmtime::Error::msg(format!("{call}: {e}")))?;
+    if !count.is_multiple_of(per) {
+        return Err(wasmtime::Error::msg(format!(
+            "{call}: `{list}` must hold {per} words per entry, not {count} words"
+        )));
+    }
     words
-        .chunks_exact(2)
+        .chunks_exact(2 * sluice_abi::WORD_BYTES)
         .map(|w| {
+            let w: [u32; 2] = sluice_abi::words(w);
             if w[1] == sluice_abi::NONE {
                 return Ok(None);
             }
@@ -45,7 +62,7 @@ fn spans(data: &[u8], words: &[u32]) -> wasmtime::Result<Vec<Option<(usize, usiz
             match start.checked_add(len) {
                 Some(end) if end <= data.len() => Ok(Some((start, end))),
                 _ => Err(wasmtime::Error::msg(format!(
-                    "state: span {start}+{len} is outside the {} bytes given",
+                    "{call}: span {start}+{len} is outside the {} bytes given",
                     data.len()
                 ))),
             }
@@ -77,16 +94,12 @@ impl wit_state::Host for PluginState {
             .map_err(trap)
     }
 
-    fn get_many(&mut self, data: Vec<u8>, keys: Vec<u32>) -> wasmtime::Result<(Vec<u8>, Vec<u32>)> {
-        if !keys.len().is_multiple_of(2) {
-            return Err(wasmtime::Error::msg(
-                "state.get-many: `keys` must hold 2 words per key",
-            ));
-        }
+    fn get_many(&mut self, data: Vec<u8>, keys: Vec<u8>) -> wasmtime::Result<(Vec<u8>, Vec<u8>)> {
+        let spans = spans("state.get-many", "keys", 2, &data, &keys)?;
         let state = self.call_state()?;
         let mut out = Vec::new();
         let mut words = Vec::with_capacity(keys.len());
-        for span in spans(&data, &keys)? {
+        for span in spans {
             let Some((start, end)) = span else {
                 return Err(wasmtime::Error::msg(
                     "state.get-many: a key must be present",
@@ -94,23 +107,18 @@ impl wit_state::Host for PluginState {
             };
             match state.get(&data[start..end]).map_err(trap)? {
                 Some(v) => {
-                    words.extend([out.len() as u32, v.len() as u32]);
+                    sluice_abi::push_words(&mut words, &[out.len() as u32, v.len() as u32]);
                     out.extend_from_slice(&v);
                 }
-                None => words.extend([0, sluice_abi::NONE]),
+                None => sluice_abi::push_words(&mut words, &[0, sluice_abi::NONE]),
             }
         }
         Ok((out, words))
     }
 
-    fn put_many(&mut self, data: Vec<u8>, entries: Vec<u32>) -> wasmtime::Result<()> {
-        if !entries.len().is_multiple_of(4) {
-            return Err(wasmtime::Error::msg(
-                "state.put-many: `entries` must hold 4 words per entry",
-            ));
-        }
+    fn put_many(&mut self, data: Vec<u8>, entries: Vec<u8>) -> wasmtime::Result<()> {
+        let spans = spans("state.put-many", "entries", 4, &data, &entries)?;
         let state = self.call_state()?;
-        let spans = spans(&data, &entries)?;
         for pair in spans.chunks_exact(2) {
             let Some((ks, ke)) = pair[0] else {
                 return Err(wasmtime::Error::msg(

@@ -1,8 +1,12 @@
-//! The Sluice batch encoding: one byte buffer plus `u32` views, as documented in
-//! `wit/sluice.wit`.
+//! The Sluice batch encoding: one byte buffer plus views of `u32` words, as documented in
+//! `wit/sluice.wit`. Every list of words is a byte list holding the words little-endian, 4 bytes
+//! each (contract 0.3.0): the canonical ABI copies it as one memcpy, and bindings that turn a
+//! `list<u32>` into one object per word (componentize-py) see one `bytes` instead.
 //!
 //! This crate is shared by the host and the Rust guest SDK so that both sides agree on the layout
-//! by construction. It has no dependencies and no `unsafe`.
+//! by construction. It has no dependencies and no `unsafe`: words are read with
+//! `u32::from_le_bytes` over fixed-size chunks, which compiles to plain (unaligned) loads on the
+//! little-endian targets Sluice runs on (x86-64, aarch64, wasm32).
 //!
 //! - The host builds an [`InputBatch`] from Kafka records and reads an [`OutputBatch`] after
 //!   [`OutputBatch::validate`] (the guest is untrusted).
@@ -21,6 +25,100 @@ pub const INPUT_WORDS: usize = 12;
 pub const OUTPUT_WORDS: usize = 10;
 /// Words per header in the `headers` lists.
 pub const HEADER_WORDS: usize = 4;
+/// Bytes per word in every word list.
+pub const WORD_BYTES: usize = 4;
+/// Bytes per input record in [`InputBatch::records`].
+pub const INPUT_BYTES: usize = INPUT_WORDS * WORD_BYTES;
+/// Bytes per output record in [`OutputBatch::records`].
+pub const OUTPUT_BYTES: usize = OUTPUT_WORDS * WORD_BYTES;
+/// Bytes per header in the `headers` lists.
+pub const HEADER_BYTES: usize = HEADER_WORDS * WORD_BYTES;
+
+/// Word `index` of a word list.
+///
+/// # Panics
+/// When the list holds fewer than `index + 1` words.
+#[inline]
+pub fn word(words: &[u8], index: usize) -> u32 {
+    let at = index * WORD_BYTES;
+    u32::from_le_bytes(
+        words[at..at + WORD_BYTES]
+            .try_into()
+            .expect("a 4-byte slice"),
+    )
+}
+
+/// The first `N` words of `bytes`, as an array (one bounds check for all of them).
+///
+/// # Panics
+/// When `bytes` holds fewer than `N` words.
+#[inline]
+pub fn words<const N: usize>(bytes: &[u8]) -> [u32; N] {
+    let bytes = &bytes[..N * WORD_BYTES];
+    std::array::from_fn(|i| {
+        u32::from_le_bytes(
+            bytes[i * WORD_BYTES..(i + 1) * WORD_BYTES]
+                .try_into()
+                .expect("a 4-byte slice"),
+        )
+    })
+}
+
+/// Overwrites word `index` of a word list.
+///
+/// # Panics
+/// When the list holds fewer than `index + 1` words.
+#[inline]
+pub fn set_word(words: &mut [u8], index: usize, value: u32) {
+    let at = index * WORD_BYTES;
+    words[at..at + WORD_BYTES].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Appends `words` to a word list, little-endian.
+#[inline]
+pub fn push_words(list: &mut Vec<u8>, words: &[u32]) {
+    let start = list.len();
+    list.resize(start + words.len() * WORD_BYTES, 0);
+    for (bytes, w) in list[start..].chunks_exact_mut(WORD_BYTES).zip(words) {
+        bytes.copy_from_slice(&w.to_le_bytes());
+    }
+}
+
+/// Iterates the words of a word list (a trailing partial word is ignored: check
+/// [`word_count`] first for lists from an untrusted side).
+#[inline]
+pub fn iter_words(words: &[u8]) -> impl ExactSizeIterator<Item = u32> + '_ {
+    words
+        .chunks_exact(WORD_BYTES)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("a 4-byte chunk")))
+}
+
+/// A word list as its words, appended to `into` (cleared first).
+pub fn to_words(words: &[u8], into: &mut Vec<u32>) {
+    into.clear();
+    into.extend(iter_words(words));
+}
+
+/// A list of words as a word list (little-endian bytes).
+pub fn from_words(words: &[u32]) -> Vec<u8> {
+    let mut list = Vec::with_capacity(words.len() * WORD_BYTES);
+    push_words(&mut list, words);
+    list
+}
+
+/// The number of words in the word list `name`, or an error when its length is not a multiple
+/// of 4 bytes (a bug in whoever built it: the contract says so).
+pub fn word_count(name: &str, words: &[u8]) -> Result<usize, LayoutError> {
+    if words.len().is_multiple_of(WORD_BYTES) {
+        Ok(words.len() / WORD_BYTES)
+    } else {
+        Err(LayoutError(format!(
+            "`{name}` holds {} bytes, which is not a whole number of 4-byte words (every word \
+             list of sluice:plugin@0.3.0 holds u32 words little-endian, 4 bytes each)",
+            words.len()
+        )))
+    }
+}
 
 /// One Kafka header: a UTF-8 name and an optional byte value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,14 +132,15 @@ pub struct Header<'a> {
 /// The headers of one record, borrowed from a batch.
 #[derive(Clone, Copy)]
 pub struct Headers<'a> {
-    words: &'a [u32],
+    /// [`HEADER_BYTES`] bytes per header.
+    words: &'a [u8],
     data: &'a [u8],
 }
 
 impl<'a> Headers<'a> {
     /// Number of headers.
     pub fn len(&self) -> usize {
-        self.words.len() / HEADER_WORDS
+        self.words.len() / HEADER_BYTES
     }
 
     /// True when the record has no headers.
@@ -51,9 +150,10 @@ impl<'a> Headers<'a> {
 
     /// The header at `index`.
     pub fn get(&self, index: usize) -> Option<Header<'a>> {
-        let w = self
-            .words
-            .get(index * HEADER_WORDS..(index + 1) * HEADER_WORDS)?;
+        let w: [u32; HEADER_WORDS] = words(
+            self.words
+                .get(index * HEADER_BYTES..(index + 1) * HEADER_BYTES)?,
+        );
         let name = span(self.data, w[0], w[1]).unwrap_or_default();
         Some(Header {
             // Names were checked to be UTF-8 when the batch was built or validated.
@@ -67,10 +167,11 @@ impl<'a> Headers<'a> {
         self.iter().find(|h| h.name == name).map(|h| h.value)
     }
 
-    /// The raw views: [`HEADER_WORDS`] words per header (name span, value span) into the byte
-    /// buffer they were borrowed with. For SDKs that copy headers span by span; the spans are
-    /// only as trustworthy as the batch they came from.
-    pub fn raw(&self) -> (&'a [u32], &'a [u8]) {
+    /// The raw views: [`HEADER_WORDS`] words per header (name span, value span), little-endian
+    /// ([`HEADER_BYTES`] bytes per header), into the byte buffer they were borrowed with. For
+    /// SDKs that copy headers span by span; the spans are only as trustworthy as the batch they
+    /// came from.
+    pub fn raw(&self) -> (&'a [u8], &'a [u8]) {
         (self.words, self.data)
     }
 
@@ -111,10 +212,10 @@ pub struct InputRecord<'a> {
 pub struct InputBatch {
     /// Every key, value, header name and header value of the batch.
     pub data: Vec<u8>,
-    /// [`INPUT_WORDS`] words per record.
-    pub records: Vec<u32>,
-    /// [`HEADER_WORDS`] words per header.
-    pub headers: Vec<u32>,
+    /// [`INPUT_WORDS`] words per record, little-endian ([`INPUT_BYTES`] bytes).
+    pub records: Vec<u8>,
+    /// [`HEADER_WORDS`] words per header, little-endian ([`HEADER_BYTES`] bytes).
+    pub headers: Vec<u8>,
     /// Topic names referenced by index from the records.
     pub topics: Vec<String>,
 }
@@ -122,7 +223,7 @@ pub struct InputBatch {
 impl InputBatch {
     /// Number of records.
     pub fn len(&self) -> usize {
-        self.records.len() / INPUT_WORDS
+        self.records.len() / INPUT_BYTES
     }
 
     /// True when the batch holds no record.
@@ -163,27 +264,30 @@ impl InputBatch {
     ) {
         let (key_off, key_len) = push_bytes(&mut self.data, key);
         let (value_off, value_len) = push_bytes(&mut self.data, value);
-        let first_header = self.headers.len() / HEADER_WORDS;
+        let first_header = self.headers.len() / HEADER_BYTES;
         for h in headers {
             push_header(&mut self.data, &mut self.headers, h);
         }
-        let header_count = self.headers.len() / HEADER_WORDS - first_header;
+        let header_count = self.headers.len() / HEADER_BYTES - first_header;
         let (ts_lo, ts_hi) = split(timestamp.unwrap_or(NO_TIMESTAMP));
         let (off_lo, off_hi) = split(offset);
-        self.records.extend_from_slice(&[
-            key_off,
-            key_len,
-            value_off,
-            value_len,
-            first_header as u32,
-            header_count as u32,
-            ts_lo,
-            ts_hi,
-            topic,
-            partition as u32,
-            off_lo,
-            off_hi,
-        ]);
+        push_fixed(
+            &mut self.records,
+            [
+                key_off,
+                key_len,
+                value_off,
+                value_len,
+                first_header as u32,
+                header_count as u32,
+                ts_lo,
+                ts_hi,
+                topic,
+                partition as u32,
+                off_lo,
+                off_hi,
+            ],
+        );
     }
 
     /// The record at `index`. The batch must come from the host (or [`InputBatch::push`]).
@@ -191,7 +295,7 @@ impl InputBatch {
     /// # Panics
     /// When `index` is out of range or the views point outside the batch.
     pub fn record(&self, index: usize) -> InputRecord<'_> {
-        let w = &self.records[index * INPUT_WORDS..(index + 1) * INPUT_WORDS];
+        let w: [u32; INPUT_WORDS] = words(&self.records[index * INPUT_BYTES..]);
         InputRecord {
             key: span(&self.data, w[0], w[1]),
             value: span(&self.data, w[2], w[3]),
@@ -240,10 +344,10 @@ pub struct InputError {
 pub struct OutputBatch {
     /// Every key, value, header name and header value of the outputs.
     pub data: Vec<u8>,
-    /// [`OUTPUT_WORDS`] words per output record.
-    pub records: Vec<u32>,
-    /// [`HEADER_WORDS`] words per header.
-    pub headers: Vec<u32>,
+    /// [`OUTPUT_WORDS`] words per output record, little-endian ([`OUTPUT_BYTES`] bytes).
+    pub records: Vec<u8>,
+    /// [`HEADER_WORDS`] words per header, little-endian ([`HEADER_BYTES`] bytes).
+    pub headers: Vec<u8>,
     /// Output names referenced by index from the records.
     pub outputs: Vec<String>,
     /// Rejected inputs.
@@ -265,7 +369,7 @@ impl std::error::Error for LayoutError {}
 impl OutputBatch {
     /// Number of output records.
     pub fn len(&self) -> usize {
-        self.records.len() / OUTPUT_WORDS
+        self.records.len() / OUTPUT_BYTES
     }
 
     /// True when the batch holds no output record.
@@ -297,7 +401,7 @@ impl OutputBatch {
 
     /// Number of headers pushed so far (the first header index of the next record).
     pub fn header_count(&self) -> u32 {
-        (self.headers.len() / HEADER_WORDS) as u32
+        (self.headers.len() / HEADER_BYTES) as u32
     }
 
     /// Appends an output record whose key and value spans were made by
@@ -313,18 +417,21 @@ impl OutputBatch {
     ) {
         let (ts_lo, ts_hi) = split(timestamp.unwrap_or(NO_TIMESTAMP));
         let count = self.header_count() - first_header;
-        self.records.extend_from_slice(&[
-            input,
-            key.0,
-            key.1,
-            value.0,
-            value.1,
-            first_header,
-            count,
-            ts_lo,
-            ts_hi,
-            output.unwrap_or(NONE),
-        ]);
+        push_fixed(
+            &mut self.records,
+            [
+                input,
+                key.0,
+                key.1,
+                value.0,
+                value.1,
+                first_header,
+                count,
+                ts_lo,
+                ts_hi,
+                output.unwrap_or(NONE),
+            ],
+        );
     }
 
     /// Appends a whole output record.
@@ -358,21 +465,22 @@ impl OutputBatch {
     /// After this succeeds, [`OutputBatch::record`] cannot panic.
     pub fn validate(&self, inputs: usize) -> Result<(), LayoutError> {
         let err = |msg: String| Err(LayoutError(msg));
-        if !self.records.len().is_multiple_of(OUTPUT_WORDS) {
+        let record_words = word_count("records", &self.records)?;
+        let header_words = word_count("headers", &self.headers)?;
+        if !record_words.is_multiple_of(OUTPUT_WORDS) {
             return err(format!(
-                "{} record words is not a multiple of {OUTPUT_WORDS}",
-                self.records.len()
+                "{record_words} record words is not a multiple of {OUTPUT_WORDS}"
             ));
         }
-        if !self.headers.len().is_multiple_of(HEADER_WORDS) {
+        if !header_words.is_multiple_of(HEADER_WORDS) {
             return err(format!(
-                "{} header words is not a multiple of {HEADER_WORDS}",
-                self.headers.len()
+                "{header_words} header words is not a multiple of {HEADER_WORDS}"
             ));
         }
         let data = self.data.len() as u64;
         let check_span = |off: u32, len: u32| len == NONE || off as u64 + len as u64 <= data;
-        for (i, h) in self.headers.chunks_exact(HEADER_WORDS).enumerate() {
+        for (i, h) in self.headers.chunks_exact(HEADER_BYTES).enumerate() {
+            let h: [u32; HEADER_WORDS] = words(h);
             if !check_span(h[0], h[1]) || h[1] == NONE || !check_span(h[2], h[3]) {
                 return err(format!("header {i} points outside the data buffer"));
             }
@@ -381,9 +489,10 @@ impl OutputBatch {
                 return err(format!("header {i} has a name that is not UTF-8"));
             }
         }
-        let header_total = (self.headers.len() / HEADER_WORDS) as u64;
+        let header_total = (header_words / HEADER_WORDS) as u64;
         let mut last_input = 0;
-        for (i, w) in self.records.chunks_exact(OUTPUT_WORDS).enumerate() {
+        for (i, w) in self.records.chunks_exact(OUTPUT_BYTES).enumerate() {
+            let w: [u32; OUTPUT_WORDS] = words(w);
             if w[0] as usize >= inputs {
                 return err(format!(
                     "record {i} names input {} of a {inputs}-record batch",
@@ -421,7 +530,7 @@ impl OutputBatch {
     /// # Panics
     /// When `index` is out of range or the batch is malformed.
     pub fn record(&self, index: usize) -> OutputRecord<'_> {
-        let w = &self.records[index * OUTPUT_WORDS..(index + 1) * OUTPUT_WORDS];
+        let w: [u32; OUTPUT_WORDS] = words(&self.records[index * OUTPUT_BYTES..]);
         OutputRecord {
             input: w[0],
             key: span(&self.data, w[1], w[2]),
@@ -449,20 +558,37 @@ fn push_bytes(data: &mut Vec<u8>, bytes: Option<&[u8]>) -> (u32, u32) {
     }
 }
 
-fn push_header(data: &mut Vec<u8>, words: &mut Vec<u32>, h: Header<'_>) {
+fn push_header(data: &mut Vec<u8>, list: &mut Vec<u8>, h: Header<'_>) {
     let (name_off, name_len) = push_bytes(data, Some(h.name.as_bytes()));
     let (value_off, value_len) = push_bytes(data, h.value);
-    words.extend_from_slice(&[name_off, name_len, value_off, value_len]);
+    push_header_words(list, [name_off, name_len, value_off, value_len]);
+}
+
+/// Appends one header's views (name span, value span).
+#[inline]
+pub fn push_header_words(list: &mut Vec<u8>, words: [u32; HEADER_WORDS]) {
+    push_fixed(list, words)
+}
+
+/// Appends `N` words as one fixed-size chunk: one capacity check, and the compiler writes the
+/// little-endian bytes straight into place.
+#[inline]
+fn push_fixed<const N: usize>(list: &mut Vec<u8>, words: [u32; N]) {
+    let start = list.len();
+    list.resize(start + N * WORD_BYTES, 0);
+    for (bytes, w) in list[start..].chunks_exact_mut(WORD_BYTES).zip(words) {
+        bytes.copy_from_slice(&w.to_le_bytes());
+    }
 }
 
 fn span(data: &[u8], off: u32, len: u32) -> Option<&[u8]> {
     (len != NONE).then(|| &data[off as usize..off as usize + len as usize])
 }
 
-fn headers<'a>(data: &'a [u8], words: &'a [u32], first: u32, count: u32) -> Headers<'a> {
-    let start = first as usize * HEADER_WORDS;
+fn headers<'a>(data: &'a [u8], list: &'a [u8], first: u32, count: u32) -> Headers<'a> {
+    let start = first as usize * HEADER_BYTES;
     Headers {
-        words: &words[start..start + count as usize * HEADER_WORDS],
+        words: &list[start..start + count as usize * HEADER_BYTES],
         data,
     }
 }
@@ -555,29 +681,29 @@ mod tests {
         o.push(0, Some(b"k"), None, [], None, None);
         let good = o.clone();
 
-        o.records[2] = 1000; // key length past the buffer
+        set_word(&mut o.records, 2, 1000); // key length past the buffer
         assert!(o.validate(1).is_err());
 
         let mut o = good.clone();
-        o.records[1] = u32::MAX - 1; // offset + len overflows u32
+        set_word(&mut o.records, 1, u32::MAX - 1); // offset + len overflows u32
         assert!(o.validate(1).is_err());
 
         let mut o = good.clone();
-        o.records[6] = 3; // headers that do not exist
+        set_word(&mut o.records, 6, 3); // headers that do not exist
         assert!(o.validate(1).is_err());
 
         let mut o = good.clone();
-        o.records[9] = 0; // output name that does not exist
+        set_word(&mut o.records, 9, 0); // output name that does not exist
         assert!(o.validate(1).is_err());
 
         let mut o = good.clone();
-        o.records.pop(); // truncated record
+        o.records.truncate(o.records.len() - WORD_BYTES); // truncated record
         assert!(o.validate(1).is_err());
 
         let mut o = good.clone();
         o.push(0, None, None, [], None, None);
-        o.records[OUTPUT_WORDS] = 0;
-        o.records[0] = 0;
+        set_word(&mut o.records, OUTPUT_WORDS, 0);
+        set_word(&mut o.records, 0, 0);
         o.validate(1).unwrap();
         let mut o2 = OutputBatch::default();
         o2.push(1, None, None, [], None, None);
@@ -588,5 +714,47 @@ mod tests {
         o.push(0, None, None, [h("ok", None)], None, None);
         o.data[0] = 0xff; // header name no longer UTF-8
         assert!(o.validate(1).is_err());
+    }
+
+    #[test]
+    fn validate_rejects_partial_words() {
+        let mut o = OutputBatch::default();
+        o.push(0, Some(b"k"), None, [h("n", None)], None, None);
+        o.validate(1).unwrap();
+        for cut in 1..WORD_BYTES {
+            let mut bad = o.clone();
+            bad.records.truncate(bad.records.len() - cut);
+            let e = bad.validate(1).unwrap_err().to_string();
+            assert!(
+                e.contains("`records` holds") && e.contains("4-byte words"),
+                "{e}"
+            );
+            let mut bad = o.clone();
+            bad.headers.extend(std::iter::repeat_n(0, WORD_BYTES - cut));
+            let e = bad.validate(1).unwrap_err().to_string();
+            assert!(
+                e.contains("`headers` holds") && e.contains("4-byte words"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn words_are_little_endian() {
+        let mut list = Vec::new();
+        push_words(&mut list, &[1, 0x0403_0201]);
+        assert_eq!(list, [1, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(word(&list, 1), 0x0403_0201);
+        assert_eq!(words::<2>(&list), [1, 0x0403_0201]);
+        assert_eq!(iter_words(&list).collect::<Vec<_>>(), [1, 0x0403_0201]);
+        assert_eq!(from_words(&[1, 0x0403_0201]), list);
+        let mut b = InputBatch::default();
+        b.push(Some(b"k"), None, [], Some(-2), 0, 7, 0x1_0000_0002);
+        assert_eq!(
+            words::<INPUT_WORDS>(&b.records),
+            [0, 1, 0, NONE, 0, 0, u32::MAX - 1, u32::MAX, 0, 7, 2, 1]
+        );
+        assert!(word_count("x", &[0; 5]).unwrap_err().0.contains("5 bytes"));
+        assert_eq!(word_count("x", &[0; 8]), Ok(2));
     }
 }

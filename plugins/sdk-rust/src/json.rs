@@ -34,7 +34,14 @@
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use sluice_abi::{INPUT_WORDS, InputBatch, NONE, OUTPUT_WORDS, OutputBatch};
+use sluice_abi::{
+    INPUT_BYTES, InputBatch, NONE, OUTPUT_BYTES, OUTPUT_WORDS, OutputBatch, WORD_BYTES, push_words,
+    set_word, word, words,
+};
+
+/// Where a record's value span (words 2 and 3) sits in its [`INPUT_BYTES`] of views: the span's
+/// bytes are copied as they are into the `docs` word lists, already little-endian.
+const VALUE_SPAN: std::ops::Range<usize> = 2 * WORD_BYTES..4 * WORD_BYTES;
 
 use crate::bindings::sluice::plugin::json as host;
 use crate::{Emitter, OutputBuilder};
@@ -108,7 +115,8 @@ pub struct Paths {
     id: u32,
     paths: Vec<String>,
     batch: u64,
-    fields: Vec<u32>,
+    /// The batch's `read` result: a word list, little-endian.
+    fields: Vec<u8>,
     text: Vec<u8>,
 }
 
@@ -131,8 +139,9 @@ struct Pending {
 struct Group {
     id: u32,
     paths: Vec<String>,
-    docs: Vec<u32>,
-    edits: Vec<u32>,
+    /// Word lists, little-endian, as the host takes them.
+    docs: Vec<u8>,
+    edits: Vec<u8>,
     text: Vec<u8>,
 }
 
@@ -178,17 +187,16 @@ impl Paths {
             // SAFETY: `BATCH` points to the batch `__process` is running, set before the loop
             // and cleared after it; `transform` only runs inside that loop.
             let batch = unsafe { &*batch };
-            let docs: Vec<u32> = batch
-                .records
-                .chunks_exact(INPUT_WORDS)
-                .flat_map(|r| [r[2], r[3]])
-                .collect();
+            let mut docs = Vec::with_capacity(batch.len() * 2 * WORD_BYTES);
+            for r in batch.records.chunks_exact(INPUT_BYTES) {
+                docs.extend_from_slice(&r[VALUE_SPAN]);
+            }
             let got = host::read(&batch.data, &docs, &self.paths);
             self.fields = got.fields;
             self.text = got.text;
             self.batch = number;
         }
-        let per = 1 + 3 * self.paths.len();
+        let per = (1 + 3 * self.paths.len()) * WORD_BYTES;
         let at = out.input as usize * per;
         Doc {
             paths: self,
@@ -201,24 +209,25 @@ impl Paths {
 /// One record's value as the batch's `read` found it.
 pub struct Doc<'a> {
     paths: &'a Paths,
-    fields: &'a [u32],
+    /// This document's words of the `read` result.
+    fields: &'a [u8],
     record: u32,
 }
 
 impl<'a> Doc<'a> {
     /// The kind of the whole value: [`Kind::Missing`] if it is not valid JSON (or absent).
     pub fn kind(&self) -> Kind {
-        Kind::from_word(self.fields[0])
+        Kind::from_word(word(self.fields, 0))
     }
 
     /// Whether the value is valid JSON.
     pub fn is_valid(&self) -> bool {
-        self.fields[0] != 0
+        word(self.fields, 0) != 0
     }
 
     /// The field at declared path number `path`.
     pub fn get(&self, path: usize) -> Field<'a> {
-        let w = &self.fields[1 + 3 * path..4 + 3 * path];
+        let w: [u32; 3] = words(&self.fields[(1 + 3 * path) * WORD_BYTES..]);
         let text = || {
             let bytes = &self.paths.text[w[1] as usize..(w[1] + w[2]) as usize];
             // SAFETY: `json.read` returns UTF-8 text for every field (wit/sluice.wit), as the
@@ -244,8 +253,8 @@ impl<'a> Doc<'a> {
         let (batch, _) = BATCH.with(Cell::get);
         // SAFETY: as in `Paths::doc`, which made this view.
         let batch = unsafe { &*batch };
-        let r = self.record as usize * INPUT_WORDS;
-        let span = [batch.records[r + 2], batch.records[r + 3]];
+        let r = self.record as usize * INPUT_BYTES;
+        let span = &batch.records[r..r + INPUT_BYTES][VALUE_SPAN];
         PENDING_EDITS.with(|p| {
             let mut p = p.borrow_mut();
             let g = match p.groups.iter().position(|g| g.id == self.paths.id) {
@@ -261,8 +270,8 @@ impl<'a> Doc<'a> {
                     p.groups.len() - 1
                 }
             };
-            let doc = p.groups[g].docs.len() as u32 / 2;
-            p.groups[g].docs.extend_from_slice(&span);
+            let doc = (p.groups[g].docs.len() / (2 * WORD_BYTES)) as u32;
+            p.groups[g].docs.extend_from_slice(span);
             p.slots.push((g as u32, doc));
             Edit {
                 slot: p.slots.len() as u32 - 1,
@@ -289,8 +298,7 @@ impl Edit {
             let g = &mut p.groups[g as usize];
             let at = g.text.len() as u32;
             g.text.extend_from_slice(text);
-            g.edits
-                .extend_from_slice(&[doc, path as u32, op, at, text.len() as u32]);
+            push_words(&mut g.edits, &[doc, path as u32, op, at, text.len() as u32]);
         })
     }
 
@@ -350,28 +358,29 @@ pub(crate) fn finish(out: &mut OutputBatch) {
         written.push((base, docs.docs));
     }
     let mut failed: Vec<u32> = Vec::new();
-    for r in out.records.chunks_exact_mut(OUTPUT_WORDS) {
-        if r[4] != PENDING {
+    for r in out.records.chunks_exact_mut(OUTPUT_BYTES) {
+        let w: [u32; OUTPUT_WORDS] = words(r);
+        if w[4] != PENDING {
             continue;
         }
-        let (g, doc) = pending.slots[r[3] as usize];
+        let (g, doc) = pending.slots[w[3] as usize];
         let (base, spans) = &written[g as usize];
-        let (at, len) = (spans[2 * doc as usize], spans[2 * doc as usize + 1]);
+        let [at, len] = words(&spans[2 * doc as usize * WORD_BYTES..]);
         if len == NONE {
-            if failed.last() != Some(&r[0]) {
-                failed.push(r[0]);
+            if failed.last() != Some(&w[0]) {
+                failed.push(w[0]);
             }
-            r[3] = 0;
-            r[4] = NONE;
+            set_word(r, 3, 0);
+            set_word(r, 4, NONE);
         } else {
-            r[3] = base + at;
-            r[4] = len;
+            set_word(r, 3, base + at);
+            set_word(r, 4, len);
         }
     }
     if !failed.is_empty() {
         let mut kept = Vec::with_capacity(out.records.len());
-        for r in out.records.chunks_exact(OUTPUT_WORDS) {
-            if !failed.contains(&r[0]) {
+        for r in out.records.chunks_exact(OUTPUT_BYTES) {
+            if !failed.contains(&word(r, 0)) {
                 kept.extend_from_slice(r);
             }
         }

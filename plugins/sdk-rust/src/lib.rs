@@ -28,8 +28,11 @@
 use std::any::Any;
 use std::cell::RefCell;
 
-use sluice_abi::{HEADER_WORDS, InputBatch, NONE, OUTPUT_WORDS, OutputBatch};
+use sluice_abi::{HEADER_BYTES, HEADER_WORDS, InputBatch, NONE, OUTPUT_BYTES, OutputBatch};
 pub use sluice_abi::{Header, Headers, InputRecord as Record};
+/// Word-list helpers for plugins that call the raw [`bindings`] (every list of words in the
+/// contract is a `list<u8>` of little-endian `u32` words).
+pub use sluice_abi::{from_words, iter_words, word};
 
 extern crate self as sluice_plugin;
 
@@ -167,8 +170,8 @@ impl<'a> Emitter<'a> {
             key.0
         } else if value.1 != NONE {
             value.0
-        } else if let Some(h) = header_words.first() {
-            *h as usize
+        } else if !header_words.is_empty() {
+            sluice_abi::word(header_words, 0) as usize
         } else {
             sink.pending.1
         };
@@ -189,7 +192,8 @@ impl<'a> Emitter<'a> {
         let out = &mut sink.out;
         let first_header = out.header_count();
         let header_mark = out.headers.len();
-        for h in header_words.chunks_exact(HEADER_WORDS) {
+        for h in header_words.chunks_exact(HEADER_BYTES) {
+            let h: [u32; HEADER_WORDS] = sluice_abi::words(h);
             let (name_off, name_len) = (h[0] as usize, h[1]);
             let fits = name_len != NONE
                 && adjoin(&mut end, name_off, name_len)
@@ -207,8 +211,10 @@ impl<'a> Emitter<'a> {
             }
             let (name_off, name_len) = shift(name_off, name_len);
             let (value_off, value_len) = shift(h[2] as usize, h[3]);
-            out.headers
-                .extend_from_slice(&[name_off, name_len, value_off, value_len]);
+            sluice_abi::push_header_words(
+                &mut out.headers,
+                [name_off, name_len, value_off, value_len],
+            );
         }
         if end > src.len() {
             out.headers.truncate(header_mark);
@@ -411,7 +417,7 @@ pub fn run_each(
     };
     // Sized for an identity: one allocation each, whatever the plugin then does.
     sink.out.data.reserve(input.data.len());
-    sink.out.records.reserve(count * OUTPUT_WORDS);
+    sink.out.records.reserve(count * OUTPUT_BYTES);
     sink.out.headers.reserve(input.headers.len());
     for i in 0..count as u32 {
         let marks = (
@@ -754,10 +760,10 @@ mod tests {
         );
         input.push(Some(b"k2"), Some(b"v2"), [], None, t, 0, 1);
         // Record 1's value now points at record 0's key: a gap and an overlap.
-        input.records[crate::tests::INPUT_VALUE_OFF] = 0;
-        input.records[crate::tests::INPUT_VALUE_OFF + 1] = 3;
+        sluice_abi::set_word(&mut input.records, crate::tests::INPUT_VALUE_OFF, 0);
+        sluice_abi::set_word(&mut input.records, crate::tests::INPUT_VALUE_OFF + 1, 3);
         // Record 0's header value points before its name.
-        input.headers[2] = 0;
+        sluice_abi::set_word(&mut input.headers, 2, 0);
         let out = run_batch(&mut Mixed, &input);
         out.validate(input.len()).unwrap();
         assert_eq!(outputs(&out), expected(&input));

@@ -48,9 +48,9 @@ pub mod bindings {
         default_bindings_module: "sluice_plugin::state::bindings",
         runtime_path: "sluice_plugin::__wit_bindgen::rt",
         with: {
-            "sluice:plugin/types@0.2.0": crate::bindings::sluice::plugin::types,
-            "sluice:plugin/host@0.2.0": crate::bindings::sluice::plugin::host,
-            "sluice:plugin/json@0.2.0": crate::bindings::sluice::plugin::json,
+            "sluice:plugin/types@0.3.0": crate::bindings::sluice::plugin::types,
+            "sluice:plugin/host@0.3.0": crate::bindings::sluice::plugin::host,
+            "sluice:plugin/json@0.3.0": crate::bindings::sluice::plugin::json,
         },
     });
 }
@@ -102,7 +102,7 @@ struct CallCache {
     key: Vec<u8>,
     /// Reused for `put-many`'s arguments.
     data: Vec<u8>,
-    words: Vec<u32>,
+    words: Vec<u8>,
 }
 
 /// Hashes the call cache's keys: FxHash's multiply-rotate over 8-byte words (SipHash, std's
@@ -233,19 +233,22 @@ pub fn flush() {
         }
         let (data, words) = (&mut c.data, &mut c.words);
         data.clear();
+        // 4 words per entry, little-endian: key span, value span.
         words.clear();
         for i in c.dirty.drain(..) {
             let slot = &mut c.slots[i];
             slot.dirty = false;
-            words.extend([data.len() as u32, slot.key.len() as u32]);
+            let key = [data.len() as u32, slot.key.len() as u32];
             data.extend_from_slice(&slot.key);
-            match slot.get() {
+            let value = match slot.get() {
                 Some(v) => {
-                    words.extend([data.len() as u32, v.len() as u32]);
+                    let span = [data.len() as u32, v.len() as u32];
                     data.extend_from_slice(v);
+                    span
                 }
-                None => words.extend([0, sluice_abi::NONE]),
-            }
+                None => [0, sluice_abi::NONE],
+            };
+            sluice_abi::push_words(words, &[key[0], key[1], value[0], value[1]]);
         }
         host_state::put_many(data, words);
     })

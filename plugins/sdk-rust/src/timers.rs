@@ -87,11 +87,12 @@ pub fn run_records<T: StatefulTransform>(plugin: &mut T, input: &InputBatch) -> 
     })
 }
 
-/// Runs `plugin` over fired timers (`data`, and 5 words per timer as in the WIT).
-pub fn run_timers<T: StatefulTransform>(plugin: &mut T, data: &[u8], words: &[u32]) -> OutputBatch {
+/// Runs `plugin` over fired timers (`data`, and 5 little-endian words per timer as in the WIT).
+pub fn run_timers<T: StatefulTransform>(plugin: &mut T, data: &[u8], words: &[u8]) -> OutputBatch {
     let timers: Vec<Timer<'_>> = words
-        .chunks_exact(5)
+        .chunks_exact(5 * sluice_abi::WORD_BYTES)
         .map(|w| {
+            let w: [u32; 5] = sluice_abi::words(w);
             let (start, len) = (w[0] as usize, w[1] as usize);
             Timer {
                 key: data.get(start..start + len).unwrap_or_default(),

@@ -45,6 +45,7 @@ use super::limits::FALLBACK_BYTES_PER_BYTE;
 use budget::JsonBadCall;
 pub use budget::{JsonLimitHit, Limit, Work};
 use edit::{Path, apply, parse_paths};
+use sluice_abi::{WORD_BYTES, push_words, words};
 use tree::{Buf, Bufs, Kind, NIL, Node, Scan, Scanner};
 
 /// The parsed documents of a call, and the host's own text they point into.
@@ -142,7 +143,8 @@ impl Arena {
 /// What `read` leaves for a following `write`.
 struct Cache {
     data: Vec<u8>,
-    docs: Vec<u32>,
+    /// The `docs` word list `read` was given (2 little-endian words per document).
+    docs: Vec<u8>,
     /// Root per document of `docs` (NIL: invalid, or already used by a `write`).
     roots: Vec<u32>,
     /// Nesting of each root.
@@ -167,22 +169,26 @@ fn limit_hit(call: &'static str) -> impl Fn(Limit) -> wasmtime::Error {
     move |limit| JsonLimitHit { call, limit }.into()
 }
 
+/// The number of words of the word list `list`; traps when it is not whole 4-byte words.
+fn word_count(call: &'static str, list: &str, bytes: &[u8]) -> wasmtime::Result<usize> {
+    sluice_abi::word_count(list, bytes).map_err(|e| bad(call, e.to_string()))
+}
+
 /// The documents of a call as (start, end) ranges, `None` for an absent span; traps on a span
 /// outside `data`.
 fn doc_ranges(
     call: &'static str,
     data: &[u8],
-    docs: &[u32],
+    docs: &[u8],
 ) -> wasmtime::Result<Vec<Option<(usize, usize)>>> {
-    if !docs.len().is_multiple_of(2) {
-        return Err(bad(
-            call,
-            format!("`docs` holds {} words, not pairs", docs.len()),
-        ));
+    let count = word_count(call, "docs", docs)?;
+    if !count.is_multiple_of(2) {
+        return Err(bad(call, format!("`docs` holds {count} words, not pairs")));
     }
-    docs.chunks_exact(2)
+    docs.chunks_exact(2 * WORD_BYTES)
         .enumerate()
         .map(|(i, w)| {
+            let w: [u32; 2] = words(w);
             if w[1] == u32::MAX {
                 return Ok(None);
             }
@@ -206,7 +212,7 @@ impl JsonState {
     pub fn read(
         &mut self,
         data: Vec<u8>,
-        docs: Vec<u32>,
+        docs: Vec<u8>,
         paths: Vec<String>,
         work: &mut Work,
     ) -> wasmtime::Result<wit::Fields> {
@@ -219,7 +225,7 @@ impl JsonState {
         let words = (ranges.len() as u64).saturating_mul(1 + 3 * paths.len() as u64);
         work.memory("the `fields` result", words.saturating_mul(4))
             .map_err(&hit)?;
-        let mut fields = Vec::with_capacity(words as usize);
+        let mut fields = Vec::with_capacity(words as usize * WORD_BYTES);
         let mut text = Vec::with_capacity(data.len() / 4);
         let mut roots = Vec::with_capacity(ranges.len());
         let mut depths = Vec::with_capacity(ranges.len());
@@ -236,11 +242,12 @@ impl JsonState {
             depths.push(depth as u8);
             let bufs = self.arena.bufs(&data, &[]);
             let nodes = &self.arena.nodes;
-            fields.push(if root == NIL {
+            let root_kind = if root == NIL {
                 Kind::Missing as u32
             } else {
                 nodes[root as usize].kind as u32
-            });
+            };
+            push_words(&mut fields, &[root_kind]);
             for path in &paths {
                 let found = if root == NIL {
                     NIL
@@ -248,7 +255,7 @@ impl JsonState {
                     edit::lookup(nodes, &bufs, root, path, work).map_err(&hit)?
                 };
                 if found == NIL {
-                    fields.extend_from_slice(&[Kind::Missing as u32, 0, 0]);
+                    push_words(&mut fields, &[Kind::Missing as u32, 0, 0]);
                     continue;
                 }
                 let n = &nodes[found as usize];
@@ -278,7 +285,10 @@ impl JsonState {
                     (text.len() as u64).saturating_add(words * 4),
                 )
                 .map_err(&hit)?;
-                fields.extend_from_slice(&[n.kind as u32, at as u32, (text.len() - at) as u32]);
+                push_words(
+                    &mut fields,
+                    &[n.kind as u32, at as u32, (text.len() - at) as u32],
+                );
             }
             work.add(1 + paths.len() as u64).map_err(&hit)?;
         }
@@ -307,9 +317,9 @@ impl JsonState {
     pub fn write(
         &mut self,
         data: Vec<u8>,
-        docs: Vec<u32>,
+        docs: Vec<u8>,
         paths: Vec<String>,
-        edits: Vec<u32>,
+        edits: Vec<u8>,
         text: Vec<u8>,
         work: &mut Work,
     ) -> wasmtime::Result<wit::Documents> {
@@ -318,14 +328,17 @@ impl JsonState {
         let ranges = doc_ranges(CALL, &data, &docs)?;
         let paths: Vec<Path> = parse_paths(&paths, work).map_err(&hit)?;
         // Edits per document, in the order given.
-        if !edits.len().is_multiple_of(5) {
+        let edit_words = word_count(CALL, "edits", &edits)?;
+        if !edit_words.is_multiple_of(5) {
             return Err(bad(
                 CALL,
-                format!("`edits` holds {} words, not 5 per edit", edits.len()),
+                format!("`edits` holds {edit_words} words, not 5 per edit"),
             ));
         }
+        const EDIT_BYTES: usize = 5 * WORD_BYTES;
         let mut per_doc = vec![0u32; ranges.len() + 1];
-        for (i, e) in edits.chunks_exact(5).enumerate() {
+        for (i, e) in edits.chunks_exact(EDIT_BYTES).enumerate() {
+            let e: [u32; 5] = words(e);
             let (doc, path, op) = (e[0] as usize, e[1] as usize, e[2]);
             let end = e[3] as u64 + e[4] as u64;
             if doc >= ranges.len() || path >= paths.len() || op > 2 || end > text.len() as u64 {
@@ -345,11 +358,12 @@ impl JsonState {
         for i in 1..per_doc.len() {
             per_doc[i] += per_doc[i - 1];
         }
-        let mut order = vec![0u32; edits.len() / 5];
+        let mut order = vec![0u32; edit_words / 5];
         let mut fill = per_doc.clone();
-        for (i, e) in edits.chunks_exact(5).enumerate() {
-            order[fill[e[0] as usize] as usize] = i as u32;
-            fill[e[0] as usize] += 1;
+        for (i, e) in edits.chunks_exact(EDIT_BYTES).enumerate() {
+            let doc = sluice_abi::word(e, 0) as usize;
+            order[fill[doc] as usize] = i as u32;
+            fill[doc] += 1;
         }
 
         // The trees of `read`, if it was given the same bytes.
@@ -360,15 +374,17 @@ impl JsonState {
         let mut cursor = 0usize;
         let mut out = Vec::with_capacity(data.len() + data.len() / 8);
         let mut spans = Vec::with_capacity(docs.len());
+        const DOC_BYTES: usize = 2 * WORD_BYTES;
         for (d, range) in ranges.iter().enumerate() {
             let Some((s, e)) = *range else {
-                spans.extend_from_slice(&[0, u32::MAX]);
+                push_words(&mut spans, &[0, u32::MAX]);
                 continue;
             };
             let mut root = None;
             if let Some(c) = cache.as_mut() {
                 let key = [s as u32, (e - s) as u32];
-                if let Some(j) = (cursor..c.roots.len()).find(|&j| c.docs[2 * j..2 * j + 2] == key)
+                if let Some(j) =
+                    (cursor..c.roots.len()).find(|&j| words::<2>(&c.docs[j * DOC_BYTES..]) == key)
                 {
                     cursor = j + 1;
                     if c.roots[j] != NIL {
@@ -385,12 +401,12 @@ impl JsonState {
                     .map_err(&hit)?,
             };
             let Some((mut root, _)) = root else {
-                spans.extend_from_slice(&[0, u32::MAX]);
+                push_words(&mut spans, &[0, u32::MAX]);
                 continue;
             };
             let mut ok = true;
             for &i in &order[per_doc[d] as usize..per_doc[d + 1] as usize] {
-                let e = &edits[i as usize * 5..i as usize * 5 + 5];
+                let e: [u32; 5] = words(&edits[i as usize * EDIT_BYTES..]);
                 let path = &paths[e[1] as usize];
                 let value = (e[3] as usize, e[3] as usize + e[4] as usize);
                 match apply(
@@ -413,7 +429,7 @@ impl JsonState {
                 }
             }
             if !ok {
-                spans.extend_from_slice(&[0, u32::MAX]);
+                push_words(&mut spans, &[0, u32::MAX]);
                 continue;
             }
             let at = out.len();
@@ -434,7 +450,7 @@ impl JsonState {
                     limit: u32::MAX as u64 - 1,
                 }));
             }
-            spans.extend_from_slice(&[at as u32, (out.len() - at) as u32]);
+            push_words(&mut spans, &[at as u32, (out.len() - at) as u32]);
         }
         drop(cache);
         self.arena.clear();
@@ -467,7 +483,7 @@ impl wit::Host for PluginState {
     fn read(
         &mut self,
         data: Vec<u8>,
-        docs: Vec<u32>,
+        docs: Vec<u8>,
         paths: Vec<String>,
     ) -> wasmtime::Result<wit::Fields> {
         let mut work = Work::new(self.deadline, self.memory_cap() as u64);
@@ -483,9 +499,9 @@ impl wit::Host for PluginState {
     fn write(
         &mut self,
         data: Vec<u8>,
-        docs: Vec<u32>,
+        docs: Vec<u8>,
         paths: Vec<String>,
-        edits: Vec<u32>,
+        edits: Vec<u8>,
         text: Vec<u8>,
     ) -> wasmtime::Result<wit::Documents> {
         let mut work = Work::new(self.deadline, self.memory_cap() as u64);

@@ -25,8 +25,10 @@ fn big_string() -> Vec<u8> {
     doc
 }
 
-fn same_span(len: usize, times: usize) -> Vec<u32> {
-    (0..times).flat_map(|_| [0, len as u32]).collect()
+/// `times` spans `0, len`, as a word list (little-endian).
+fn same_span(len: usize, times: usize) -> Vec<u8> {
+    let span = sluice_plugin::from_words(&[0, len as u32]);
+    span.repeat(times)
 }
 
 impl Transform for HostileJson {
@@ -46,17 +48,21 @@ impl Transform for HostileJson {
                 let paths = vec![String::new(); 1 << 20];
                 let docs = same_span(2, 64);
                 let got = json::read(b"{}", &docs, &paths);
-                Err(format!("read returned {} words", got.fields.len()))
+                Err(format!("read returned {} bytes", got.fields.len()))
             }
             "spin-read" => {
                 let doc = big_string();
                 let got = json::read(&doc, &same_span(doc.len(), 4 << 20), &["/a".to_string()]);
-                Err(format!("read returned {} words", got.fields.len()))
+                Err(format!("read returned {} bytes", got.fields.len()))
             }
             "spin-write" => {
                 let doc = big_string();
                 let n = 4 << 20;
-                let edits: Vec<u32> = (0..n as u32).flat_map(|d| [d, 0, 2, 0, 1]).collect();
+                // Built as bytes in place: 80 MB of edits, under the 128 MB cap only once.
+                let edits: Vec<u8> = (0..n as u32)
+                    .flat_map(|d| [d, 0, 2, 0, 1])
+                    .flat_map(u32::to_le_bytes)
+                    .collect();
                 let got = json::write(
                     &doc,
                     &same_span(doc.len(), n),
@@ -75,8 +81,9 @@ impl Transform for HostileJson {
                 let depth = 1 << 20;
                 let mut doc = vec![b'['; depth];
                 doc.extend(std::iter::repeat_n(b']', depth));
-                let got = json::read(&doc, &[0, doc.len() as u32], &[String::new()]);
-                let kind = got.fields[0].to_string();
+                let docs = sluice_plugin::from_words(&[0, doc.len() as u32]);
+                let got = json::read(&doc, &docs, &[String::new()]);
+                let kind = sluice_plugin::word(&got.fields, 0).to_string();
                 out.record().value(Some(kind.as_bytes())).emit();
                 Ok(())
             }

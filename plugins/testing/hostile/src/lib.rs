@@ -16,12 +16,23 @@
 //! | `env`        | reads `HOME` on `bad`, errors with what it got                     | `plugin-error`, no access  |
 //! | `empty-headers` | emits one record with 600,000 empty headers for `bad` (1.2 MB on the wire, 0 bytes of data) | `limit:output` or `sink:too-large` |
 //! | `forge-headers` | forwards every record with extra `sluice.version` / `sluice.error.reason` headers | headers dropped |
+//! | `partial-words` | forwards `bad`, then cuts the last byte off the batch's output `records` (a word list that is not whole 4-byte words) | `trap`, only `bad` dead-lettered |
+//! | `span-outside` | forwards `bad`, then points the batch's first output key past the end of its data | `trap`, only `bad` dead-lettered |
 //! | `init-refuse-window` | `init` refuses while the wall clock is within [`refuse_from_ms`, `refuse_until_ms`) (Unix ms): accepted at load, refused by the workers' instances | the batch waits, the partition is reported stalled |
 
-use sluice_plugin::{Config, Emitter, Record, Transform, export_transform};
+use std::cell::Cell;
+
+use sluice_plugin::bindings::sluice::plugin::types;
+use sluice_plugin::{Config, Emitter, Record, Transform};
 
 struct Hostile {
     mode: String,
+}
+
+thread_local! {
+    /// Set by `partial-words` and `span-outside` when the batch holds `bad`: `process` then
+    /// breaks the output batch's views after the SDK built them (the SDK itself never does).
+    static CORRUPT: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
 impl Transform for Hostile {
@@ -111,10 +122,42 @@ impl Transform for Hostile {
                 builder.emit();
                 Ok(())
             }
+            "partial-words" | "span-outside" => {
+                out.forward(record);
+                CORRUPT.with(|c| c.set(Some(self.mode == "partial-words")));
+                Ok(())
+            }
             other => Err(format!("unknown mode `{other}`")),
         }
     }
 }
+
+/// The SDK's exports, with the output batch broken afterwards when `transform` asked for it.
+struct Export;
+
+impl sluice_plugin::bindings::Guest for Export {
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
+        sluice_plugin::__init::<Hostile>(config)
+    }
+
+    fn process(batch: types::InputBatch) -> types::OutputBatch {
+        let mut out = sluice_plugin::__process::<Hostile>(batch);
+        match CORRUPT.with(|c| c.take()) {
+            Some(true) => {
+                out.records.pop();
+            }
+            Some(false) => {
+                // Word 2 of the first output record: its key length.
+                let past = (out.data.len() as u32 + 1).to_le_bytes();
+                out.records[8..12].copy_from_slice(&past);
+            }
+            None => {}
+        }
+        out
+    }
+}
+
+sluice_plugin::bindings::__export_transform_world!(Export with_types_in sluice_plugin::bindings);
 
 /// Recurses until the stack runs out (the guard keeps the compiler from proving it never ends).
 fn recurse(n: u64) -> u64 {
@@ -124,5 +167,3 @@ fn recurse(n: u64) -> u64 {
     }
     recurse(buf[7] + 1) + buf[3]
 }
-
-export_transform!(Hostile);
