@@ -11,7 +11,15 @@
 //!   at-least-once; confluent-kafka comes from PyPI into a venv under ~/.cache/sluice/bench-venv
 //!   when missing (its wheel bundles librdkafka);
 //! - `sluice run` with mask-pii in Rust, Python and JavaScript (whatever is in examples/plugins;
-//!   built like host/tests/languages.rs builds them).
+//!   built like host/tests/languages.rs builds them);
+//! - the seed scenario's stateful metrics pipeline (`shop-users` of examples/dev.toml:
+//!   examples/plugins/rust-shop-metrics with `metrics = "users"`: per-user running totals in keyed
+//!   state, an abandoned-cart timer per cart add, every event re-keyed by product), beside a
+//!   passthrough pipeline over the same input: a second topic of 500,000 shop events (~90 B, the
+//!   shape `sluice dev` generates, all valid, keyed by user, event time rising 1 ms a record).
+//!   Both at-least-once like the rest; every output of the metrics pipeline is checked: each
+//!   event re-keyed unchanged, each user's totals after each event, and exactly the
+//!   abandoned-cart notices the events call for.
 //!
 //! Throughput is read from each group's committed offsets between 10% and 90% of the input, so
 //! process start, plugin compilation and the group join do not count; CPU is the child's
@@ -24,7 +32,8 @@
 //! records), and the output topics have 48 partitions so that uncompressed outputs fit too. The
 //! bench checks that no partition was trimmed.
 //!
-//! `SLUICE_E2E_ONLY=passthrough,rust-loop` runs only the named contenders.
+//! `SLUICE_E2E_ONLY=passthrough,rust-loop` runs only the named contenders (`shop-passthrough`,
+//! `shop-metrics` for the stateful pair).
 
 #![allow(dead_code)]
 // tests/languages.rs declares `mod common;` privately; this bench needs it too.
@@ -174,6 +183,175 @@ fn key(i: usize) -> String {
     format!("u-{i:07}")
 }
 
+// ---------------------------------------------------------------------------------------------
+// The shop events (the seed scenario's input).
+
+const SHOP_INPUT: &str = "shop-events";
+/// Distinct users: a user's events are `SHOP_USERS` ms of event time apart (50 s), more than a
+/// batch spans on one partition (1000 records × 16 partitions × 1 ms = 16 s) plus the allowed
+/// lateness, and the one after that comes after the abandoned-cart deadline (60 s): so which
+/// cart adds are abandoned does not depend on where batches end.
+const SHOP_USERS: usize = 50_000;
+/// Event time of event 0; event `i` is at `SHOP_T0 + i` ms.
+const SHOP_T0: i64 = 1_700_000_000_000;
+const ABANDON_MS: i64 = 60_000;
+const SHOP_LATENESS_MS: i64 = 2_000;
+
+#[derive(Clone, Copy, PartialEq)]
+enum ShopKind {
+    View,
+    Cart,
+    Purchase,
+}
+
+/// Event `i`: (user, kind, product, price in cents). A user views any product, carts products
+/// p-0000..p-0249, and buys either what they carted in their previous event or a product they
+/// never cart (p-0250..): 60% views, 30% cart adds, 10% purchases.
+fn shop_event(i: usize) -> (usize, ShopKind, usize, u64) {
+    let user = i % SHOP_USERS;
+    let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    let kind = match h % 10 {
+        0..=5 => ShopKind::View,
+        6..=8 => ShopKind::Cart,
+        _ => ShopKind::Purchase,
+    };
+    let product = match kind {
+        ShopKind::View => (h / 10 % 500) as usize,
+        ShopKind::Cart => (h / 10 % 250) as usize,
+        ShopKind::Purchase => match i.checked_sub(SHOP_USERS).map(shop_event) {
+            Some((_, ShopKind::Cart, carted, _)) if (h / 10).is_multiple_of(2) => carted,
+            _ => 250 + (h / 10 % 250) as usize,
+        },
+    };
+    (user, kind, product, 100 + h / 1000 % 19_900)
+}
+
+fn shop_value(i: usize) -> String {
+    let (user, kind, product, cents) = shop_event(i);
+    let kind = match kind {
+        ShopKind::View => "view",
+        ShopKind::Cart => "cart",
+        ShopKind::Purchase => "purchase",
+    };
+    format!(
+        r#"{{"type":"{kind}","user_id":"u-{user:06}","product_id":"p-{product:04}","price":{}.{:02}}}"#,
+        cents / 100,
+        cents % 100
+    )
+}
+
+fn shop_partition(user: usize) -> i32 {
+    (user % PARTITIONS as usize) as i32
+}
+
+/// What the metrics pipeline must emit for the shop input: per event, the user's totals row
+/// (`user_totals`, in event order), and the set of abandoned-cart notices.
+struct ShopExpected {
+    totals: Vec<String>,
+    notices: std::collections::HashSet<String>,
+}
+
+fn shop_expected() -> ShopExpected {
+    let mut per_user = vec![[0u64; 4]; SHOP_USERS];
+    let mut totals = Vec::with_capacity(TOTAL);
+    let mut max_ts = [i64::MIN; PARTITIONS as usize];
+    for i in 0..TOTAL {
+        let (user, kind, _, cents) = shop_event(i);
+        let t = &mut per_user[user];
+        t[kind as usize] += 1;
+        if kind == ShopKind::Purchase {
+            t[3] += cents;
+        }
+        totals.push(format!(
+            r#"{{"user_id":"u-{user:06}","views":{},"cart_adds":{},"purchases":{},"spent":{}.{:02},"updated_at":{}}}"#,
+            t[0],
+            t[1],
+            t[2],
+            t[3] / 100,
+            t[3] % 100,
+            SHOP_T0 + i as i64
+        ));
+        let p = shop_partition(user) as usize;
+        max_ts[p] = max_ts[p].max(SHOP_T0 + i as i64);
+    }
+    // A cart add is abandoned unless the user's next event (50 s later, within the 60 s) carts
+    // or buys the same product; its notice comes once the partition's watermark reaches the
+    // deadline.
+    let mut notices = std::collections::HashSet::new();
+    for i in 0..TOTAL {
+        let (user, kind, product, _) = shop_event(i);
+        if kind != ShopKind::Cart {
+            continue;
+        }
+        let carted = SHOP_T0 + i as i64;
+        let next = (i + SHOP_USERS < TOTAL).then(|| shop_event(i + SHOP_USERS));
+        if matches!(next, Some((_, ShopKind::Cart | ShopKind::Purchase, p, _)) if p == product) {
+            continue;
+        }
+        if carted + ABANDON_MS > max_ts[shop_partition(user) as usize] - SHOP_LATENESS_MS {
+            continue;
+        }
+        notices.insert(format!(
+                r#"{{"type":"abandoned_cart","user_id":"u-{user:06}","product_id":"p-{product:04}","carted_at":{carted},"waited_ms":{ABANDON_MS}}}"#
+        ));
+    }
+    ShopExpected { totals, notices }
+}
+
+/// Loads the shop input: `TOTAL` events, each on its user's partition, in event-time order.
+fn load_shop_input(kafka: &Kafka) {
+    kafka.topic(SHOP_INPUT, PARTITIONS);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("compression.type", "lz4")
+        .set("linger.ms", "50")
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "4000000")
+        .set("queue.buffering.max.messages", "200000")
+        .create()
+        .expect("loader producer");
+    for i in 0..TOTAL {
+        let (user, ..) = shop_event(i);
+        let (k, v) = (format!("u-{user:06}"), shop_value(i));
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "source",
+            value: Some("web"),
+        });
+        let mut record = BaseRecord::to(SHOP_INPUT)
+            .key(k.as_bytes())
+            .payload(v.as_bytes())
+            .headers(headers)
+            .timestamp(SHOP_T0 + i as i64)
+            .partition(shop_partition(user));
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("loading the shop input: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("flush the shop input");
+    let stored: i64 = watermarks(kafka, SHOP_INPUT, PARTITIONS)
+        .iter()
+        .map(|(low, high)| {
+            assert_eq!(*low, 0, "the mock cluster trimmed the shop input");
+            high
+        })
+        .sum();
+    assert_eq!(stored, TOTAL as i64, "shop input: records lost");
+    eprintln!(
+        "loaded {TOTAL} shop events (~{} B each)",
+        shop_value(TOTAL / 2).len()
+    );
+}
+
 /// Loads the input: `TOTAL` records, round robin over the partitions, lz4-compressed in large
 /// batches so that 31,250 records fit under the mock cluster's 5 MB per partition.
 fn load_input(kafka: &Kafka) {
@@ -256,6 +434,10 @@ enum Kind {
     },
     RustLoop,
     PythonLoop,
+    /// `sluice run` with the seed scenario's `shop-users` pipeline (rust-shop-metrics).
+    ShopMetrics {
+        plugin: PathBuf,
+    },
 }
 
 #[derive(Clone)]
@@ -264,17 +446,32 @@ struct Contender {
     name: &'static str,
     kind: Kind,
     masked: bool,
+    /// Reads the shop events instead of the users.
+    shop: bool,
 }
 
 impl Contender {
     fn group(&self) -> String {
         match self.kind {
-            Kind::Sluice { .. } => format!("sluice-{}", self.name),
+            Kind::Sluice { .. } | Kind::ShopMetrics { .. } => format!("sluice-{}", self.name),
             _ => format!("loop-{}", self.name),
         }
     }
     fn output(&self) -> String {
         format!("out-{}", self.name)
+    }
+    fn input(&self) -> &'static str {
+        if self.shop { SHOP_INPUT } else { INPUT }
+    }
+    /// The output topics: the metrics pipeline has three.
+    fn outputs(&self) -> Vec<String> {
+        match self.kind {
+            Kind::ShopMetrics { .. } => ["totals", "by-product", "notices"]
+                .iter()
+                .map(|o| format!("{}-{o}", self.output()))
+                .collect(),
+            _ => vec![self.output()],
+        }
     }
 }
 
@@ -325,12 +522,44 @@ LIMITS
 kafka_topic = "OUTPUT"
 "#;
 
+/// examples/dev.toml's `shop-users` pipeline, with the bench's batch and commit settings.
+const SHOP_CONFIG: &str = r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+[[pipeline]]
+name = "NAME"
+inputs = ["INPUT"]
+dead_letter_topic = "dlq-NAME"
+plugins = [{ path = "PLUGIN", config = { metrics = "users", abandon_after_minutes = "1" } }]
+commit_interval_ms = 100
+state = { allowed_lateness_ms = LATENESS, changelog_topic = "NAME-state" }
+[pipeline.outputs.user_totals]
+kafka_topic = "OUTPUT-totals"
+[pipeline.outputs.by_product]
+kafka_topic = "OUTPUT-by-product"
+[pipeline.outputs.notifications]
+kafka_topic = "OUTPUT-notices"
+"#;
+
 fn start(c: &Contender, kafka: &Kafka, dir: &Path) -> Running {
     match &c.kind {
+        Kind::ShopMetrics { plugin } => {
+            // Made here: the mock cluster would auto-create it with 4 partitions when the host
+            // first asks for its metadata, and a changelog needs as many as the input.
+            kafka.topic(&format!("{}-state", c.name), PARTITIONS);
+            let text = SHOP_CONFIG
+                .replace("NAME", c.name)
+                .replace("INPUT", c.input())
+                .replace("OUTPUT", &c.output())
+                .replace("PLUGIN", &plugin.display().to_string())
+                .replace("LATENESS", &SHOP_LATENESS_MS.to_string());
+            let config = common::write_config(dir, &text, &kafka.bootstrap());
+            Running::Sluice(HostProcess::start(&config, c.name))
+        }
         Kind::Sluice { plugin, memory_mb } => {
             let text = SLUICE_CONFIG
                 .replace("NAME", c.name)
-                .replace("INPUT", INPUT)
+                .replace("INPUT", c.input())
                 .replace("OUTPUT", &c.output())
                 .replace("PLUGIN", &plugin.display().to_string())
                 .replace(
@@ -419,8 +648,10 @@ struct Figures {
     wall_total: f64,
 }
 
-fn run(c: &Contender, kafka: &Kafka) -> Figures {
-    kafka.topic(&c.output(), OUT_PARTITIONS);
+fn run(c: &Contender, kafka: &Kafka, shop: Option<&ShopExpected>) -> Figures {
+    for out in c.outputs() {
+        kafka.topic(&out, OUT_PARTITIONS);
+    }
     kafka.topic(&format!("dlq-{}", c.name), 1);
     let dir = tempfile::tempdir().unwrap();
     let group = c.group();
@@ -432,7 +663,7 @@ fn run(c: &Contender, kafka: &Kafka) -> Figures {
     let committed = || -> usize {
         let mut tpl = TopicPartitionList::new();
         for p in 0..PARTITIONS {
-            tpl.add_partition(INPUT, p);
+            tpl.add_partition(c.input(), p);
         }
         let tpl = offsets
             .committed_offsets(tpl, Duration::from_secs(10))
@@ -475,7 +706,10 @@ fn run(c: &Contender, kafka: &Kafka) -> Figures {
     let wall_total = started.elapsed().as_secs_f64();
     let cpu_total = marks[2].2;
     child.stop();
-    verify(c, kafka);
+    match shop {
+        Some(expected) if c.shop => verify_shop(c, kafka, expected),
+        _ => verify(c, kafka),
+    }
     let (t0, n0, cpu0) = marks[0];
     let (t1, n1, cpu1) = marks[1];
     let records = (n1 - n0) as f64;
@@ -571,6 +805,189 @@ fn verify(c: &Contender, kafka: &Kafka) {
     );
 }
 
+/// Reads every record stored in `topic` (no partition trimmed) into `each`; returns how many.
+fn read_all(
+    c: &Contender,
+    kafka: &Kafka,
+    topic: &str,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> i64 {
+    let marks = watermarks(kafka, topic, OUT_PARTITIONS);
+    let stored: i64 = marks.iter().map(|(l, h)| h - l).sum();
+    for (p, (low, _)) in marks.iter().enumerate() {
+        assert_eq!(
+            *low, 0,
+            "{}: {topic}[{p}] starts at offset {low}: the mock cluster dropped records",
+            c.label
+        );
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("group.id", format!("verify-{topic}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("verifying consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..OUT_PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut read = 0i64;
+    let mut last_progress = Instant::now();
+    while read < stored {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                read += 1;
+                last_progress = Instant::now();
+                each(&m);
+            }
+            Some(Err(e)) => panic!("{}: reading {topic}: {e}", c.label),
+            None => assert!(
+                last_progress.elapsed() < Duration::from_secs(60),
+                "{}: read {read} of {stored} records of {topic}, then nothing for 60 s",
+                c.label
+            ),
+        }
+    }
+    read
+}
+
+/// The shop event an output record came from, by its timestamp (the input's event time).
+fn shop_index(c: &Contender, m: &rdkafka::message::BorrowedMessage<'_>) -> usize {
+    m.timestamp()
+        .to_millis()
+        .map(|t| t - SHOP_T0)
+        .filter(|i| (0..TOTAL as i64).contains(i))
+        .unwrap_or_else(|| panic!("{}: output with timestamp {:?}", c.label, m.timestamp()))
+        as usize
+}
+
+fn utf8(bytes: Option<&[u8]>) -> String {
+    String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned()
+}
+
+/// Checks a contender on the shop events: the passthrough's output is the input; the metrics
+/// pipeline's three outputs are every event re-keyed by product, every event's user totals, and
+/// exactly the expected abandoned-cart notices. Every event at least once (at-least-once may
+/// repeat), none dead-lettered.
+fn verify_shop(c: &Contender, kafka: &Kafka, expected: &ShopExpected) {
+    use rdkafka::message::Headers;
+    let dlq = watermarks(kafka, &format!("dlq-{}", c.name), 1)[0];
+    assert_eq!(dlq.1, 0, "{}: {} records dead-lettered", c.label, dlq.1);
+    let has_source = |m: &rdkafka::message::BorrowedMessage<'_>| {
+        m.headers().is_some_and(|h| {
+            h.iter()
+                .any(|h| h.key == "source" && h.value == Some(b"web"))
+        })
+    };
+    let mut report = Vec::new();
+    let mut events = |topic: &str, by_product: bool| {
+        let mut seen = vec![false; TOTAL];
+        let read = read_all(c, kafka, topic, |m| {
+            let i = shop_index(c, m);
+            let (user, _, product, _) = shop_event(i);
+            let key = if by_product {
+                format!("p-{product:04}")
+            } else {
+                format!("u-{user:06}")
+            };
+            assert_eq!(utf8(m.key()), key, "{}: {topic}: event {i}'s key", c.label);
+            assert_eq!(
+                utf8(m.payload()),
+                shop_value(i),
+                "{}: {topic}: event {i}",
+                c.label
+            );
+            assert!(
+                has_source(m),
+                "{}: {topic}: event {i} lost its header",
+                c.label
+            );
+            seen[i] = true;
+        });
+        let distinct = seen.iter().filter(|s| **s).count();
+        assert_eq!(
+            distinct, TOTAL,
+            "{}: {distinct} of {TOTAL} events reached {topic}",
+            c.label
+        );
+        report.push(format!("{topic}: {} repeats", read - TOTAL as i64));
+    };
+    let Kind::ShopMetrics { .. } = c.kind else {
+        events(&c.output(), false);
+        eprintln!(
+            "{}: all {TOTAL} events delivered and checked ({})",
+            c.label,
+            report.join(", ")
+        );
+        return;
+    };
+    let [totals, by_product, notices] = &c.outputs()[..] else {
+        unreachable!("three outputs")
+    };
+    events(by_product, true);
+    let mut seen = vec![false; TOTAL];
+    let read = read_all(c, kafka, totals, |m| {
+        let i = shop_index(c, m);
+        let (user, ..) = shop_event(i);
+        assert_eq!(
+            utf8(m.key()),
+            format!("u-{user:06}"),
+            "{}: totals key of event {i}",
+            c.label
+        );
+        assert_eq!(
+            utf8(m.payload()),
+            expected.totals[i],
+            "{}: the user's totals after event {i}",
+            c.label
+        );
+        seen[i] = true;
+    });
+    let distinct = seen.iter().filter(|s| **s).count();
+    assert_eq!(
+        distinct, TOTAL,
+        "{}: totals for {distinct} of {TOTAL} events",
+        c.label
+    );
+    report.push(format!("{totals}: {} repeats", read - TOTAL as i64));
+    let mut found = std::collections::HashSet::new();
+    let read = read_all(c, kafka, notices, |m| {
+        let value = utf8(m.payload());
+        assert!(
+            expected.notices.contains(&value),
+            "{}: unexpected notice {value}",
+            c.label
+        );
+        found.insert(value);
+    });
+    assert_eq!(
+        found.len(),
+        expected.notices.len(),
+        "{}: {} of {} abandoned-cart notices",
+        c.label,
+        found.len(),
+        expected.notices.len()
+    );
+    report.push(format!(
+        "{notices}: {} notices, {} repeats",
+        found.len(),
+        read - found.len() as i64
+    ));
+    // What the state cost in Kafka writes (the mock may have trimmed the topic: its end
+    // offsets still count every record written).
+    let changelog: i64 = watermarks(kafka, &format!("{}-state", c.name), PARTITIONS)
+        .iter()
+        .map(|(_, high)| high)
+        .sum();
+    report.push(format!(
+        "changelog: {changelog} records ({:.2} per event)",
+        changelog as f64 / TOTAL as f64
+    ));
+    eprintln!("{}: all outputs checked ({})", c.label, report.join(", "));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The plain Rust loop (this binary, started with SLUICE_E2E_RUST_LOOP=bootstrap|in|out|group).
 
@@ -664,7 +1081,7 @@ fn main() {
     let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     let sluice = |plugin: PathBuf, memory_mb| Kind::Sluice { plugin, memory_mb };
     let mut contenders = Vec::new();
-    let all: [(&str, &str, bool, &dyn Fn() -> Kind); 6] = [
+    let all: [(&str, &str, bool, &dyn Fn() -> Kind); 8] = [
         ("Sluice, passthrough (Rust)", "passthrough", false, &|| {
             sluice(common::plugin("passthrough"), None)
         }),
@@ -691,6 +1108,20 @@ fn main() {
         ("Sluice, mask-pii (JavaScript)", "mask-js", true, &|| {
             sluice(languages::mask_pii(Lang::Js), None)
         }),
+        (
+            "Sluice, passthrough (Rust), shop events",
+            "shop-passthrough",
+            false,
+            &|| sluice(common::plugin("passthrough"), None),
+        ),
+        (
+            "Sluice, shop metrics (stateful, Rust)",
+            "shop-metrics",
+            false,
+            &|| Kind::ShopMetrics {
+                plugin: common::plugin("shop_metrics"),
+            },
+        ),
     ];
     // Build or install everything first, so no contender's run includes a build.
     for (label, name, masked, kind) in all {
@@ -700,15 +1131,22 @@ fn main() {
                 name,
                 kind: kind(),
                 masked,
+                shop: name.starts_with("shop-"),
             });
         }
     }
     let kafka = Kafka::new(1);
-    load_input(&kafka);
+    if contenders.iter().any(|c| !c.shop) {
+        load_input(&kafka);
+    }
+    let shop = contenders.iter().any(|c| c.shop).then(|| {
+        load_shop_input(&kafka);
+        shop_expected()
+    });
     let mut results: HashMap<&str, Figures> = HashMap::new();
     let mut rows = Vec::new();
     for c in &contenders {
-        let f = run(c, &kafka);
+        let f = run(c, &kafka, shop.as_ref());
         eprintln!(
             "{}: {:.0} records/s, {:.2} CPU-s per million records",
             c.label, f.records_per_s, f.cpu_per_million
@@ -720,8 +1158,9 @@ fn main() {
         results.insert(c.name, f);
     }
     println!(
-        "\n{TOTAL} records of ~300 B on {PARTITIONS} partitions, one mock cluster; records/s and \
-         CPU between 10% and 90% committed; totals from process start to 100% committed\n"
+        "\n{TOTAL} records of ~300 B (users) or ~90 B (shop events) on {PARTITIONS} partitions, one \
+         mock cluster; records/s and CPU between 10% and 90% committed; totals from process start \
+         to 100% committed\n"
     );
     println!(
         "| contender | records/s | CPU-s per million records | CPU total | wall total |\n|---|---:|---:|---:|---:|"
@@ -758,5 +1197,15 @@ fn main() {
         "mask-js",
         "python-loop",
         "Sluice mask-pii (JavaScript) / Python loop",
+    );
+    ratio(
+        "shop-metrics",
+        "shop-passthrough",
+        "Sluice shop metrics (stateful) / passthrough, same shop events",
+    );
+    ratio(
+        "shop-metrics",
+        "passthrough",
+        "Sluice shop metrics (stateful) / passthrough of the users",
     );
 }

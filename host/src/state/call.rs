@@ -51,18 +51,25 @@ impl CallState {
     fn write(&mut self, internal: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
         self.writes += 1;
         let new = entry_bytes(&internal, value.as_deref());
-        let old = match self.overlay.get(&internal) {
-            Some(v) => entry_bytes(&internal, v.as_deref()),
+        let change = match self.overlay.get(&internal) {
+            Some(v) => {
+                let change = new - entry_bytes(&internal, v.as_deref());
+                if change > 0 {
+                    let inner = self.store.lock();
+                    self.store.check_room(&inner, self.delta + change)?;
+                }
+                change
+            }
             None => {
+                // One lock for the old size and the room check.
                 let mut inner = self.store.lock();
-                inner.size_of(&internal, self.store.shared.cache_bytes)?
+                let change = new - inner.size_of(&internal, self.store.shared.cache_bytes)?;
+                if change > 0 {
+                    self.store.check_room(&inner, self.delta + change)?;
+                }
+                change
             }
         };
-        let change = new - old;
-        if change > 0 {
-            let inner = self.store.lock();
-            self.store.check_room(&inner, self.delta + change)?;
-        }
         self.written_bytes += new.max(0) as u64;
         self.delta += change;
         self.overlay.insert(internal, value);

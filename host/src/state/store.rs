@@ -92,6 +92,9 @@ pub struct PartitionStore {
 
 pub(crate) struct Inner {
     db: Database,
+    /// A read snapshot of the file, kept until the next write: a read transaction opened per
+    /// key the cache missed cost more than the lookup itself.
+    reader: Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
     /// Committed changes not yet written to the file: a redb commit costs far more than a
     /// batch's worth of map inserts, so the file is written once this many changes gather.
     unflushed: Changes,
@@ -149,6 +152,7 @@ impl PartitionStore {
             shared,
             inner: Mutex::new(Inner {
                 db,
+                reader: None,
                 unflushed: Changes::new(),
                 cache: HashMap::new(),
                 cached_bytes: 0,
@@ -174,7 +178,7 @@ impl PartitionStore {
     /// The value plugin `plugin` keeps under `key`, as committed (for the admin API).
     pub fn value_of(&self, plugin: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let internal = keys::state_key(plugin, key);
-        let inner = self.lock();
+        let mut inner = self.lock();
         inner.committed(&internal)
     }
 
@@ -420,20 +424,32 @@ impl Inner {
         Ok(v)
     }
 
-    /// Bytes `key` holds now, pending changes included.
+    /// Bytes `key` holds now, pending changes included (without copying its value).
     pub(crate) fn size_of(&mut self, key: &[u8], cap: usize) -> Result<i64> {
+        let len = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, |v| (key.len() + v.len()) as i64);
+        if let Some(v) = self.pending.get(key) {
+            return Ok(len(v));
+        }
+        if let Some(v) = self.unflushed.get(key) {
+            return Ok(len(v));
+        }
+        if let Some(v) = self.cache.get(key) {
+            return Ok(len(v));
+        }
         Ok(entry_bytes(key, self.get(key, cap)?.as_deref()))
     }
 
-    fn committed(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn committed(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some(v) = self.unflushed.get(key) {
             return Ok(v.clone());
         }
         if let Some(v) = self.cache.get(key) {
             return Ok(v.clone());
         }
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(TABLE)?;
+        let table = match &mut self.reader {
+            Some(table) => table,
+            slot => slot.insert(self.db.begin_read()?.open_table(TABLE)?),
+        };
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }
 
@@ -451,6 +467,8 @@ impl Inner {
     }
 
     fn write(&mut self, changes: &Changes) -> Result<()> {
+        // The snapshot would go stale (and hold the pages this write frees).
+        self.reader = None;
         let mut txn = self.db.begin_write()?;
         // The file is rebuilt from the changelog on every assignment: it needs no fsync.
         txn.set_durability(Durability::None)?;

@@ -83,31 +83,164 @@ pub trait StatefulTransform: Sized + 'static {
 // per record crosses the boundary once per distinct key, not twice per record. The host applies
 // the writes only if the call returns, as it would have applied them one by one; a trap drops the
 // cache with the instance.
+//
+// A key's slot is found by one hash lookup; its value buffer is overwritten in place, and typed
+// keys ([`Value`]) are built in a reused buffer, so a get + put of a key already seen in the call
+// allocates nothing.
 thread_local! {
     static CACHE: std::cell::RefCell<CallCache> = std::cell::RefCell::new(CallCache::default());
 }
 
 #[derive(Default)]
 struct CallCache {
-    read: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
-    dirty: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Slot of each key read or written in this call.
+    index: std::collections::HashMap<Vec<u8>, usize, KeyHash>,
+    slots: Vec<Slot>,
+    /// Slots written since the last flush, in the order first written.
+    dirty: Vec<usize>,
+    /// Reused for the store keys of [`Value`] (taken out while in use).
+    key: Vec<u8>,
+    /// Reused for `put-many`'s arguments.
+    data: Vec<u8>,
+    words: Vec<u8>,
+}
+
+/// Hashes the call cache's keys: FxHash's multiply-rotate over 8-byte words (SipHash, std's
+/// default, cost more than the rest of a cached get + put), seeded per instance from WASI
+/// random and finished with murmur3's avalanche, so that neither full nor bucket collisions can
+/// be computed in advance from the keys alone.
+#[derive(Clone, Copy)]
+struct KeyHash(u64);
+
+impl Default for KeyHash {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        KeyHash(std::collections::hash_map::RandomState::new().hash_one(0x5eed_u32))
+    }
+}
+
+impl std::hash::BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.0)
+    }
+}
+
+struct KeyHasher(u64);
+
+impl KeyHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
+    }
+}
+
+impl std::hash::Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.add(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+struct Slot {
+    key: Vec<u8>,
+    /// The value's bytes (kept, and reused, when absent).
+    value: Vec<u8>,
+    present: bool,
+    dirty: bool,
+}
+
+impl Slot {
+    fn get(&self) -> Option<&[u8]> {
+        self.present.then_some(self.value.as_slice())
+    }
+}
+
+impl CallCache {
+    /// The slot of `key`, read from the host when the call has not seen it (`load`), or else
+    /// made empty (a write that does not need the old value).
+    fn slot(&mut self, key: &[u8], load: bool) -> usize {
+        if let Some(&i) = self.index.get(key) {
+            return i;
+        }
+        let (value, present) = match load.then(|| host_state::get(key)).flatten() {
+            Some(v) => (v, true),
+            None => (Vec::new(), false),
+        };
+        let i = self.slots.len();
+        self.slots.push(Slot {
+            key: key.to_vec(),
+            value,
+            present,
+            dirty: false,
+        });
+        self.index.insert(key.to_vec(), i);
+        i
+    }
+
+    /// Writes slot `i`: `fill` writes the new value into the (cleared) buffer; `None` deletes.
+    fn write(&mut self, i: usize, fill: Option<impl FnOnce(&mut Vec<u8>)>) {
+        let slot = &mut self.slots[i];
+        slot.value.clear();
+        slot.present = fill.is_some();
+        if let Some(fill) = fill {
+            fill(&mut slot.value);
+        }
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(i);
+        }
+    }
+
+    fn put(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let i = self.slot(key, false);
+        self.write(
+            i,
+            value.map(|v| move |buf: &mut Vec<u8>| buf.extend_from_slice(v)),
+        );
+    }
 }
 
 /// Sends the call's writes to the host (done by the SDK when `process` or `on-timer` ends, and
 /// before a scan); the host applies them when the call returns.
 pub fn flush() {
     CACHE.with(|c| {
-        let mut c = c.borrow_mut();
+        let c = &mut *c.borrow_mut();
         if c.dirty.is_empty() {
             return;
         }
-        let mut data = Vec::new();
+        let (data, words) = (&mut c.data, &mut c.words);
+        data.clear();
         // 4 words per entry, little-endian: key span, value span.
-        let mut words = Vec::with_capacity(c.dirty.len() * 4 * sluice_abi::WORD_BYTES);
-        for (k, v) in &c.dirty {
-            let key = [data.len() as u32, k.len() as u32];
-            data.extend_from_slice(k);
-            let value = match v {
+        words.clear();
+        for i in c.dirty.drain(..) {
+            let slot = &mut c.slots[i];
+            slot.dirty = false;
+            let key = [data.len() as u32, slot.key.len() as u32];
+            data.extend_from_slice(&slot.key);
+            let value = match slot.get() {
                 Some(v) => {
                     let span = [data.len() as u32, v.len() as u32];
                     data.extend_from_slice(v);
@@ -115,66 +248,40 @@ pub fn flush() {
                 }
                 None => [0, sluice_abi::NONE],
             };
-            sluice_abi::push_words(&mut words, &[key[0], key[1], value[0], value[1]]);
+            sluice_abi::push_words(words, &[key[0], key[1], value[0], value[1]]);
         }
-        host_state::put_many(&data, &words);
-        let dirty = std::mem::take(&mut c.dirty);
-        c.read.extend(dirty);
+        host_state::put_many(data, words);
     })
 }
 
 /// Ends a call: flushes its writes and forgets what it read (another call may see other state).
 pub(crate) fn end_call() {
     flush();
-    CACHE.with(|c| c.borrow_mut().read.clear());
-}
-
-/// Calls `f` with the value under `key` (borrowed from the call's cache: no copy).
-fn with_value<R>(key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if let Some(v) = c.dirty.get(key).or_else(|| c.read.get(key)) {
-            return f(v.as_deref());
-        }
-        let v = host_state::get(key);
-        let r = f(v.as_deref());
-        c.read.insert(key.to_vec(), v);
-        r
-    })
-}
-
-/// Stores an owned key and value (no copies).
-fn put_owned(key: Vec<u8>, value: Option<Vec<u8>>) {
-    CACHE.with(|c| c.borrow_mut().dirty.insert(key, value));
+        c.index.clear();
+        c.slots.clear();
+    });
 }
 
 /// The value stored under `key`, if any.
 pub fn get(key: &[u8]) -> Option<Vec<u8>> {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if let Some(v) = c.dirty.get(key).or_else(|| c.read.get(key)) {
-            return v.clone();
-        }
-        let v = host_state::get(key);
-        c.read.insert(key.to_vec(), v.clone());
-        v
+        let i = c.slot(key, true);
+        c.slots[i].get().map(<[u8]>::to_vec)
     })
 }
 
 /// Stores `value` under `key`. Past the state limit the host fails the record with `limit:state`.
 pub fn put(key: &[u8], value: &[u8]) {
-    CACHE.with(|c| {
-        c.borrow_mut()
-            .dirty
-            .insert(key.to_vec(), Some(value.to_vec()))
-    });
+    CACHE.with(|c| c.borrow_mut().put(key, Some(value)));
 }
 
 /// Removes `key`.
 pub fn delete(key: &[u8]) {
-    CACHE.with(|c| c.borrow_mut().dirty.insert(key.to_vec(), None));
+    CACHE.with(|c| c.borrow_mut().put(key, None));
 }
-
 /// Up to `limit` entries whose keys start with `prefix`, in ascending key order, after `after`.
 pub fn scan(prefix: &[u8], after: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
     flush();
@@ -198,6 +305,11 @@ pub fn scan_all(prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 pub trait StateValue: Sized {
     /// Encodes the value.
     fn encode(&self) -> Vec<u8>;
+    /// Encodes the value at the end of `out` (the SDK passes a reused buffer, so a value that
+    /// implements this writes without allocating; the default calls [`StateValue::encode`]).
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.encode());
+    }
     /// Decodes a value; `None` when the bytes are not one (for example written by an older
     /// version of the plugin).
     fn decode(bytes: &[u8]) -> Option<Self>;
@@ -208,6 +320,9 @@ macro_rules! le_numbers {
         impl StateValue for $t {
             fn encode(&self) -> Vec<u8> {
                 self.to_le_bytes().to_vec()
+            }
+            fn encode_into(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
             }
             fn decode(bytes: &[u8]) -> Option<Self> {
                 Some(<$t>::from_le_bytes(bytes.try_into().ok()?))
@@ -221,6 +336,9 @@ impl StateValue for Vec<u8> {
     fn encode(&self) -> Vec<u8> {
         self.clone()
     }
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
     fn decode(bytes: &[u8]) -> Option<Self> {
         Some(bytes.to_vec())
     }
@@ -230,6 +348,9 @@ impl StateValue for String {
     fn encode(&self) -> Vec<u8> {
         self.as_bytes().to_vec()
     }
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
     fn decode(bytes: &[u8]) -> Option<Self> {
         String::from_utf8(bytes.to_vec()).ok()
     }
@@ -237,11 +358,17 @@ impl StateValue for String {
 
 impl<A: StateValue, B: StateValue> StateValue for (A, B) {
     fn encode(&self) -> Vec<u8> {
-        let a = self.0.encode();
-        let mut out = (a.len() as u32).to_le_bytes().to_vec();
-        out.extend(a);
-        out.extend(self.1.encode());
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
         out
+    }
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        self.0.encode_into(out);
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.1.encode_into(out);
     }
     fn decode(bytes: &[u8]) -> Option<Self> {
         let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
@@ -276,25 +403,55 @@ impl<T: StateValue> Value<T> {
 
     /// The value of `key` (`None` when absent or not decodable).
     pub fn get(&self, key: &[u8]) -> Option<T> {
-        with_value(&self.key(key), |b| b.and_then(T::decode))
+        let (_, old) = self.load(key, true);
+        old
     }
 
     /// Sets the value of `key`.
     pub fn set(&self, key: &[u8], value: &T) {
-        put_owned(self.key(key), Some(value.encode()))
+        let (i, _) = self.load(key, false);
+        CACHE.with(|c| {
+            c.borrow_mut()
+                .write(i, Some(|buf: &mut Vec<u8>| value.encode_into(buf)))
+        });
     }
 
     /// Removes the value of `key`.
     pub fn remove(&self, key: &[u8]) {
-        put_owned(self.key(key), None)
+        let (i, _) = self.load(key, false);
+        CACHE.with(|c| c.borrow_mut().write(i, None::<fn(&mut Vec<u8>)>));
     }
 
     /// Replaces the value of `key` with `f(old)` and returns it.
     pub fn update(&self, key: &[u8], f: impl FnOnce(Option<T>) -> T) -> T {
-        let k = self.key(key);
-        let new = f(with_value(&k, |b| b.and_then(T::decode)));
-        put_owned(k, Some(new.encode()));
+        let (i, old) = self.load(key, true);
+        // `f` runs outside the cache: it may use state itself.
+        let new = f(old);
+        CACHE.with(|c| {
+            c.borrow_mut()
+                .write(i, Some(|buf: &mut Vec<u8>| new.encode_into(buf)))
+        });
         new
+    }
+
+    /// The call's slot of `key` (its store key built in the cache's reused buffer) and, when
+    /// `decode`, its decoded value (read from the host if the call has not seen it).
+    fn load(&self, key: &[u8], decode: bool) -> (usize, Option<T>) {
+        CACHE.with(|c| {
+            let c = &mut *c.borrow_mut();
+            let mut k = std::mem::take(&mut c.key);
+            k.clear();
+            k.extend_from_slice(&self.prefix);
+            k.extend_from_slice(key);
+            let i = c.slot(&k, decode);
+            c.key = k;
+            let old = if decode {
+                c.slots[i].get().and_then(T::decode)
+            } else {
+                None
+            };
+            (i, old)
+        })
     }
 
     /// Every `(key, value)` of this name whose key starts with `prefix`.
