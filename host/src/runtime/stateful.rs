@@ -173,3 +173,35 @@ impl wit_timers::Host for PluginState {
         Ok(self.call_state()?.watermark())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sluice_abi::from_words;
+
+    use super::spans;
+
+    #[test]
+    fn word_lists_from_the_plugin_are_checked_before_use() {
+        let data = b"keyvalue";
+        let entries = from_words(&[0, 3, 3, 5, 0, 3, 0, sluice_abi::NONE]);
+        let got = spans("state.put-many", "entries", 4, data, &entries).unwrap();
+        assert_eq!(got, [Some((0, 3)), Some((3, 8)), Some((0, 3)), None]);
+        // Not whole 4-byte words: a plugin bug, the call traps naming the list.
+        let e = spans("state.put-many", "entries", 4, data, &entries[..31]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("state.put-many: `entries` holds 31 bytes, which is not a whole"),
+            "{e}"
+        );
+        // Whole words but not whole entries.
+        let e = spans("state.put-many", "entries", 4, data, &entries[..28]).unwrap_err();
+        assert!(e.to_string().contains("4 words per entry, not 7"), "{e}");
+        // A span past the data.
+        let keys = from_words(&[4, 5]);
+        let e = spans("state.get-many", "keys", 2, data, &keys).unwrap_err();
+        assert!(
+            e.to_string().contains("span 4+5 is outside the 8 bytes"),
+            "{e}"
+        );
+    }
+}

@@ -93,12 +93,6 @@ pub fn iter_words(words: &[u8]) -> impl ExactSizeIterator<Item = u32> + '_ {
         .map(|b| u32::from_le_bytes(b.try_into().expect("a 4-byte chunk")))
 }
 
-/// A word list as its words, appended to `into` (cleared first).
-pub fn to_words(words: &[u8], into: &mut Vec<u32>) {
-    into.clear();
-    into.extend(iter_words(words));
-}
-
 /// A list of words as a word list (little-endian bytes).
 pub fn from_words(words: &[u32]) -> Vec<u8> {
     let mut list = Vec::with_capacity(words.len() * WORD_BYTES);
@@ -108,17 +102,38 @@ pub fn from_words(words: &[u32]) -> Vec<u8> {
 
 /// The number of words in the word list `name`, or an error when its length is not a multiple
 /// of 4 bytes (a bug in whoever built it: the contract says so).
-pub fn word_count(name: &str, words: &[u8]) -> Result<usize, LayoutError> {
+pub fn word_count(name: &str, words: &[u8]) -> Result<usize, PartialWord> {
     if words.len().is_multiple_of(WORD_BYTES) {
         Ok(words.len() / WORD_BYTES)
     } else {
-        Err(LayoutError(format!(
-            "`{name}` holds {} bytes, which is not a whole number of 4-byte words (every word \
-             list of sluice:plugin@0.3.0 holds u32 words little-endian, 4 bytes each)",
-            words.len()
-        )))
+        Err(PartialWord {
+            list: name.to_owned(),
+            bytes: words.len(),
+        })
     }
 }
+
+/// A word list whose length is not a whole number of 4-byte words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialWord {
+    /// The list's name in the contract (`records`, `docs`, …).
+    pub list: String,
+    /// Its length in bytes.
+    pub bytes: usize,
+}
+
+impl fmt::Display for PartialWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` holds {} bytes, which is not a whole number of 4-byte words (every word list \
+             of sluice:plugin@0.3.0 holds u32 words little-endian, 4 bytes each)",
+            self.list, self.bytes
+        )
+    }
+}
+
+impl std::error::Error for PartialWord {}
 
 /// One Kafka header: a UTF-8 name and an optional byte value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -465,8 +480,9 @@ impl OutputBatch {
     /// After this succeeds, [`OutputBatch::record`] cannot panic.
     pub fn validate(&self, inputs: usize) -> Result<(), LayoutError> {
         let err = |msg: String| Err(LayoutError(msg));
-        let record_words = word_count("records", &self.records)?;
-        let header_words = word_count("headers", &self.headers)?;
+        let partial = |e: PartialWord| LayoutError(e.to_string());
+        let record_words = word_count("records", &self.records).map_err(partial)?;
+        let header_words = word_count("headers", &self.headers).map_err(partial)?;
         if !record_words.is_multiple_of(OUTPUT_WORDS) {
             return err(format!(
                 "{record_words} record words is not a multiple of {OUTPUT_WORDS}"
@@ -756,7 +772,12 @@ mod tests {
             words::<INPUT_WORDS>(&b.records),
             [0, 1, 0, NONE, 0, 0, u32::MAX - 1, u32::MAX, 0, 7, 2, 1]
         );
-        assert!(word_count("x", &[0; 5]).unwrap_err().0.contains("5 bytes"));
+        assert!(
+            word_count("x", &[0; 5])
+                .unwrap_err()
+                .to_string()
+                .starts_with("`x` holds 5 bytes")
+        );
         assert_eq!(word_count("x", &[0; 8]), Ok(2));
     }
 }
