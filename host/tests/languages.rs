@@ -841,16 +841,21 @@ fn json_edits_agree_in_python_js_and_go() {
         );
     }
     let mut want = None;
-    for lang in [Lang::Python, Lang::Js, Lang::Go] {
-        let dir = format!("plugins/testing/{}-json-edits", lang.name());
-        let plugin = load(&build(lang, Path::new(&dir)), &[]).unwrap();
+    // `python-json-edits-batch`: the same with the Python SDK's batch hook, `transform_batch`.
+    for (lang, dir) in [
+        (Lang::Python, "plugins/testing/python-json-edits"),
+        (Lang::Python, "plugins/testing/python-json-edits-batch"),
+        (Lang::Js, "plugins/testing/js-json-edits"),
+        (Lang::Go, "plugins/testing/go-json-edits"),
+    ] {
+        let plugin = load(&build(lang, Path::new(dir)), &[]).unwrap();
         let mut instance = plugin.instantiate().unwrap();
         // Twice on one instance: nothing of one batch's JSON work leaks into the next.
         for _ in 0..2 {
             let got = outcomes(&instance.process(&mut batch).unwrap());
             match &want {
                 None => want = Some(got),
-                Some(w) => assert_eq!(&got, w, "{} differs from python", lang.name()),
+                Some(w) => assert_eq!(&got, w, "{dir} differs from python-json-edits"),
             }
         }
     }

@@ -205,7 +205,7 @@ class _JsonBatch:
     in ``write`` is its input's index: the documents no output carries are sent absent."""
 
     __slots__ = ("batch", "data", "words", "fields", "text", "stride", "nread", "index", "ids",
-                 "paths", "edits", "pending", "kcols", "scols")
+                 "paths", "edits", "blocks", "pending", "kcols", "scols", "stext")
 
     def __init__(self, batch, paths, index, ids):
         self.batch = batch
@@ -219,9 +219,13 @@ class _JsonBatch:
         self.fields = None
         self.text = b""
         self.edits = []  # (document, path, operation, text bytes) per edit, in order
+        # Column edits of `BatchJson.set_strings`, kept as columns (no tuple per edit): (number
+        # of `edits` before it, documents, path, text bytes of each).
+        self.blocks = []
         self.pending = []  # (byte position of an output's value span in the records, input), flat
         self.kcols = {}  # path -> the kind of it in every document
         self.scols = {}  # path -> its string (or None) in every document
+        self.stext = None  # `text` decoded, when it is ASCII
         if paths:
             # Every record's value span, words 2 and 3 of its 12 (bytes 8..16 of 48): one strided
             # copy in C of the 8-byte pairs at 1, 7, 13, ...
@@ -268,7 +272,14 @@ class _JsonBatch:
         f = self.fields
         offs = f[2 + 3 * i::self.stride].tolist()
         ends = list(map(_add, offs, f[3 + 3 * i::self.stride].tolist()))
-        col = list(map(_decode, map(self.text.__getitem__, map(slice, offs, ends))))
+        text = self.text
+        if text.isascii():  # byte offsets are character offsets: slice one decoded `str`
+            s = self.stext
+            if s is None:
+                s = self.stext = text.decode()
+            col = list(map(s.__getitem__, map(slice, offs, ends)))
+        else:
+            col = list(map(_decode, map(text.__getitem__, map(slice, offs, ends))))
         if kinds.count(STRING) != len(kinds):  # some are not strings: None for those
             col = [t if k == STRING else None for t, k in zip(col, kinds)]
         self.scols[path] = col
@@ -315,7 +326,7 @@ class _JsonBatch:
                 x = i * 48 + 8
                 w[i * 8:i * 8 + 8] = raw[x:x + 8]
             docs = bytes(w)
-        res = _json.write(self.data, docs, self.paths, *_edit_words(self.edits))
+        res = _json.write(self.data, docs, self.paths, *_edit_words(self.edits, self.blocks))
         base = len(out_data)
         out_data += res.data
         d = _words(res.docs).tolist()
@@ -365,14 +376,39 @@ class _JsonBatch:
         return _EDIT_FAILED if valid else "value is not valid JSON"
 
 
-def _edit_words(edits):
-    """``edits`` as the ``write`` call takes them: 5 words per edit (document, path, operation,
-    and the span of its text) and the texts end to end."""
-    if not edits:
+def _edit_words(edits, blocks=()):
+    """``edits`` (and the column ``blocks`` between them) as the ``write`` call takes them: 5
+    words per edit (document, path, operation, and the span of its text) and the texts end to
+    end, in the order they were made."""
+    if blocks:
+        docs, paths, ops, texts = [], [], [], []
+        start = 0
+        for at, d, p, t in blocks:
+            if at > start:
+                d0, p0, o0, t0 = zip(*edits[start:at])
+                docs += d0
+                paths += p0
+                ops += o0
+                texts += t0
+                start = at
+            docs += d
+            paths += _repeat(p, len(t))
+            ops += _repeat(1, len(t))
+            texts += t
+        if start < len(edits):
+            d0, p0, o0, t0 = zip(*edits[start:])
+            docs += d0
+            paths += p0
+            ops += o0
+            texts += t0
+        if not docs:
+            return b"", b""
+    elif not edits:
         return b"", b""
-    docs, paths, ops, texts = zip(*edits)
+    else:
+        docs, paths, ops, texts = zip(*edits)
     lens = list(map(len, texts))
-    words = _array("I", bytes(20 * len(edits)))
+    words = _array("I", bytes(20 * len(docs)))
     w = memoryview(words)
     w[0::5] = _array("I", docs)
     w[1::5] = _array("I", paths)
@@ -653,7 +689,7 @@ class BatchJson:
             column = [v for v in column if v is not None]
         else:
             docs = range(self._n)
-        jb.edits += zip(docs, _repeat(p), _repeat(1), map(str.encode, column))
+        jb.blocks.append((len(jb.edits), docs, p, list(map(str.encode, column))))
 
     def _doc(self, i):
         if not 0 <= i < self._n:
@@ -755,7 +791,7 @@ class BatchEmitter:
         batch = self._batch
         jb = batch._json
         n = self._n
-        if not json and jb.edits:
+        if not json and (jb.edits or jb.blocks):
             raise ValueError("forward_all(json=False) would drop the batch's JSON edits: pass json=True "
                              "to forward the edited documents")
         w = batch.records
@@ -946,7 +982,7 @@ def export(cls):
                 errors = out._errors()
             except Exception as e:  # no record of the batch is known good: dead-letter them all
                 message = str(e) or type(e).__name__
-                del out_data[len(batch.data):], out_records[:], out_headers[:], jb.edits[:], jb.pending[:]
+                del out_data[len(batch.data):], out_records[:], out_headers[:], jb.edits[:], jb.blocks[:], jb.pending[:]
                 errors = [_types.InputError(input=i, message=message) for i in range(n)]
             jb.finish(out_data, out_records, errors)
             batch._json = None
