@@ -409,6 +409,14 @@ fn identity_forwards_the_same_records_in_every_language() {
             Some(w) => assert!(&got == w, "{} forwards differently", lang.name()),
         }
     }
+    // The Python SDK's batch hook, `out.forward_all()`, forwards the same.
+    let dir = Path::new("plugins/testing/python-identity-batch");
+    let plugin = load(&build(Lang::Python, dir), &[]).unwrap();
+    let got = outcomes(&plugin.instantiate().unwrap().process(&mut batch).unwrap());
+    assert!(
+        Some(&got) == want.as_ref(),
+        "python-identity-batch forwards differently"
+    );
 }
 
 #[test]

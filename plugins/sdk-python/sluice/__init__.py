@@ -780,9 +780,9 @@ class BatchEmitter:
         return i in self._rejected
 
     def forward_all(self, json=False):
-        """Forwards every record not rejected, in input order, to the default output: key and
-        headers as they came, the input's timestamp, and as value the record's value as it came
-        or, with ``json=True``, its document with all its edits applied (as
+        """Forwards every record not rejected, in input order, to the default output: key,
+        headers and timestamp as they came and the value as it came (as ``out.forward(record)``
+        would) or, with ``json=True``, its document with all its edits applied (as
         ``out.emit(key=record.key, value=record.json, headers=record.headers)`` would). Called
         at most once, after the rejections; a batch whose plugin never calls it emits nothing."""
         if self._done:
@@ -833,7 +833,11 @@ class BatchEmitter:
             r[4::10] = _array("I", pick(w[3::12]))
         r[5::10] = first[:-1]
         r[6::10] = _array("I", counts)
-        r[8::10] = _array("I", [0x80000000]) * m  # the input's timestamp, as `emit` writes it
+        if json:  # "the input's timestamp", as `emit` writes it
+            r[8::10] = _array("I", [0x80000000]) * m
+        else:  # the input's timestamp words, as `forward` copies them
+            r[7::10] = _array("I", pick(w[6::12]))
+            r[8::10] = _array("I", pick(w[7::12]))
         r[9::10] = _array("I", [NONE]) * m  # the default output
         r.release()
         self._records += rec
