@@ -984,10 +984,14 @@ def export(cls):
             try:
                 plugin.transform_batch(Batch(batch, n), out)
                 errors = out._errors()
-            except Exception as e:  # no record of the batch is known good: dead-letter them all
+            except Exception as e:
+                if n > 1:
+                    # Which record raised is unknown: trap, and the host re-runs the batch in
+                    # halves on fresh instances until the record is alone (the rest go through).
+                    raise
                 message = str(e) or type(e).__name__
                 del out_data[len(batch.data):], out_records[:], out_headers[:], jb.edits[:], jb.blocks[:], jb.pending[:]
-                errors = [_types.InputError(input=i, message=message) for i in range(n)]
+                errors = [_types.InputError(input=0, message=message)]
             jb.finish(out_data, out_records, errors)
             batch._json = None
             return _types.OutputBatch(data=bytes(out_data), records=bytes(out_records),
