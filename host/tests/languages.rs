@@ -409,6 +409,14 @@ fn identity_forwards_the_same_records_in_every_language() {
             Some(w) => assert!(&got == w, "{} forwards differently", lang.name()),
         }
     }
+    // The Python SDK's batch hook, `out.forward_all()`, forwards the same.
+    let dir = Path::new("plugins/testing/python-identity-batch");
+    let plugin = load(&build(Lang::Python, dir), &[]).unwrap();
+    let got = outcomes(&plugin.instantiate().unwrap().process(&mut batch).unwrap());
+    assert!(
+        Some(&got) == want.as_ref(),
+        "python-identity-batch forwards differently"
+    );
 }
 
 #[test]
@@ -841,16 +849,21 @@ fn json_edits_agree_in_python_js_and_go() {
         );
     }
     let mut want = None;
-    for lang in [Lang::Python, Lang::Js, Lang::Go] {
-        let dir = format!("plugins/testing/{}-json-edits", lang.name());
-        let plugin = load(&build(lang, Path::new(&dir)), &[]).unwrap();
+    // `python-json-edits-batch`: the same with the Python SDK's batch hook, `transform_batch`.
+    for (lang, dir) in [
+        (Lang::Python, "plugins/testing/python-json-edits"),
+        (Lang::Python, "plugins/testing/python-json-edits-batch"),
+        (Lang::Js, "plugins/testing/js-json-edits"),
+        (Lang::Go, "plugins/testing/go-json-edits"),
+    ] {
+        let plugin = load(&build(lang, Path::new(dir)), &[]).unwrap();
         let mut instance = plugin.instantiate().unwrap();
         // Twice on one instance: nothing of one batch's JSON work leaks into the next.
         for _ in 0..2 {
             let got = outcomes(&instance.process(&mut batch).unwrap());
             match &want {
                 None => want = Some(got),
-                Some(w) => assert_eq!(&got, w, "{} differs from python", lang.name()),
+                Some(w) => assert_eq!(&got, w, "{dir} differs from python-json-edits"),
             }
         }
     }
@@ -884,6 +897,65 @@ fn json_edits_agree_in_python_js_and_go() {
         (9, r#"{"name":"seen:ed","tags":[30]}"#.into()),
     ];
     assert_eq!(summary, expected);
+}
+
+/// An exception escaping Python's `transform_batch` traps the call; the host re-runs the batch in
+/// halves until the record that raises is alone: only it is dead-lettered, with the exception's
+/// message, and every other record is forwarded in order.
+#[test]
+fn a_record_that_raises_in_transform_batch_is_dead_lettered_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("batch.jsonl");
+    let text: String = (0..40)
+        .map(|i| {
+            let v = if i == 27 {
+                "poison".to_string()
+            } else {
+                format!("v{i}")
+            };
+            format!("{{\"key\":\"k{i}\",\"value\":\"{v}\"}}\n")
+        })
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let plugin = build(
+        Lang::Python,
+        Path::new("plugins/testing/python-identity-batch"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("test")
+        .arg(&plugin)
+        .arg("--input")
+        .arg(&input)
+        .arg("--config")
+        .arg("raise_on=poison")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let forwarded: Vec<&str> = lines.iter().filter_map(|l| l["value"].as_str()).collect();
+    let expected: Vec<String> = (0..40)
+        .filter(|i| *i != 27)
+        .map(|i| format!("v{i}"))
+        .collect();
+    assert_eq!(forwarded, expected, "{stdout}");
+    let rejected: Vec<&Value> = lines.iter().filter(|l| l.get("error").is_some()).collect();
+    assert_eq!(rejected.len(), 1, "{stdout}");
+    assert_eq!(rejected[0]["input"], 27, "{stdout}");
+    assert!(
+        rejected[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("saw poison"),
+        "{stdout}"
+    );
 }
 
 /// The per-key counter (`plugins/testing/<lang>-counter`) under `sluice test`: the same running

@@ -9,7 +9,7 @@ string `id`, an invalid email and a masked field that is not a string.
 import re
 
 import sluice
-from sluice import OBJECT, MISSING
+from sluice import MISSING, OBJECT
 from sluice.text import is_alphanumeric, trim
 
 
@@ -27,28 +27,42 @@ class MaskPii(sluice.Transform):
         self.masks = [(i + 1, f, mask_email if "email" in f else mask_tail)
                       for i, f in enumerate(self.fields)]
 
-    def transform(self, record, out):
-        doc = record.json
-        if not doc.string(0):  # `None` unless `id` is a string
-            if record.value is None:
-                raise sluice.Reject("record has no value")
-            if doc.kind("") != OBJECT:
-                raise sluice.Reject("value is not a JSON object")
-            raise sluice.Reject("missing or empty string field `id`")
+    def transform_batch(self, batch, out):
+        # Column by column, in the order of the per-record checks: a record's first rejection
+        # stands, so each gets the message of its first failing check, as in the other languages.
+        js = batch.json
+        ids = js.strings(0)  # `None` where `id` is not a string
+        if not all(ids):
+            present = batch.values_present()
+            kinds = js.kinds("")
+            for i in [i for i, s in enumerate(ids) if not s]:
+                if not present[i]:
+                    out.reject(i, "record has no value")
+                elif kinds[i] != OBJECT:
+                    out.reject(i, "value is not a JSON object")
+                else:
+                    out.reject(i, "missing or empty string field `id`")
         for path, field, mask in self.masks:
-            text = doc.string(path)  # one lookup for the usual case, a string
-            if text is None:
-                if doc.kind(path) == MISSING:
-                    continue
-                raise sluice.Reject(f"field `{field}` is not a string")
-            doc.set(path, mask(text))
-        out.emit(key=record.key, value=doc, headers=record.headers)
+            texts = js.strings(path)
+            if None in texts:  # not strings (a missing field is left alone), and no mask for them
+                kinds = js.kinds(path)
+                for i in [i for i, t in enumerate(texts) if t is None and kinds[i] != MISSING]:
+                    out.reject(i, f"field `{field}` is not a string")
+                masked = [None if t is None else mask(t) for t in texts]
+            else:
+                masked = list(map(mask, texts))
+            if mask is mask_email and None in masked:  # invalid emails
+                for i in [i for i, (t, m) in enumerate(zip(texts, masked)) if m is None and t is not None]:
+                    out.reject(i, f"invalid email `{texts[i]}`")
+            js.set_strings(path, masked)
+        out.forward_all(json=True)
 
 
 def mask_email(email):
+    """``a****@example.com``, or ``None`` when ``email`` is not valid."""
     local, at, domain = email.partition("@")
     if not at or not local or not domain or "@" in domain:
-        raise sluice.Reject(f"invalid email `{email}`")
+        return None
     return f"{local[0]}****@{domain}"
 
 

@@ -28,6 +28,7 @@ records.
 # slices, and lays out the batch's JSON edits once, in C (``zip``, ``map``, strided stores).
 from array import array as _array
 from itertools import accumulate as _accumulate
+from itertools import repeat as _repeat
 from operator import add as _add
 from struct import Struct as _Struct
 
@@ -45,7 +46,7 @@ from wit_world.imports import json as _json
 from componentize_py_types import Err as _Err
 
 __all__ = [
-    "Transform", "Record", "Emitter", "Config", "Reject", "ConfigError", "export", "log",
+    "Transform", "Record", "Emitter", "Batch", "BatchJson", "BatchEmitter", "Config", "Reject", "ConfigError", "export", "log",
     "debug", "info", "warn", "error", "StatefulTransform", "Json", "pointer", "MISSING", "NULL", "FALSE", "TRUE",
     "NUMBER", "STRING", "ARRAY", "OBJECT",
 ]
@@ -204,7 +205,7 @@ class _JsonBatch:
     in ``write`` is its input's index: the documents no output carries are sent absent."""
 
     __slots__ = ("batch", "data", "words", "fields", "text", "stride", "nread", "index", "ids",
-                 "paths", "edits", "pending", "kcols", "scols")
+                 "paths", "edits", "blocks", "pending", "kcols", "scols", "stext")
 
     def __init__(self, batch, paths, index, ids):
         self.batch = batch
@@ -218,9 +219,13 @@ class _JsonBatch:
         self.fields = None
         self.text = b""
         self.edits = []  # (document, path, operation, text bytes) per edit, in order
+        # Column edits of `BatchJson.set_strings`, kept as columns (no tuple per edit): (number
+        # of `edits` before it, documents, path, text bytes of each).
+        self.blocks = []
         self.pending = []  # (byte position of an output's value span in the records, input), flat
         self.kcols = {}  # path -> the kind of it in every document
         self.scols = {}  # path -> its string (or None) in every document
+        self.stext = None  # `text` decoded, when it is ASCII
         if paths:
             # Every record's value span, words 2 and 3 of its 12 (bytes 8..16 of 48): one strided
             # copy in C of the 8-byte pairs at 1, 7, 13, ...
@@ -267,7 +272,14 @@ class _JsonBatch:
         f = self.fields
         offs = f[2 + 3 * i::self.stride].tolist()
         ends = list(map(_add, offs, f[3 + 3 * i::self.stride].tolist()))
-        col = list(map(_decode, map(self.text.__getitem__, map(slice, offs, ends))))
+        text = self.text
+        if text.isascii():  # byte offsets are character offsets: slice one decoded `str`
+            s = self.stext
+            if s is None:
+                s = self.stext = text.decode()
+            col = list(map(s.__getitem__, map(slice, offs, ends)))
+        else:
+            col = list(map(_decode, map(text.__getitem__, map(slice, offs, ends))))
         if kinds.count(STRING) != len(kinds):  # some are not strings: None for those
             col = [t if k == STRING else None for t, k in zip(col, kinds)]
         self.scols[path] = col
@@ -314,22 +326,29 @@ class _JsonBatch:
                 x = i * 48 + 8
                 w[i * 8:i * 8 + 8] = raw[x:x + 8]
             docs = bytes(w)
-        res = _json.write(self.data, docs, self.paths, *_edit_words(self.edits))
+        res = _json.write(self.data, docs, self.paths, *_edit_words(self.edits, self.blocks))
         base = len(out_data)
         out_data += res.data
         d = _words(res.docs).tolist()
         offs = d[0::2]
         lens = d[1::2]
         r = memoryview(out_records).cast("I")
-        if (m == n and NONE not in lens and ins == list(range(n))
-                and pos == list(range(pos[0], pos[0] + 40 * m, 40))):
-            # The usual shape: every input emits its edited document once, in order. Every value
-            # span is then every 10th word from the first: two strided stores in C.
-            s = pos[0] >> 2
-            r[s:s + 10 * m:10] = _array("I", map(base.__add__, offs))
-            r[s + 1:s + 10 * m:10] = _array("I", lens)
-            r.release()
-            return
+        if pos == list(range(pos[0], pos[0] + 40 * m, 40)):
+            # The usual shape: the outputs that carry a document are consecutive, each carrying
+            # its own input's (every input in order, or every input not rejected by a
+            # `transform_batch`). Every value span is then every 10th word from the first: two
+            # strided stores in C, when no document failed.
+            if m == n and ins == list(range(n)):
+                o, k = offs, lens
+            else:
+                o = list(map(offs.__getitem__, ins))
+                k = list(map(lens.__getitem__, ins))
+            if NONE not in k:
+                s = pos[0] >> 2
+                r[s:s + 10 * m:10] = _array("I", map(base.__add__, o))
+                r[s + 1:s + 10 * m:10] = _array("I", k)
+                r.release()
+                return
         failed = set()
         for x, i in zip(pos, ins):
             k = lens[i]
@@ -357,14 +376,39 @@ class _JsonBatch:
         return _EDIT_FAILED if valid else "value is not valid JSON"
 
 
-def _edit_words(edits):
-    """``edits`` as the ``write`` call takes them: 5 words per edit (document, path, operation,
-    and the span of its text) and the texts end to end."""
-    if not edits:
+def _edit_words(edits, blocks=()):
+    """``edits`` (and the column ``blocks`` between them) as the ``write`` call takes them: 5
+    words per edit (document, path, operation, and the span of its text) and the texts end to
+    end, in the order they were made."""
+    if blocks:
+        docs, paths, ops, texts = [], [], [], []
+        start = 0
+        for at, d, p, t in blocks:
+            if at > start:
+                d0, p0, o0, t0 = zip(*edits[start:at])
+                docs += d0
+                paths += p0
+                ops += o0
+                texts += t0
+                start = at
+            docs += d
+            paths += _repeat(p, len(t))
+            ops += _repeat(1, len(t))
+            texts += t
+        if start < len(edits):
+            d0, p0, o0, t0 = zip(*edits[start:])
+            docs += d0
+            paths += p0
+            ops += o0
+            texts += t0
+        if not docs:
+            return b"", b""
+    elif not edits:
         return b"", b""
-    docs, paths, ops, texts = zip(*edits)
+    else:
+        docs, paths, ops, texts = zip(*edits)
     lens = list(map(len, texts))
-    words = _array("I", bytes(20 * len(edits)))
+    words = _array("I", bytes(20 * len(docs)))
     w = memoryview(words)
     w[0::5] = _array("I", docs)
     w[1::5] = _array("I", paths)
@@ -590,9 +634,229 @@ class Emitter:
         self._records += _P10(self._input, w[b], w[b + 1], w[b + 2], w[b + 3], first, n, w[b + 6], w[b + 7], NONE)
 
 
+class BatchJson:
+    """The JSON documents of a whole batch, for ``transform_batch``: columns of the declared
+    ``json_paths`` (one entry per record, in input order, read by the host in one call) and edits
+    by record index. A path is an index into ``json_paths`` or one of its JSON Pointers; columns
+    exist only for declared paths (and ``""``, the whole document), edits may name any path."""
+
+    __slots__ = ("_jb", "_n")
+
+    def __init__(self, jb, n):
+        self._jb = jb
+        self._n = n
+
+    def _undeclared(self, path):
+        return ValueError(f"JSON path {path!r} was not declared in json_paths: add it there to "
+                          "read it for the whole batch (or read it per record with "
+                          "batch.record(i).json)")
+
+    def kinds(self, path):
+        """What ``path`` found in every document, as ``bytes`` (one kind per record: ``MISSING``
+        ... ``OBJECT``; ``MISSING`` where the value is absent or not valid JSON). ``kinds("")``
+        gives each document's root kind."""
+        jb = self._jb
+        col = jb.kcols.get(path)
+        if col is None:
+            col = jb.kind_column(path) if self._n else b""
+            if col is None:
+                raise self._undeclared(path)
+        return col
+
+    def strings(self, path):
+        """The string at ``path`` in every document: a list of ``str``, ``None`` where it is
+        missing or not a string. The list is the SDK's own: copy it before changing it."""
+        jb = self._jb
+        col = jb.scols.get(path)
+        if col is None:
+            col = jb.string_column(path) if self._n else []
+            if col is None:
+                raise self._undeclared(path)
+        return col
+
+    def set_strings(self, path, column):
+        """Sets ``path`` of every document to the string at its index in ``column`` (as
+        :meth:`Json.set`); ``None`` leaves that document unchanged. ``column`` has one entry per
+        record. Edits of a record that is rejected are dropped with it."""
+        if len(column) != self._n:
+            raise ValueError(f"set_strings: the column has {len(column)} entries for {self._n} records")
+        jb = self._jb
+        p = jb.ids.get(path)
+        if p is None:
+            p = jb.slot(path)
+        if None in column:
+            docs = [i for i, v in enumerate(column) if v is not None]
+            column = [v for v in column if v is not None]
+        else:
+            docs = range(self._n)
+        jb.blocks.append((len(jb.edits), docs, p, list(map(str.encode, column))))
+
+    def _doc(self, i):
+        if not 0 <= i < self._n:
+            raise IndexError(f"record index {i} is out of range: the batch has {self._n} records")
+        return Json(self._jb, i)
+
+    def set(self, i, path, value):
+        """Sets ``path`` of record ``i``'s document to the string ``value``."""
+        self._doc(i).set(path, value)
+
+    def set_raw(self, i, path, json_text):
+        """Sets ``path`` of record ``i``'s document to the JSON text ``json_text``."""
+        self._doc(i).set_raw(path, json_text)
+
+    def remove(self, i, path):
+        """Removes ``path`` from record ``i``'s document."""
+        self._doc(i).remove(path)
+
+
+class Batch:
+    """The input batch as ``transform_batch`` sees it: ``len(batch)`` records, columns aligned
+    with them (index ``i`` is the batch's ``i``-th record), and ``record(i)`` for the rest."""
+
+    __slots__ = ("_batch", "_n", "json")
+
+    def __init__(self, batch, n):
+        self._batch = batch
+        self._n = n
+        self.json = BatchJson(batch._json, n)
+        """The batch's JSON documents (:class:`BatchJson`)."""
+
+    def __len__(self):
+        return self._n
+
+    def record(self, i):
+        """Record ``i`` (:class:`Record`), for what the columns do not give."""
+        if not 0 <= i < self._n:
+            raise IndexError(f"record index {i} is out of range: the batch has {self._n} records")
+        return Record(self._batch, i * 12)
+
+    def values_present(self):
+        """Whether each record has a value (``False`` for a Kafka null), as a list of ``bool``."""
+        return list(map(NONE.__ne__, self._batch.records[3::12].tolist()))
+
+    def _spans(self, w):
+        data = self._batch.data
+        offs = self._batch.records[w::12].tolist()
+        lens = self._batch.records[w + 1::12].tolist()
+        return [None if n == NONE else data[o:o + n] for o, n in zip(offs, lens)]
+
+    def keys(self):
+        """Every record's key (``bytes`` or ``None``), as a list."""
+        return self._spans(0)
+
+    def values(self):
+        """Every record's value (``bytes`` or ``None``), as a list."""
+        return self._spans(2)
+
+
+class BatchEmitter:
+    """Where ``transform_batch`` writes its outputs: reject records by index, then forward every
+    record not rejected in one call."""
+
+    __slots__ = ("_batch", "_n", "_data", "_records", "_headers", "_rejected", "_done")
+
+    def __init__(self, batch, n, data, records, headers):
+        self._batch = batch
+        self._n = n
+        self._data = data
+        self._records = records
+        self._headers = headers
+        self._rejected = {}  # input -> message, the first one given
+        self._done = False
+
+    def reject(self, i, message):
+        """Sends record ``i`` to the dead-letter topic with ``message`` as its reason; it is not
+        forwarded and its edits are dropped. A record's first rejection stands (later ones for
+        it are ignored), so checks written column by column in the order of the per-record checks
+        give each record the message of its first failing check."""
+        if self._done:
+            raise RuntimeError("reject after forward_all: reject records first")
+        if not 0 <= i < self._n:
+            raise IndexError(f"record index {i} is out of range: the batch has {self._n} records")
+        self._rejected.setdefault(i, str(message))
+
+    def rejected(self, i):
+        """Whether record ``i`` has been rejected."""
+        return i in self._rejected
+
+    def forward_all(self, json=False):
+        """Forwards every record not rejected, in input order, to the default output: key,
+        headers and timestamp as they came and the value as it came (as ``out.forward(record)``
+        would) or, with ``json=True``, its document with all its edits applied (as
+        ``out.emit(key=record.key, value=record.json, headers=record.headers)`` would). Called
+        at most once, after the rejections; a batch whose plugin never calls it emits nothing."""
+        if self._done:
+            raise RuntimeError("forward_all called twice for one batch")
+        self._done = True
+        batch = self._batch
+        jb = batch._json
+        n = self._n
+        if not json and (jb.edits or jb.blocks):
+            raise ValueError("forward_all(json=False) would drop the batch's JSON edits: pass json=True "
+                             "to forward the edited documents")
+        w = batch.records
+        rej = self._rejected
+        keep = [i for i in range(n) if i not in rej] if rej else range(n)
+        m = len(keep)
+        if not m:
+            return
+
+        def pick(col):  # a column of the input words, for the records kept
+            col = col.tolist()
+            return col if not rej else list(map(col.__getitem__, keep))
+
+        hs = self._headers
+        counts = pick(w[5::12])
+        first = _array("I", _accumulate(counts, initial=len(hs) >> 4))
+        starts = pick(w[4::12])
+        # The headers as words (offsets into the input's data, which the output's starts with):
+        # the whole input list when every record is kept in order, else each kept record's slice.
+        hraw = batch.hraw
+        if not rej and starts == first[:-1].tolist() and len(hs) == 0:
+            hs += hraw[:first[-1] << 4]
+        else:
+            hs += b"".join([hraw[s << 4:(s + c) << 4] for s, c in zip(starts, counts)])
+        rec = _array("I", bytes(40 * m))
+        r = memoryview(rec)
+        r[0::10] = _array("I", keep)
+        r[1::10] = _array("I", pick(w[0::12]))
+        r[2::10] = _array("I", pick(w[1::12]))
+        if json:  # filled in by `_JsonBatch.finish` after the batch's `write`
+            r[4::10] = _array("I", [NONE]) * m
+            base = len(self._records) + 12
+            flat = [0] * (2 * m)
+            flat[0::2] = range(base, base + 40 * m, 40)
+            flat[1::2] = keep
+            jb.pending += flat
+        else:
+            r[3::10] = _array("I", pick(w[2::12]))
+            r[4::10] = _array("I", pick(w[3::12]))
+        r[5::10] = first[:-1]
+        r[6::10] = _array("I", counts)
+        if json:  # "the input's timestamp", as `emit` writes it
+            r[8::10] = _array("I", [0x80000000]) * m
+        else:  # the input's timestamp words, as `forward` copies them
+            r[7::10] = _array("I", pick(w[6::12]))
+            r[8::10] = _array("I", pick(w[7::12]))
+        r[9::10] = _array("I", [NONE]) * m  # the default output
+        r.release()
+        self._records += rec
+
+    def _errors(self):
+        return [_types.InputError(input=i, message=self._rejected[i]) for i in sorted(self._rejected)]
+
+
 class Transform:
     """Base class of a plugin. Override ``transform``; override ``__init__(self, config)`` to read
-    the config (the default accepts any config)."""
+    the config (the default accepts any config).
+
+    Or define ``transform_batch(self, batch, out)`` instead: called once per batch with a
+    :class:`Batch` (columns of the declared JSON paths, aligned with the records) and a
+    :class:`BatchEmitter` (``reject(i, message)``, ``forward_all(json=True)``), so that the
+    per-record work is list comprehensions over columns and the rest is done per batch. An
+    exception escaping it dead-letters every record of the batch with its message."""
+
+    transform_batch = None
 
     def __init__(self, config):
         pass
@@ -674,6 +938,9 @@ def export(cls):
                 paths = [str(p) for p in getattr(plugin, "json_paths", None) or ()]
             except Exception as e:  # refuse the config with the message
                 raise _Err(str(e) or type(e).__name__)
+            if getattr(plugin, "transform_batch", None) is not None and isinstance(plugin, StatefulTransform):
+                raise _Err("transform_batch is for stateless transforms: a StatefulTransform's state "
+                           "and timers belong to the record being transformed; define transform instead")
             WitWorld.plugin = plugin
             WitWorld.paths = paths
             WitWorld.index = {p: i for i, p in reversed(list(enumerate(paths)))}
@@ -689,6 +956,8 @@ def export(cls):
             errors = []
             out = Emitter(out_data, out_records, out_headers, outputs)
             jb = batch._json = _JsonBatch(batch, WitWorld.paths, WitWorld.index, WitWorld.ids)
+            if getattr(plugin, "transform_batch", None) is not None:
+                return WitWorld.process_batch(plugin, batch, jb, out_data, out_records, out_headers)
             edits = jb.edits
             pending = jb.pending
             transform = plugin.transform
@@ -707,6 +976,26 @@ def export(cls):
             batch._json = None
             return _types.OutputBatch(data=bytes(out_data), records=bytes(out_records),
                                       headers=bytes(out_headers), outputs=outputs, errors=errors)
+
+        @staticmethod
+        def process_batch(plugin, batch, jb, out_data, out_records, out_headers):
+            n = len(batch.records) // 12
+            out = BatchEmitter(batch, n, out_data, out_records, out_headers)
+            try:
+                plugin.transform_batch(Batch(batch, n), out)
+                errors = out._errors()
+            except Exception as e:
+                if n > 1:
+                    # Which record raised is unknown: trap, and the host re-runs the batch in
+                    # halves on fresh instances until the record is alone (the rest go through).
+                    raise
+                message = str(e) or type(e).__name__
+                del out_data[len(batch.data):], out_records[:], out_headers[:], jb.edits[:], jb.blocks[:], jb.pending[:]
+                errors = [_types.InputError(input=0, message=message)]
+            jb.finish(out_data, out_records, errors)
+            batch._json = None
+            return _types.OutputBatch(data=bytes(out_data), records=bytes(out_records),
+                                      headers=bytes(out_headers), outputs=[], errors=errors)
 
     if issubclass(cls, StatefulTransform):
         from . import state as _state
