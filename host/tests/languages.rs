@@ -841,8 +841,14 @@ fn json_edits_agree_in_python_js_and_go() {
         );
     }
     let mut want = None;
-    for lang in [Lang::Python, Lang::Js, Lang::Go] {
-        let dir = format!("plugins/testing/{}-json-edits", lang.name());
+    // `js-json-edits-batch`: the same on the JS SDK's batch-at-a-time API (`transformBatch`).
+    for (lang, suffix) in [
+        (Lang::Python, ""),
+        (Lang::Js, ""),
+        (Lang::Js, "-batch"),
+        (Lang::Go, ""),
+    ] {
+        let dir = format!("plugins/testing/{}-json-edits{suffix}", lang.name());
         let plugin = load(&build(lang, Path::new(&dir)), &[]).unwrap();
         let mut instance = plugin.instantiate().unwrap();
         // Twice on one instance: nothing of one batch's JSON work leaks into the next.
@@ -850,7 +856,7 @@ fn json_edits_agree_in_python_js_and_go() {
             let got = outcomes(&instance.process(&mut batch).unwrap());
             match &want {
                 None => want = Some(got),
-                Some(w) => assert_eq!(&got, w, "{} differs from python", lang.name()),
+                Some(w) => assert_eq!(&got, w, "{dir} differs from python"),
             }
         }
     }
