@@ -566,10 +566,11 @@ class JsonBatch {
     }
     const parts = values.map(asBytes);
     let total = 0;
-    for (const p of parts) total += p.length;
+    for (const p of parts) if (p !== null) total += p.length;
     const bytes = new Uint8Array(total);
     let o = 0;
     for (let k = 0; k < parts.length; k++) {
+      if (parts[k] === null) continue; // a span of `transformBatch`'s UTF-8 buffer: kept
       bytes.set(parts[k], o);
       words[5 * k + 3] = o;
       words[5 * k + 4] = parts[k].length;
@@ -874,11 +875,78 @@ export class RecordBatch {
   }
   /** Sets `path` of record `i`'s document to the string `value`. */
   set(i, path, value) {
-    batchEdit(i, path, 1, typeof value === "string" ? value : String(value));
+    if (typeof value !== "string") value = String(value);
+    // `batchEdit` inline for a declared path: this is the call a plugin makes per record.
+    if (typeof path === "number" && path >= 0 && path < jRead && (path | 0) === path && i >= 0 && i < bN && (i | 0) === i) {
+      const e = eWords;
+      const n = e.len;
+      if (n + 5 > e.buf.length) e.reserve(5);
+      const b = e.buf;
+      b[n] = i;
+      b[n + 1] = path;
+      b[n + 2] = 1;
+      b[n + 3] = eChars;
+      b[n + 4] = value.length;
+      eChars += value.length;
+      e.len = n + 5;
+      eValues.push(value);
+    } else {
+      batchEdit(i, path, 1, value);
+    }
   }
   /** Sets `path` of record `i`'s document to the JSON text `json` (string or UTF-8 bytes). */
   setRaw(i, path, json) {
     batchEdit(i, path, 2, json);
+  }
+  /** A Uint8Array of at least `capacity` bytes for string values written as UTF-8 (`setUtf8`),
+   * one per batch: a second call with a larger capacity returns a larger one holding what was
+   * written so far. Writing bytes on a typed array skips making a string per value. */
+  utf8Buffer(capacity) {
+    if (bUtf8.length < capacity) {
+      const b = new Uint8Array(Math.max(capacity, 2 * bUtf8.length));
+      b.set(bUtf8.subarray(0, bUtf8Used));
+      bUtf8 = b;
+    }
+    return bUtf8;
+  }
+  /** Sets `path` of record `i`'s document to the string whose UTF-8 bytes are
+   * `utf8Buffer()[start, start + length)` (not valid UTF-8: the document cannot be written and
+   * the record is rejected, as for any failed edit). */
+  setUtf8(i, path, start, length) {
+    if (!(start >= 0 && length >= 0 && start + length <= bUtf8.length && (start | 0) === start && (length | 0) === length)) {
+      throw new RangeError(`bytes ${start}..${start + length} are not in the batch's UTF-8 buffer of ${bUtf8.length}`);
+    }
+    if (!(typeof path === "number" && path >= 0 && path < jRead && (path | 0) === path)) path = curJb.slot(path);
+    if (!(i >= 0 && i < bN && (i | 0) === i)) throw new RangeError(`record index ${i} is not in this batch of ${bN}`);
+    const e = eWords;
+    const n = e.len;
+    if (n + 5 > e.buf.length) e.reserve(5);
+    const b = e.buf;
+    b[n] = i;
+    b[n + 1] = path;
+    b[n + 2] = 1;
+    b[n + 3] = start;
+    b[n + 4] = length;
+    e.len = n + 5;
+    eValues.push(null); // joins as "": the strings' offsets skip it
+    if (start + length > bUtf8Used) bUtf8Used = start + length;
+  }
+  /** What the host read at `path`: `{ text, starts, lengths }`, the read's UTF-8 text (a
+   * Uint8Array) and each record's span in it (a string's decoded value; length 0 when missing,
+   * null or a boolean): strings as bytes, without making them. */
+  spans(path) {
+    const col = this._col(path);
+    if (col[2] === 0) throw new RangeError('spans("") is not read by the host: read the fields you need');
+    const f = col[0];
+    const stride = col[1];
+    const n = this.length;
+    const starts = new Uint32Array(n);
+    const lengths = new Uint32Array(n);
+    for (let i = 0, x = col[2]; i < n; i++, x += stride) {
+      starts[i] = f[x + 1];
+      lengths[i] = f[x + 2];
+    }
+    return { text: col[3], starts, lengths };
   }
   /** Removes `path` from record `i`'s document (nothing if it is missing). */
   remove(i, path) {
@@ -887,6 +955,8 @@ export class RecordBatch {
 }
 
 let bN = 0; // the number of records of the batch in `transformBatch` (0 outside it)
+let bUtf8 = new Uint8Array(0); // the UTF-8 buffer of `setUtf8` (kept across batches)
+let bUtf8Used = 0; // how much of it this batch's edits use
 
 /** Records an edit of input `i` (word 0 is the input index until `finishBatch` maps it). */
 function batchEdit(i, path, op, value) {
@@ -958,21 +1028,28 @@ export class BatchEmitter {
     wd.reserve(2 * n);
     const d = wd.buf;
     let j = wd.len >> 1;
-    const pending = jPending;
+    bFwdAt = m;
+    bFwdDoc = j;
+    // Header words: every input's are copied in one go below when nothing was rejected (the
+    // output's header list is then the input's), else record by record.
+    hs.reserve(inHW.length);
+    const hw = hs.buf;
+    let h = hs.len;
+    const from = inHW;
     for (let i = 0, b = 0; i < n; i++, b += 12) {
       if (rej[i] !== 0) continue;
-      const first = hs.len >> 2;
       const count = w[b + 5];
-      if (count > 0) copyHeaders(w[b + 4], count);
+      o[m + 5] = h >> 2;
+      o[m + 6] = count;
+      for (let x = w[b + 4] * 4, end = x + count * 4; x < end; x++) hw[h++] = from[x];
       o[m] = i;
       o[m + 1] = w[b];
       o[m + 2] = w[b + 1];
       if (json) {
-        // Filled in after the batch's one `write` call.
+        // Filled in after the batch's one `write` call (finishForwarded).
         d[2 * j] = w[b + 2];
         d[2 * j + 1] = w[b + 3];
         docmap[i] = j;
-        pending.push(m + 3, j, i);
         j++;
         o[m + 3] = 0;
         o[m + 4] = NONE;
@@ -984,14 +1061,65 @@ export class BatchEmitter {
         o[m + 7] = w[b + 6];
         o[m + 8] = w[b + 7];
       }
-      o[m + 5] = first;
-      o[m + 6] = count;
       o[m + 9] = NONE;
       m += 10;
     }
+    hs.len = h;
     r.len = m;
     wd.len = 2 * j;
+    if (json) bFwdEnd = m;
   }
+}
+
+let bFwdAt = 0; // where `forwardAll({ json: true })`'s output words start...
+let bFwdEnd = 0; // ...and end (0: it was not called)
+let bFwdDoc = 0; // the `write` document of its first output (the next ones follow in order)
+
+/** After the batch's `write`: the value spans of `forwardAll({ json: true })`'s outputs, and
+ * the rejection of those whose document could not be written. */
+function finishForwarded(jb, outData, outRecords, errors) {
+  if (bFwdEnd === 0) return;
+  let text = jb.editText();
+  if (bUtf8Used > 0) {
+    // `setUtf8` edits point into the UTF-8 buffer, which goes first; the others move after it.
+    const u = bUtf8Used;
+    const all = new Uint8Array(u + text.length);
+    all.set(bUtf8.subarray(0, u));
+    all.set(text, u);
+    const e = jb.editWords.buf;
+    const values = jb.editValues;
+    for (let k = 0, x = 3; k < values.length; k++, x += 5) if (values[k] !== null) e[x] += u;
+    text = all;
+  }
+  const res = jsonWrite(jb.data, wordBytes(jb.wdocs.buf, jb.wdocs.len), jb.paths, wordBytes(jb.editWords.buf, jb.editWords.len), text);
+  const base = outData.len;
+  outData.push(res.data);
+  const d = words(res.docs);
+  const r = outRecords.buf;
+  let failed = false;
+  for (let pos = bFwdAt, j = bFwdDoc; pos < bFwdEnd; pos += 10, j++) {
+    const len = d[2 * j + 1];
+    if (len === NONE) {
+      failed = true;
+      r[pos] |= 0x80000000; // marked: dropped below
+      continue;
+    }
+    r[pos + 3] = base + d[2 * j];
+    r[pos + 4] = len;
+  }
+  if (!failed) return;
+  // A rejected input emits nothing: its output goes, as in the per-record path.
+  let to = bFwdAt;
+  for (let k = bFwdAt; k < outRecords.len; k += 10) {
+    const i = r[k];
+    if (i >= 0x80000000) {
+      errors.push({ input: i & 0x7fffffff, message: jb.failure(i & 0x7fffffff) });
+      continue;
+    }
+    if (to !== k) r.copyWithin(to, k, k + 10);
+    to += 10;
+  }
+  outRecords.len = to;
 }
 
 /** After `transformBatch`: the edits' input indices become documents of the `write` call, and
@@ -1021,8 +1149,9 @@ function finishBatchEdits(jb) {
   let chars = 0;
   for (let k = 0, x = 3; k < v; k++, x += 5) {
     const s = values[k];
+    if (typeof s !== "string") continue; // bytes, or a span of the UTF-8 buffer (null)
     b[x] = chars;
-    if (typeof s === "string") chars += s.length;
+    chars += s.length;
   }
   eChars = chars;
 }
@@ -1123,11 +1252,14 @@ export function defineTransform(Plugin) {
           errors.sort((a, b) => a.input - b.input);
           outRecords.len = 0;
           outHeaders.len = 0;
-          jb.pending.length = 0;
+          bFwdEnd = 0;
+          jb.docmap.fill(-1); // and no `write`: its edits go too
         }
         bN = 0;
         finishBatchEdits(jb);
-        jb.finish(outData, outRecords, errors);
+        finishForwarded(jb, outData, outRecords, errors);
+        bFwdEnd = 0;
+        bUtf8Used = 0;
         return {
           data: outData.buf.subarray(0, outData.len),
           records: wordBytes(outRecords.buf, outRecords.len),
