@@ -109,6 +109,9 @@ export declare class RecordBatch {
   strings(path: JsonPath): (string | null)[];
   /** The JSON text at `path` in each record (a string's decoded value), or null where missing. */
   texts(path: JsonPath): (string | null)[];
+  /** What the host read at `path`: its UTF-8 text, each record's span in it (a string's
+   * decoded value; length 0 when missing, null or a boolean), and whether the text is ASCII. */
+  spans(path: JsonPath): { text: Uint8Array; starts: Uint32Array; lengths: Uint32Array; ascii: boolean };
   /** Record `i` as `transform` sees it (its `json` edits are record `i`'s edits). */
   record(i: number): Record;
   /** Sets `path` of record `i`'s document to the string `value`. */
@@ -117,7 +120,17 @@ export declare class RecordBatch {
   setRaw(i: number, path: JsonPath, json: string | Uint8Array): void;
   /** Removes `path` from record `i`'s document (nothing if it is missing). */
   remove(i: number, path: JsonPath): void;
+  /** The batch's buffer for string values written as UTF-8 bytes, at least `capacity` long
+   * (a larger capacity returns a larger buffer holding all the old one held). */
+  utf8Buffer(capacity: number): Uint8Array;
+  /** Sets `path` of record `i`'s document to the string `utf8Buffer()[start, start + length)`. */
+  setUtf8(i: number, path: JsonPath, start: number, length: number): void;
+  /** `setUtf8` for every record whose `lengths[i]` is not `NO_EDIT`, in one call. */
+  setUtf8Column(path: JsonPath, starts: Uint32Array, lengths: Uint32Array): void;
 }
+
+/** The `lengths` entry of `setUtf8Column` for a record that is not edited (0xffffffff). */
+export declare const NO_EDIT: number;
 
 /** What `transformBatch` does with the batch's records: `reject` some, then `forwardAll` the
  * rest (once, last). A record neither rejected nor forwarded is dropped. */

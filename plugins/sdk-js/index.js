@@ -559,22 +559,24 @@ class JsonBatch {
   /** The edits' text, and their words pointing into it. */
   editText() {
     const values = this.editValues;
-    const words = this.editWords.buf.subarray(0, this.editWords.len);
     if (eAscii) {
       const bytes = utf8Encode(values.join(""));
       if (bytes.length === eChars) return bytes; // ASCII: byte offsets are char offsets
     }
     const parts = values.map(asBytes);
     let total = 0;
-    for (const p of parts) if (p !== null) total += p.length;
+    for (const p of parts) total += p.length;
     const bytes = new Uint8Array(total);
+    const e = this.editWords.buf;
     let o = 0;
-    for (let k = 0; k < parts.length; k++) {
-      if (parts[k] === null) continue; // a span of `transformBatch`'s UTF-8 buffer: kept
-      bytes.set(parts[k], o);
-      words[5 * k + 3] = o;
-      words[5 * k + 4] = parts[k].length;
-      o += parts[k].length;
+    let k = 0;
+    for (let x = 0; x < this.editWords.len; x += 5) {
+      if ((e[x + 2] & IN_UTF8) !== 0) continue; // a span of `transformBatch`'s UTF-8 buffer
+      const p = parts[k++];
+      bytes.set(p, o);
+      e[x + 3] = o;
+      e[x + 4] = p.length;
+      o += p.length;
     }
     return bytes;
   }
@@ -899,12 +901,12 @@ export class RecordBatch {
     batchEdit(i, path, 2, json);
   }
   /** A Uint8Array of at least `capacity` bytes for string values written as UTF-8 (`setUtf8`),
-   * one per batch: a second call with a larger capacity returns a larger one holding what was
-   * written so far. Writing bytes on a typed array skips making a string per value. */
+   * kept across batches: a call with a larger capacity returns a larger one holding all the
+   * old one held. Writing bytes on a typed array skips making a string per value. */
   utf8Buffer(capacity) {
     if (bUtf8.length < capacity) {
       const b = new Uint8Array(Math.max(capacity, 2 * bUtf8.length));
-      b.set(bUtf8.subarray(0, bUtf8Used));
+      b.set(bUtf8); // all of it: the plugin may have written past the spans set so far
       bUtf8 = b;
     }
     return bUtf8;
@@ -924,16 +926,50 @@ export class RecordBatch {
     const b = e.buf;
     b[n] = i;
     b[n + 1] = path;
-    b[n + 2] = 1;
+    b[n + 2] = 1 | IN_UTF8; // no entry in eValues
     b[n + 3] = start;
     b[n + 4] = length;
     e.len = n + 5;
-    eValues.push(null); // joins as "": the strings' offsets skip it
+    bInUtf8 = true;
     if (start + length > bUtf8Used) bUtf8Used = start + length;
+  }
+  /** `setUtf8` for a whole column: sets `path` of every record `i` whose `lengths[i]` is not
+   * `NO_EDIT` (0xffffffff) to the string at `utf8Buffer()[starts[i], starts[i] + lengths[i])`.
+   * `starts` and `lengths` are Uint32Arrays of at least `length` entries. One call, one loop: the
+   * edits of a column cost a few words each. */
+  setUtf8Column(path, starts, lengths) {
+    const n = bN;
+    if (!(starts instanceof Uint32Array && lengths instanceof Uint32Array && starts.length >= n && lengths.length >= n)) {
+      throw new TypeError(`setUtf8Column takes two Uint32Arrays of at least ${n} entries (starts, lengths)`);
+    }
+    const p = typeof path === "number" && path >= 0 && path < jRead && (path | 0) === path ? path : curJb.slot(path);
+    const e = eWords;
+    e.reserve(5 * n);
+    const b = e.buf;
+    const cap = bUtf8.length;
+    let x = e.len;
+    let used = bUtf8Used;
+    for (let i = 0; i < n; i++) {
+      const len = lengths[i];
+      if (len === NONE) continue;
+      const s = starts[i];
+      if (s + len > cap) throw new RangeError(`record ${i}: bytes ${s}..${s + len} are not in the batch's UTF-8 buffer of ${cap}`);
+      b[x] = i;
+      b[x + 1] = p;
+      b[x + 2] = 1 | IN_UTF8;
+      b[x + 3] = s;
+      b[x + 4] = len;
+      x += 5;
+      if (s + len > used) used = s + len;
+    }
+    e.len = x;
+    bUtf8Used = used;
+    bInUtf8 = true;
   }
   /** What the host read at `path`: `{ text, starts, lengths }`, the read's UTF-8 text (a
    * Uint8Array) and each record's span in it (a string's decoded value; length 0 when missing,
-   * null or a boolean): strings as bytes, without making them. */
+   * null or a boolean), and `ascii`: whether all of `text` is ASCII (so is every string in
+   * it): strings as bytes, without making them. */
   spans(path) {
     const col = this._col(path);
     if (col[2] === 0) throw new RangeError('spans("") is not read by the host: read the fields you need');
@@ -946,7 +982,7 @@ export class RecordBatch {
       starts[i] = f[x + 1];
       lengths[i] = f[x + 2];
     }
-    return { text: col[3], starts, lengths };
+    return { text: col[3], starts, lengths, ascii: col[4] !== null };
   }
   /** Removes `path` from record `i`'s document (nothing if it is missing). */
   remove(i, path) {
@@ -957,6 +993,12 @@ export class RecordBatch {
 let bN = 0; // the number of records of the batch in `transformBatch` (0 outside it)
 let bUtf8 = new Uint8Array(0); // the UTF-8 buffer of `setUtf8` (kept across batches)
 let bUtf8Used = 0; // how much of it this batch's edits use
+let bInUtf8 = false; // whether an edit of this batch is a span of it
+// Marks an edit (in its operation word) whose text is a span of the UTF-8 buffer, not an entry of
+// eValues; cleared before the `write` call.
+const IN_UTF8 = 0x100;
+/** The `lengths` entry of `setUtf8Column` for a record whose field is not edited. */
+export const NO_EDIT = 0xffffffff;
 
 /** Records an edit of input `i` (word 0 is the input index until `finishBatch` maps it). */
 function batchEdit(i, path, op, value) {
@@ -1080,15 +1122,17 @@ let bFwdDoc = 0; // the `write` document of its first output (the next ones foll
 function finishForwarded(jb, outData, outRecords, errors) {
   if (bFwdEnd === 0) return;
   let text = jb.editText();
-  if (bUtf8Used > 0) {
+  if (bInUtf8) {
     // `setUtf8` edits point into the UTF-8 buffer, which goes first; the others move after it.
     const u = bUtf8Used;
     const all = new Uint8Array(u + text.length);
     all.set(bUtf8.subarray(0, u));
     all.set(text, u);
     const e = jb.editWords.buf;
-    const values = jb.editValues;
-    for (let k = 0, x = 3; k < values.length; k++, x += 5) if (values[k] !== null) e[x] += u;
+    for (let x = 0, end = jb.editWords.len; x < end; x += 5) {
+      if ((e[x + 2] & IN_UTF8) !== 0) e[x + 2] &= ~IN_UTF8;
+      else e[x + 3] += u;
+    }
     text = all;
   }
   const res = jsonWrite(jb.data, wordBytes(jb.wdocs.buf, jb.wdocs.len), jb.paths, wordBytes(jb.editWords.buf, jb.editWords.len), text);
@@ -1130,16 +1174,21 @@ function finishBatchEdits(jb) {
   const values = jb.editValues;
   const docmap = jb.docmap;
   let to = 0;
-  let v = 0;
+  let v = 0; // values kept
+  let vin = 0; // values seen
   for (let k = 0; k < e.len; k += 5) {
+    const own = (b[k + 2] & IN_UTF8) === 0; // has an entry in `values`
     const j = docmap[b[k]];
-    if (j < 0) continue;
+    if (j < 0) {
+      if (own) vin++;
+      continue;
+    }
     b[to] = j;
     b[to + 1] = b[k + 1];
     b[to + 2] = b[k + 2];
     b[to + 3] = b[k + 3];
     b[to + 4] = b[k + 4];
-    values[v++] = values[k / 5];
+    if (own) values[v++] = values[vin++];
     to += 5;
   }
   if (to === e.len) return;
@@ -1147,10 +1196,12 @@ function finishBatchEdits(jb) {
   values.length = v;
   // The strings' offsets in their joined text, without the dropped ones.
   let chars = 0;
-  for (let k = 0, x = 3; k < v; k++, x += 5) {
-    const s = values[k];
-    if (typeof s !== "string") continue; // bytes, or a span of the UTF-8 buffer (null)
-    b[x] = chars;
+  let k = 0;
+  for (let x = 0; x < to; x += 5) {
+    if ((b[x + 2] & IN_UTF8) !== 0) continue;
+    const s = values[k++];
+    if (typeof s !== "string") continue;
+    b[x + 3] = chars;
     chars += s.length;
   }
   eChars = chars;
@@ -1260,6 +1311,7 @@ export function defineTransform(Plugin) {
         finishForwarded(jb, outData, outRecords, errors);
         bFwdEnd = 0;
         bUtf8Used = 0;
+        bInUtf8 = false;
         return {
           data: outData.buf.subarray(0, outData.len),
           records: wordBytes(outRecords.buf, outRecords.len),

@@ -4,7 +4,7 @@
 // an `email` field becomes `a****@example.com`, any other field keeps only its last two letters
 // or digits. Rejects a record without a value, a value that is not a JSON object, a missing or
 // empty string `id`, an invalid email and a masked field that is not a string.
-import { defineTransform, pointer, Kind, ConfigError } from "sluice";
+import { defineTransform, pointer, Kind, ConfigError, NO_EDIT } from "sluice";
 import { isAlphanumeric, trim } from "sluice/text";
 
 const { STRING, MISSING, OBJECT } = Kind; // module bindings: cheaper than `Kind.STRING` on every record
@@ -26,9 +26,10 @@ class MaskPii {
   }
 
   // The whole batch at once, over columns (see `transformBatch` in plugins/sdk-js/README.md):
-  // every check and mask is a loop over typed arrays in local variables, and the masked values
-  // are written as UTF-8 bytes (`setUtf8`), so no string is made for a valid record. The SDK
-  // forwards what is not rejected with its key, headers and timestamp as they came.
+  // every check and mask is a loop over typed arrays in local variables, the masked values are
+  // written as UTF-8 bytes and set a column at a time (`setUtf8Column`), so a valid record makes
+  // no string, object or call of its own. The SDK forwards what is not rejected with its key,
+  // headers and timestamp as they came.
   transformBatch(batch, out) {
     const n = batch.length;
     const idKinds = batch.kinds(0);
@@ -39,17 +40,25 @@ class MaskPii {
     const kinds = [];
     const starts = [];
     const lengths = [];
-    let text = null; // the host's read: UTF-8 of every declared field
+    const edits = []; // per field: the masked value's span in `buf`, per record
+    let text = null; // the host's read: the UTF-8 of every declared field
+    let ascii = true;
     for (let f = 0; f < m; f++) {
       kinds.push(batch.kinds(f + 1));
       const s = batch.spans(f + 1);
       text = s.text;
+      ascii = s.ascii;
       starts.push(s.starts);
       lengths.push(s.lengths);
+      edits.push(new Uint32Array(n), new Uint32Array(n).fill(NO_EDIT));
     }
-    // The masked values, never longer than the originals, but an email may grow by its "****".
-    let buf = batch.utf8Buffer(text.length + 8 * n + 64);
-    let at = 0;
+    // The masked values are written after a copy of the read's text, so a value's bytes are
+    // copied within one array (`copyWithin`, native) and masked in place. A masked value is never
+    // longer than its original but for an email's "****".
+    const t = text.length;
+    let buf = batch.utf8Buffer(t + t + 8 * n + 64);
+    buf.set(text);
+    let at = t;
     let present = null;
     let roots = null;
     for (let i = 0; i < n; i++) {
@@ -73,74 +82,75 @@ class MaskPii {
         }
         const s = starts[f][i];
         const len = lengths[f][i];
-        if (at + len + 8 > buf.length) buf = batch.utf8Buffer(2 * (at + len + 8));
         const end = s + len;
+        if (at + len + 8 > buf.length) buf = batch.utf8Buffer(2 * (at + len + 8));
+        const o = at;
         if (emails[f]) {
           // Exactly one `@` (a byte never inside a multi-byte UTF-8 sequence), with something
-          // before and after it; the first character (its 1 to 4 bytes), `****`, the domain.
-          let a = -1;
-          let count = 0;
-          for (let k = s; k < end; k++) {
-            if (text[k] === 64) {
-              if (count++ === 0) a = k;
-            }
-          }
-          if (count !== 1 || a === s || a === end - 1) {
+          // before and after it; then the first character (its 1 to 4 bytes), `****`, the domain.
+          const a = text.indexOf(64, s);
+          if (a <= s || a >= end - 1 || text.lastIndexOf(64, end - 1) !== a) {
             out.reject(i, `invalid email \`${decoder.decode(text.subarray(s, end))}\``);
             break;
           }
           const c = text[s];
           const first = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-          const o = at;
-          for (let k = s; k < s + first; k++) buf[at++] = text[k];
-          buf[at++] = 42;
-          buf[at++] = 42;
-          buf[at++] = 42;
-          buf[at++] = 42;
-          for (let k = a; k < end; k++) buf[at++] = text[k];
-          batch.setUtf8(i, f + 1, o, at - o);
-          continue;
-        }
-        // Every letter or digit before the second-to-last one becomes `*`: on the bytes when
-        // the text is ASCII ([0-9A-Za-z]), else on its code points with Unicode's rules.
-        let ascii = true;
-        let seen = 0;
-        let p = end;
-        while (p > s) {
-          const c = text[--p];
-          if (c >= 0x80) {
-            ascii = false;
-            break;
-          }
-          if ((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122)) {
-            if (++seen === 2) break;
-          }
-        }
-        if (ascii) {
-          for (let k = s; k < p; k++) {
-            if (text[k] >= 0x80) {
-              ascii = false;
+          buf.copyWithin(at, s, s + first);
+          at += first;
+          buf[at] = 42;
+          buf[at + 1] = 42;
+          buf[at + 2] = 42;
+          buf[at + 3] = 42;
+          buf.copyWithin(at + 4, a, end);
+          at += 4 + end - a;
+        } else {
+          // Every letter or digit before the second-to-last one becomes `*`: on the bytes when
+          // the text is ASCII ([0-9A-Za-z]), else on its code points with Unicode's rules.
+          let p = end;
+          let seen = 0;
+          let fieldAscii = true;
+          while (p > s) {
+            const c = text[--p];
+            if (c >= 0x80) {
+              fieldAscii = false;
               break;
             }
+            if (ALNUM[c] === 1 && ++seen === 2) break;
           }
+          if (!ascii && fieldAscii) {
+            for (let k = s; k < p; k++) {
+              if (text[k] >= 0x80) {
+                fieldAscii = false;
+                break;
+              }
+            }
+          }
+          if (!fieldAscii) {
+            batch.set(i, f + 1, maskTail(decoder.decode(text.subarray(s, end))));
+            continue;
+          }
+          if (seen < 2) p = s; // fewer than two: nothing is masked
+          buf.copyWithin(at, s, end);
+          for (let k = at, e = at + p - s; k < e; k++) buf[k] = MASK[buf[k]];
+          at += len;
         }
-        if (!ascii) {
-          batch.set(i, f + 1, maskTail(decoder.decode(text.subarray(s, end))));
-          continue;
-        }
-        const o = at;
-        if (seen < 2) p = s; // fewer than two: nothing is masked
-        for (let k = s; k < p; k++) {
-          const c = text[k];
-          buf[at++] = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) ? 42 : c;
-        }
-        for (let k = p; k < end; k++) buf[at++] = text[k];
-        batch.setUtf8(i, f + 1, o, at - o);
+        edits[2 * f][i] = o;
+        edits[2 * f + 1][i] = at - o;
       }
     }
+    for (let f = 0; f < m; f++) batch.setUtf8Column(f + 1, edits[2 * f], edits[2 * f + 1]);
     // Every record not rejected, with its edited document as its value.
     out.forwardAll({ json: true });
   }
+}
+
+// ASCII letters and digits ([0-9A-Za-z]): 1 in ALNUM; MASK maps them to `*`, the rest to itself.
+const ALNUM = new Uint8Array(128);
+const MASK = new Uint8Array(128);
+for (let c = 0; c < 128; c++) {
+  const alnum = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+  ALNUM[c] = alnum ? 1 : 0;
+  MASK[c] = alnum ? 42 : c;
 }
 
 const decoder = new TextDecoder();
