@@ -892,6 +892,64 @@ fn json_edits_agree_in_python_js_and_go() {
     assert_eq!(summary, expected);
 }
 
+/// A throw out of the JS SDK's `transformBatch` (`plugins/testing/js-json-edits-batch` throws
+/// after rejecting, editing and forwarding when a value has `"throw": true`): every record not
+/// rejected before it is rejected with the exception's message, nothing is emitted, and the next
+/// batch on the same instance has none of that batch's edits, outputs or rejections.
+#[test]
+fn js_transform_batch_throw_rejects_the_batch() {
+    let make = |values: &[&[u8]]| {
+        let mut batch = InputBatch::default();
+        let t = batch.topic_index("t");
+        for (i, v) in values.iter().enumerate() {
+            batch.push(Some(b"k"), Some(*v), [], None, t, 0, i as i64);
+        }
+        batch
+    };
+    let mut bad = make(&[
+        br#"{"name":"a"}"#,
+        br#"{"name":"b","reject":true}"#,
+        br#"{"name":"c","throw":true}"#,
+    ]);
+    let mut good = make(&[br#"{"name":"d"}"#, br#"{"name":"e","drop":1}"#]);
+    let dir = "plugins/testing/js-json-edits-batch";
+    let plugin = load(&build(Lang::Js, Path::new(dir)), &[]).unwrap();
+    let mut instance = plugin.instantiate().unwrap();
+    let thrown = "record 2 asked to throw";
+    for _ in 0..2 {
+        let got = outcomes(&instance.process(&mut bad).unwrap());
+        let want = vec![
+            Outcome::Rejected {
+                input: 0,
+                message: thrown.into(),
+            },
+            Outcome::Rejected {
+                input: 1,
+                message: "asked to reject".into(),
+            },
+            Outcome::Rejected {
+                input: 2,
+                message: thrown.into(),
+            },
+        ];
+        assert_eq!(got, want);
+        let got = outcomes(&instance.process(&mut good).unwrap());
+        let values: Vec<_> = got
+            .iter()
+            .map(|o| match o {
+                Outcome::Output {
+                    value, timestamp, ..
+                } => {
+                    assert_eq!(*timestamp, None);
+                    String::from_utf8(value.clone().unwrap()).unwrap()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(values, [r#"{"name":"seen:d"}"#, r#"{"name":"seen:e"}"#]);
+    }
+}
+
 /// The per-key counter (`plugins/testing/<lang>-counter`) under `sluice test`: the same running
 /// counts, the same `late` rejection, the same timer outputs and the same final state in Rust,
 /// Python, JavaScript, Go, C and C++, over two partitions.

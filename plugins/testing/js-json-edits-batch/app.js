@@ -22,6 +22,9 @@ class JsonEditsBatch {
     const nKinds = batch.kinds("/n"); // undeclared: one host call for the batch
     const fails = batch.kinds("/fail");
     const rejects = batch.kinds("/reject");
+    // For js_transform_batch_throw_rejects_the_batch: a throw after some work (a rejection, a
+    // UTF-8 edit, the outputs) rejects every record not yet rejected, and the next batch is clean.
+    const throws = batch.kinds("/throw");
     for (let i = 0; i < n; i++) {
       if (nameKinds[i] === Kind.STRING) {
         const o = at;
@@ -42,6 +45,7 @@ class JsonEditsBatch {
     }
     batch.setUtf8Column(0, starts, lengths);
     out.forwardAll({ json: true });
+    for (let i = 0; i < n; i++) if (throws[i] === Kind.TRUE) throw new Error(`record ${i} asked to throw`);
   }
 }
 
