@@ -438,6 +438,11 @@ impl Chain {
         };
         match result {
             Ok(out) => {
+                if range.len() < batch.len() {
+                    // A slice of a bisection: a record the plugin rejects here explains the trap
+                    // (a batch-at-a-time plugin traps when it cannot tell which record failed).
+                    stage.isolated += out.errors.len();
+                }
                 for (input, message) in over_output_limits(&out, self.plugins[k].limits()) {
                     stage.failures.push((
                         range.start as u32 + input,

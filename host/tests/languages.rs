@@ -849,11 +849,13 @@ fn json_edits_agree_in_python_js_and_go() {
         );
     }
     let mut want = None;
-    // `python-json-edits-batch`: the same with the Python SDK's batch hook, `transform_batch`.
+    // The `-batch` fixtures: the same on the Python and JS SDKs' batch hooks (`transform_batch`,
+    // `transformBatch`).
     for (lang, dir) in [
         (Lang::Python, "plugins/testing/python-json-edits"),
         (Lang::Python, "plugins/testing/python-json-edits-batch"),
         (Lang::Js, "plugins/testing/js-json-edits"),
+        (Lang::Js, "plugins/testing/js-json-edits-batch"),
         (Lang::Go, "plugins/testing/go-json-edits"),
     ] {
         let plugin = load(&build(lang, Path::new(dir)), &[]).unwrap();
@@ -954,6 +956,61 @@ fn a_record_that_raises_in_transform_batch_is_dead_lettered_alone() {
             .as_str()
             .unwrap()
             .contains("saw poison"),
+        "{stdout}"
+    );
+}
+
+/// A throw out of the JS SDK's `transformBatch` (`plugins/testing/js-json-edits-batch` throws
+/// when a value has `"throw": true`) traps the call, as an exception out of Python's
+/// `transform_batch` does: the host bisects, only that record is dead-lettered with the
+/// exception's message, and the other 39 go through.
+#[test]
+fn a_record_that_throws_in_js_transform_batch_is_dead_lettered_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("batch.jsonl");
+    let text: String = (0..40)
+        .map(|i| {
+            let throw = if i == 27 { r#","throw":true"# } else { "" };
+            let value = format!(r#"{{"name":"v{i}"{throw}}}"#);
+            format!(
+                "{}\n",
+                serde_json::json!({"key": format!("k{i}"), "value": value})
+            )
+        })
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let plugin = build(Lang::Js, Path::new("plugins/testing/js-json-edits-batch"));
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "test",
+            plugin.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        !stderr.contains("the plugin's own state went bad"),
+        "a rejection found by the bisection explains the trap: {stderr}"
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outputs = lines.iter().filter(|l| l.get("value").is_some()).count();
+    assert_eq!(outputs, 39, "{stdout}");
+    let rejected: Vec<&Value> = lines.iter().filter(|l| l.get("error").is_some()).collect();
+    assert_eq!(rejected.len(), 1, "{stdout}");
+    assert_eq!(rejected[0]["input"], 27, "{stdout}");
+    assert_eq!(rejected[0]["reason"], "plugin-error", "{stdout}");
+    assert!(
+        rejected[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("asked to throw"),
         "{stdout}"
     );
 }

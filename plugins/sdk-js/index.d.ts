@@ -88,17 +88,72 @@ export declare class Config implements Iterable<[string, string]> {
 /** Thrown by `transform`: this record goes to the dead-letter topic with the message. */
 export declare class Reject extends Error {}
 /** Thrown by the constructor: the host refuses this config with the message. */
-/** The little-endian u32 words of a word list of the contract (a `list<u8>`). */
-export declare function words(bytes: Uint8Array): Uint32Array;
-/** The bytes of the first `n` words of `w` (default all): a word list for the host. */
-export declare function wordBytes(w: Uint32Array, n?: number): Uint8Array;
-
 export declare class ConfigError extends Error {}
+
+/** One batch as columns aligned with its records (index `i` is record `i`), given to
+ * `transformBatch`. Each column is made once per call, by a loop over the host's words; a path
+ * is an index into `jsonPaths` or a JSON Pointer (an undeclared one costs one host `read` for the
+ * whole batch). Valid during the call. */
+export declare class RecordBatch {
+  /** The number of records. */
+  readonly length: number;
+  /** 1 where the record has a value, 0 where it is a Kafka null. */
+  readonly present: Uint8Array;
+  /** What `path` found in each record's value, a `Kind`; `kinds("")` is the document's own
+   * (`MISSING` when the value is absent or not valid JSON). */
+  kinds(path: JsonPath): Uint8Array;
+  /** The UTF-8 length in bytes of `path`'s text in each record (0 when missing, null or a
+   * boolean): a string's length without making the string. */
+  lengths(path: JsonPath): Uint32Array;
+  /** The string at `path` in each record, or null where it is missing or not a string. */
+  strings(path: JsonPath): (string | null)[];
+  /** The JSON text at `path` in each record (a string's decoded value), or null where missing. */
+  texts(path: JsonPath): (string | null)[];
+  /** What the host read at `path`: its UTF-8 text, each record's span in it (a string's
+   * decoded value; length 0 when missing, null or a boolean), and whether the text is ASCII. */
+  spans(path: JsonPath): { text: Uint8Array; starts: Uint32Array; lengths: Uint32Array; ascii: boolean };
+  /** Record `i` as `transform` sees it (its `json` edits are record `i`'s edits). */
+  record(i: number): Record;
+  /** Sets `path` of record `i`'s document to the string `value`. */
+  set(i: number, path: JsonPath, value: string): void;
+  /** Sets `path` of record `i`'s document to the JSON text `json`. */
+  setRaw(i: number, path: JsonPath, json: string | Uint8Array): void;
+  /** Removes `path` from record `i`'s document (nothing if it is missing). */
+  remove(i: number, path: JsonPath): void;
+  /** The batch's buffer for string values written as UTF-8 bytes, at least `capacity` long
+   * (a larger capacity returns a larger buffer holding all the old one held). */
+  utf8Buffer(capacity: number): Uint8Array;
+  /** Sets `path` of record `i`'s document to the string `utf8Buffer()[start, start + length)`. */
+  setUtf8(i: number, path: JsonPath, start: number, length: number): void;
+  /** `setUtf8` for every record whose `lengths[i]` is not `NO_EDIT`, in one call. */
+  setUtf8Column(path: JsonPath, starts: Uint32Array, lengths: Uint32Array): void;
+}
+
+/** The `lengths` entry of `setUtf8Column` for a record that is not edited (0xffffffff). */
+export declare const NO_EDIT: number;
+
+/** What `transformBatch` does with the batch's records: `reject` some, then `forwardAll` the
+ * rest (once, last). A record neither rejected nor forwarded is dropped. */
+export declare class BatchEmitter {
+  /** Sends record `i` to the dead-letter topic with `message` and drops its edits; a second
+   * rejection of the same record keeps the first message. */
+  reject(i: number, message: string | Error): void;
+  /** Whether record `i` was rejected. */
+  rejected(i: number): boolean;
+  /** Sends every record not rejected on, in order, with its key, headers and timestamp as they
+   * came (words copied, nothing decoded); the value is its own, or with `{ json: true }` its
+   * document with its edits applied (the output of `out.forward(record, { value: record.json })`). */
+  forwardAll(options?: { json?: boolean }): void;
+}
 
 export interface Plugin {
   /** JSON Pointers read by the host for every record of a batch in one call. */
   jsonPaths?: string[];
-  transform(record: Record, out: Emitter): void;
+  /** Called for every record, in order (unless `transformBatch` is defined). */
+  transform?(record: Record, out: Emitter): void;
+  /** Called once per batch instead of `transform` when defined. A throw traps the call: the host
+   * bisects the batch on fresh instances and dead-letters only the record that throws. */
+  transformBatch?(batch: RecordBatch, out: BatchEmitter): void;
 }
 
 export declare function defineTransform(plugin: new (config: Config) => Plugin): {

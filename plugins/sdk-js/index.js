@@ -559,7 +559,6 @@ class JsonBatch {
   /** The edits' text, and their words pointing into it. */
   editText() {
     const values = this.editValues;
-    const words = this.editWords.buf.subarray(0, this.editWords.len);
     if (eAscii) {
       const bytes = utf8Encode(values.join(""));
       if (bytes.length === eChars) return bytes; // ASCII: byte offsets are char offsets
@@ -568,12 +567,16 @@ class JsonBatch {
     let total = 0;
     for (const p of parts) total += p.length;
     const bytes = new Uint8Array(total);
+    const e = this.editWords.buf;
     let o = 0;
-    for (let k = 0; k < parts.length; k++) {
-      bytes.set(parts[k], o);
-      words[5 * k + 3] = o;
-      words[5 * k + 4] = parts[k].length;
-      o += parts[k].length;
+    let k = 0;
+    for (let x = 0; x < this.editWords.len; x += 5) {
+      if ((e[x + 2] & IN_UTF8) !== 0) continue; // a span of `transformBatch`'s UTF-8 buffer
+      const p = parts[k++];
+      bytes.set(p, o);
+      e[x + 3] = o;
+      e[x + 4] = p.length;
+      o += p.length;
     }
     return bytes;
   }
@@ -709,20 +712,499 @@ export class Json {
   }
   /** Sets `path` to the string `value` (a missing key of an existing object is added at its end). */
   set(path, value) {
-    this._jb.edit(this._i, path, 1, typeof value === "string" ? value : String(value));
+    const v = typeof value === "string" ? value : String(value);
+    // In `transformBatch` (a view from `batch.record(i)`) the batch's edits are by input.
+    if (bN > 0) batchEdit(this._i, path, 1, v);
+    else this._jb.edit(this._i, path, 1, v);
   }
   /** Sets `path` to the JSON text `json` (string or UTF-8 Uint8Array). */
   setRaw(path, json) {
-    this._jb.edit(this._i, path, 2, json);
+    if (bN > 0) batchEdit(this._i, path, 2, json);
+    else this._jb.edit(this._i, path, 2, json);
   }
   /** Removes `path` (nothing if it is missing). */
   remove(path) {
-    this._jb.edit(this._i, path, 0, "");
+    if (bN > 0) batchEdit(this._i, path, 0, "");
+    else this._jb.edit(this._i, path, 0, "");
   }
 }
 
 function span(data, off, len) {
   return len === NONE ? null : data.subarray(off, off + len);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The batch-at-a-time API: `transformBatch(batch, out)`.
+//
+// Every record costs the per-record path a few objects (the record view, its `json` view, the
+// options of `forward`) and a few dozen property reads and calls, ~0.1-1 µs each in
+// StarlingMonkey's interpreter. A plugin that defines `transformBatch` instead gets the batch as
+// columns (typed arrays and arrays, made once per batch with loops over the host's words) and
+// works over them in its own loops on local variables; the SDK writes the outputs of the whole
+// batch in one loop of word copies.
+
+/** One batch, as columns aligned with its records (index `i` is record `i`), for
+ * `transformBatch(batch, out)`. Columns are made once per batch when first asked for; a path is
+ * an index into the plugin's `jsonPaths` or a JSON Pointer (an undeclared one costs one host
+ * `read` for the whole batch). Edits (`set`, `setRaw`, `remove`) apply in order to record `i`'s
+ * document; `out.forwardAll({ json: true })` sends the edited documents. Valid during the call. */
+export class RecordBatch {
+  constructor(c, n) {
+    /** The number of records. */
+    this.length = n;
+    this._c = c;
+    this._cols = new Map(); // path -> [fields, stride, first word, text bytes, text string]
+    this._present = null;
+  }
+  /** Uint8Array: 1 where the record has a value, 0 where it is a Kafka null. */
+  get present() {
+    if (this._present === null) {
+      const n = this.length;
+      const w = this._c.w;
+      const p = new Uint8Array(n);
+      for (let i = 0, b = 3; i < n; i++, b += 12) p[i] = w[b] === NONE ? 0 : 1;
+      this._present = p;
+    }
+    return this._present;
+  }
+  /** Record `i` as `transform` sees it (key, value, headers, timestamp, topic, offset, json). */
+  record(i) {
+    this._check(i);
+    return new InputRecord(this._c, i * 12);
+  }
+  _check(i) {
+    if (!(i >= 0 && i < this.length && (i | 0) === i)) throw new RangeError(`record index ${i} is not in this batch of ${this.length}`);
+  }
+  /** Where `path`'s words are: declared paths in the batch's `read`, others read once. */
+  _col(path) {
+    const jb = this._c.jb;
+    let col = this._cols.get(path);
+    if (col !== undefined) return col;
+    let p = path;
+    if (path === "") p = -1;
+    else if (typeof path === "string") {
+      const k = jb.index.get(path);
+      if (k !== undefined && k < jb.nread) p = k;
+    } else if (!(typeof path === "number" && path >= 0 && path < jb.nread && (path | 0) === path)) {
+      throw new RangeError(`JSON path index ${path} is not one of the ${jb.nread} declared in jsonPaths`);
+    }
+    if (typeof p === "number" && jb.fields !== null) {
+      col = [jb.fields, jb.stride, p < 0 ? 0 : 1 + 3 * p, jb.text, jb.textStr];
+    } else {
+      // Not read with the batch: one `read` of this path (or none, for the root) for every document.
+      const n = this.length;
+      const w = this._c.w;
+      const docs = new Uint32Array(2 * n);
+      for (let i = 0; i < n; i++) {
+        docs[2 * i] = w[12 * i + 2];
+        docs[2 * i + 1] = w[12 * i + 3];
+      }
+      const root = p === -1;
+      const f = jsonRead(this._c.data, wordBytes(docs), root ? [] : [path]);
+      const t = utf8Decode(f.text);
+      col = [words(f.fields), root ? 1 : 4, root ? 0 : 1, f.text, t.length === f.text.length ? t : null];
+    }
+    this._cols.set(path, col);
+    return col;
+  }
+  /** Uint8Array of what `path` found in each record's value: a `Kind` (`kinds("")`: the document
+   * itself, `MISSING` when the value is absent or not valid JSON). */
+  kinds(path) {
+    const col = this._col(path);
+    const f = col[0];
+    const stride = col[1];
+    const n = this.length;
+    const k = new Uint8Array(n);
+    for (let i = 0, x = col[2]; i < n; i++, x += stride) k[i] = f[x];
+    return k;
+  }
+  /** Uint32Array of the UTF-8 length in bytes of `path`'s text in each record (0 when missing,
+   * null, false or true): a string's length without making the string. */
+  lengths(path) {
+    const col = this._col(path);
+    const f = col[0];
+    const stride = col[1];
+    const n = this.length;
+    const out = new Uint32Array(n);
+    if (col[2] === 0) return out; // the root: its text is not read
+    for (let i = 0, x = col[2]; i < n; i++, x += stride) out[i] = f[x + 2];
+    return out;
+  }
+  /** Array of the string at `path` in each record, or null where it is missing or not a string. */
+  strings(path) {
+    const col = this._col(path);
+    const f = col[0];
+    const stride = col[1];
+    const text = col[3];
+    const s = col[4];
+    const n = this.length;
+    const out = new Array(n);
+    if (col[2] === 0) return out.fill(null);
+    for (let i = 0, x = col[2]; i < n; i++, x += stride) {
+      if (f[x] !== STRING) {
+        out[i] = null;
+        continue;
+      }
+      const o = f[x + 1];
+      // The batch's text as one string when it is ASCII: a substring, no decoding.
+      out[i] = s !== null ? s.substring(o, o + f[x + 2]) : utf8Decode(text.subarray(o, o + f[x + 2]));
+    }
+    return out;
+  }
+  /** Array of the JSON text at `path` in each record (compact, as serde_json prints it; a
+   * string's is its decoded value), or null where it is missing. */
+  texts(path) {
+    const col = this._col(path);
+    if (col[2] === 0) throw new RangeError('texts("") is not read by the host: read the fields you need');
+    const f = col[0];
+    const stride = col[1];
+    const text = col[3];
+    const s = col[4];
+    const n = this.length;
+    const out = new Array(n);
+    for (let i = 0, x = col[2]; i < n; i++, x += stride) {
+      const k = f[x];
+      if (k === 0) out[i] = null;
+      else if (k === 1) out[i] = "null";
+      else if (k === 2) out[i] = "false";
+      else if (k === 3) out[i] = "true";
+      else {
+        const o = f[x + 1];
+        out[i] = s !== null ? s.substring(o, o + f[x + 2]) : utf8Decode(text.subarray(o, o + f[x + 2]));
+      }
+    }
+    return out;
+  }
+  /** Sets `path` of record `i`'s document to the string `value`. */
+  set(i, path, value) {
+    if (typeof value !== "string") value = String(value);
+    // `batchEdit` inline for a declared path: this is the call a plugin makes per record.
+    if (typeof path === "number" && path >= 0 && path < jRead && (path | 0) === path && i >= 0 && i < bN && (i | 0) === i) {
+      const e = eWords;
+      const n = e.len;
+      if (n + 5 > e.buf.length) e.reserve(5);
+      const b = e.buf;
+      b[n] = i;
+      b[n + 1] = path;
+      b[n + 2] = 1;
+      b[n + 3] = eChars;
+      b[n + 4] = value.length;
+      eChars += value.length;
+      e.len = n + 5;
+      eValues.push(value);
+    } else {
+      batchEdit(i, path, 1, value);
+    }
+  }
+  /** Sets `path` of record `i`'s document to the JSON text `json` (string or UTF-8 bytes). */
+  setRaw(i, path, json) {
+    batchEdit(i, path, 2, json);
+  }
+  /** A Uint8Array of at least `capacity` bytes for string values written as UTF-8 (`setUtf8`),
+   * kept across batches: a call with a larger capacity returns a larger one holding all the
+   * old one held. Writing bytes on a typed array skips making a string per value. */
+  utf8Buffer(capacity) {
+    if (bUtf8.length < capacity) {
+      const b = new Uint8Array(Math.max(capacity, 2 * bUtf8.length));
+      b.set(bUtf8); // all of it: the plugin may have written past the spans set so far
+      bUtf8 = b;
+    }
+    return bUtf8;
+  }
+  /** Sets `path` of record `i`'s document to the string whose UTF-8 bytes are
+   * `utf8Buffer()[start, start + length)` (not valid UTF-8: the document cannot be written and
+   * the record is rejected, as for any failed edit). */
+  setUtf8(i, path, start, length) {
+    if (!(start >= 0 && length >= 0 && start + length <= bUtf8.length && (start | 0) === start && (length | 0) === length)) {
+      throw new RangeError(`bytes ${start}..${start + length} are not in the batch's UTF-8 buffer of ${bUtf8.length}`);
+    }
+    if (!(typeof path === "number" && path >= 0 && path < jRead && (path | 0) === path)) path = curJb.slot(path);
+    if (!(i >= 0 && i < bN && (i | 0) === i)) throw new RangeError(`record index ${i} is not in this batch of ${bN}`);
+    const e = eWords;
+    const n = e.len;
+    if (n + 5 > e.buf.length) e.reserve(5);
+    const b = e.buf;
+    b[n] = i;
+    b[n + 1] = path;
+    b[n + 2] = 1 | IN_UTF8; // no entry in eValues
+    b[n + 3] = start;
+    b[n + 4] = length;
+    e.len = n + 5;
+    bInUtf8 = true;
+    if (start + length > bUtf8Used) bUtf8Used = start + length;
+  }
+  /** `setUtf8` for a whole column: sets `path` of every record `i` whose `lengths[i]` is not
+   * `NO_EDIT` (0xffffffff) to the string at `utf8Buffer()[starts[i], starts[i] + lengths[i])`.
+   * `starts` and `lengths` are Uint32Arrays of at least `length` entries. One call, one loop: the
+   * edits of a column cost a few words each. */
+  setUtf8Column(path, starts, lengths) {
+    const n = bN;
+    if (!(starts instanceof Uint32Array && lengths instanceof Uint32Array && starts.length >= n && lengths.length >= n)) {
+      throw new TypeError(`setUtf8Column takes two Uint32Arrays of at least ${n} entries (starts, lengths)`);
+    }
+    const p = typeof path === "number" && path >= 0 && path < jRead && (path | 0) === path ? path : curJb.slot(path);
+    const e = eWords;
+    e.reserve(5 * n);
+    const b = e.buf;
+    const cap = bUtf8.length;
+    let x = e.len;
+    let used = bUtf8Used;
+    for (let i = 0; i < n; i++) {
+      const len = lengths[i];
+      if (len === NONE) continue;
+      const s = starts[i];
+      if (s + len > cap) throw new RangeError(`record ${i}: bytes ${s}..${s + len} are not in the batch's UTF-8 buffer of ${cap}`);
+      b[x] = i;
+      b[x + 1] = p;
+      b[x + 2] = 1 | IN_UTF8;
+      b[x + 3] = s;
+      b[x + 4] = len;
+      x += 5;
+      if (s + len > used) used = s + len;
+    }
+    e.len = x;
+    bUtf8Used = used;
+    bInUtf8 = true;
+  }
+  /** What the host read at `path`: `{ text, starts, lengths }`, the read's UTF-8 text (a
+   * Uint8Array) and each record's span in it (a string's decoded value; length 0 when missing,
+   * null or a boolean), and `ascii`: whether all of `text` is ASCII (so is every string in
+   * it): strings as bytes, without making them. */
+  spans(path) {
+    const col = this._col(path);
+    if (col[2] === 0) throw new RangeError('spans("") is not read by the host: read the fields you need');
+    const f = col[0];
+    const stride = col[1];
+    const n = this.length;
+    const starts = new Uint32Array(n);
+    const lengths = new Uint32Array(n);
+    for (let i = 0, x = col[2]; i < n; i++, x += stride) {
+      starts[i] = f[x + 1];
+      lengths[i] = f[x + 2];
+    }
+    return { text: col[3], starts, lengths, ascii: col[4] !== null };
+  }
+  /** Removes `path` from record `i`'s document (nothing if it is missing). */
+  remove(i, path) {
+    batchEdit(i, path, 0, "");
+  }
+}
+
+let bN = 0; // the number of records of the batch in `transformBatch` (0 outside it)
+let bUtf8 = new Uint8Array(0); // the UTF-8 buffer of `setUtf8` (kept across batches)
+let bUtf8Used = 0; // how much of it this batch's edits use
+let bInUtf8 = false; // whether an edit of this batch is a span of it
+// Marks an edit (in its operation word) whose text is a span of the UTF-8 buffer, not an entry of
+// eValues; cleared before the `write` call.
+const IN_UTF8 = 0x100;
+/** The `lengths` entry of `setUtf8Column` for a record whose field is not edited. */
+export const NO_EDIT = 0xffffffff;
+
+/** Records an edit of input `i` (word 0 is the input index until `finishBatch` maps it). */
+function batchEdit(i, path, op, value) {
+  if (!(i >= 0 && i < bN && (i | 0) === i)) throw new RangeError(`record index ${i} is not in this batch of ${bN}`);
+  const p = typeof path === "number" && path >= 0 && path < jRead && (path | 0) === path ? path : curJb.slot(path);
+  const e = eWords;
+  const n = e.len;
+  if (n + 5 > e.buf.length) e.reserve(5);
+  const b = e.buf;
+  b[n] = i;
+  b[n + 1] = p;
+  b[n + 2] = op;
+  b[n + 3] = eChars;
+  if (typeof value === "string") {
+    b[n + 4] = value.length;
+    eChars += value.length;
+  } else {
+    eAscii = false;
+    b[n + 4] = 0;
+  }
+  e.len = n + 5;
+  eValues.push(value);
+}
+
+/** Where `transformBatch` says what becomes of the batch's records: `reject(i, message)` some,
+ * then `forwardAll()` the rest. A record neither rejected nor forwarded is dropped. */
+export class BatchEmitter {
+  constructor(n, errors) {
+    this._n = n;
+    this._errors = errors;
+    this._rejected = new Uint8Array(n);
+    this._done = false;
+  }
+  /** Sends record `i` to the dead-letter topic with `message`: it has no output, and its edits
+   * are dropped. A second rejection of the same record keeps the first message. */
+  reject(i, message) {
+    if (!(i >= 0 && i < this._n && (i | 0) === i)) throw new RangeError(`record index ${i} is not in this batch of ${this._n}`);
+    if (this._done) throw new Error("reject after forwardAll: reject records before forwarding the batch");
+    const r = this._rejected;
+    if (r[i] !== 0) return;
+    r[i] = 1;
+    this._errors.push({ input: i, message: message instanceof Error ? message.message || message.name : String(message) });
+  }
+  /** Whether record `i` was rejected. */
+  rejected(i) {
+    return this._rejected[i] === 1;
+  }
+  /**
+   * Sends every record not rejected on to the default output, in order, with its key, headers
+   * and timestamp as they came (their words copied, nothing decoded). The value is the record's
+   * own, or with `{ json: true }` its document with its edits applied, serialised by the host as
+   * `out.forward(record, { value: record.json })` would (a record whose value is absent or not
+   * valid JSON, or whose edit fails, is then rejected as there). Call it once, last.
+   */
+  forwardAll(options) {
+    if (this._done) throw new Error("forwardAll called twice in one batch");
+    this._done = true;
+    const json = options !== undefined && options !== null && options.json === true;
+    const n = this._n;
+    const rej = this._rejected;
+    const w = inW;
+    const hs = oHdr;
+    const r = oRec;
+    r.reserve(10 * n);
+    const o = r.buf;
+    let m = r.len;
+    const docmap = eDocmap;
+    const wd = curJb.wdocs;
+    wd.reserve(2 * n);
+    const d = wd.buf;
+    let j = wd.len >> 1;
+    bFwdAt = m;
+    bFwdDoc = j;
+    // Header words: every input's are copied in one go below when nothing was rejected (the
+    // output's header list is then the input's), else record by record.
+    hs.reserve(inHW.length);
+    const hw = hs.buf;
+    let h = hs.len;
+    const from = inHW;
+    for (let i = 0, b = 0; i < n; i++, b += 12) {
+      if (rej[i] !== 0) continue;
+      const count = w[b + 5];
+      o[m + 5] = h >> 2;
+      o[m + 6] = count;
+      for (let x = w[b + 4] * 4, end = x + count * 4; x < end; x++) hw[h++] = from[x];
+      o[m] = i;
+      o[m + 1] = w[b];
+      o[m + 2] = w[b + 1];
+      if (json) {
+        // Filled in after the batch's one `write` call (finishForwarded).
+        d[2 * j] = w[b + 2];
+        d[2 * j + 1] = w[b + 3];
+        docmap[i] = j;
+        j++;
+        o[m + 3] = 0;
+        o[m + 4] = NONE;
+        o[m + 7] = 0;
+        o[m + 8] = 0x80000000;
+      } else {
+        o[m + 3] = w[b + 2];
+        o[m + 4] = w[b + 3];
+        o[m + 7] = w[b + 6];
+        o[m + 8] = w[b + 7];
+      }
+      o[m + 9] = NONE;
+      m += 10;
+    }
+    hs.len = h;
+    r.len = m;
+    wd.len = 2 * j;
+    if (json) bFwdEnd = m;
+  }
+}
+
+let bFwdAt = 0; // where `forwardAll({ json: true })`'s output words start...
+let bFwdEnd = 0; // ...and end (0: it was not called)
+let bFwdDoc = 0; // the `write` document of its first output (the next ones follow in order)
+
+/** After the batch's `write`: the value spans of `forwardAll({ json: true })`'s outputs, and
+ * the rejection of those whose document could not be written. */
+function finishForwarded(jb, outData, outRecords, errors) {
+  if (bFwdEnd === 0) return;
+  let text = jb.editText();
+  if (bInUtf8) {
+    // `setUtf8` edits point into the UTF-8 buffer, which goes first; the others move after it.
+    const u = bUtf8Used;
+    const all = new Uint8Array(u + text.length);
+    all.set(bUtf8.subarray(0, u));
+    all.set(text, u);
+    const e = jb.editWords.buf;
+    for (let x = 0, end = jb.editWords.len; x < end; x += 5) {
+      if ((e[x + 2] & IN_UTF8) !== 0) e[x + 2] &= ~IN_UTF8;
+      else e[x + 3] += u;
+    }
+    text = all;
+  }
+  const res = jsonWrite(jb.data, wordBytes(jb.wdocs.buf, jb.wdocs.len), jb.paths, wordBytes(jb.editWords.buf, jb.editWords.len), text);
+  const base = outData.len;
+  outData.push(res.data);
+  const d = words(res.docs);
+  const r = outRecords.buf;
+  let failed = false;
+  for (let pos = bFwdAt, j = bFwdDoc; pos < bFwdEnd; pos += 10, j++) {
+    const len = d[2 * j + 1];
+    if (len === NONE) {
+      failed = true;
+      r[pos] |= 0x80000000; // marked: dropped below
+      continue;
+    }
+    r[pos + 3] = base + d[2 * j];
+    r[pos + 4] = len;
+  }
+  if (!failed) return;
+  // A rejected input emits nothing: its output goes, as in the per-record path.
+  let to = bFwdAt;
+  for (let k = bFwdAt; k < outRecords.len; k += 10) {
+    const i = r[k];
+    if (i >= 0x80000000) {
+      errors.push({ input: i & 0x7fffffff, message: jb.failure(i & 0x7fffffff) });
+      continue;
+    }
+    if (to !== k) r.copyWithin(to, k, k + 10);
+    to += 10;
+  }
+  outRecords.len = to;
+}
+
+/** After `transformBatch`: the edits' input indices become documents of the `write` call, and
+ * the edits of records not forwarded as documents (rejected, dropped) go. */
+function finishBatchEdits(jb) {
+  const e = jb.editWords;
+  const b = e.buf;
+  const values = jb.editValues;
+  const docmap = jb.docmap;
+  let to = 0;
+  let v = 0; // values kept
+  let vin = 0; // values seen
+  for (let k = 0; k < e.len; k += 5) {
+    const own = (b[k + 2] & IN_UTF8) === 0; // has an entry in `values`
+    const j = docmap[b[k]];
+    if (j < 0) {
+      if (own) vin++;
+      continue;
+    }
+    b[to] = j;
+    b[to + 1] = b[k + 1];
+    b[to + 2] = b[k + 2];
+    b[to + 3] = b[k + 3];
+    b[to + 4] = b[k + 4];
+    if (own) values[v++] = values[vin++];
+    to += 5;
+  }
+  if (to === e.len) return;
+  e.len = to;
+  values.length = v;
+  // The strings' offsets in their joined text, without the dropped ones.
+  let chars = 0;
+  let k = 0;
+  for (let x = 0; x < to; x += 5) {
+    if ((b[x + 2] & IN_UTF8) !== 0) continue;
+    const s = values[k++];
+    if (typeof s !== "string") continue;
+    b[x + 3] = chars;
+    chars += s.length;
+  }
+  eChars = chars;
 }
 
 /** Runs `call(i, out)` for i in 0..n with one emitter (no input data), each call's outputs
@@ -807,6 +1289,39 @@ export function defineTransform(Plugin) {
       const jb = new JsonBatch(data, w, n, paths, index);
       const c = new Batch(data, w, hw, topics, jb);
       const p = plugin;
+      if (typeof p.transformBatch === "function") {
+        const out = new BatchEmitter(n, errors);
+        bN = n;
+        curRec = null;
+        try {
+          p.transformBatch(new RecordBatch(c, n), out);
+        } catch (e) {
+          // Which record is to blame is unknown: trap, and the host re-runs the batch in halves
+          // on fresh instances until the record that throws is alone (the rest go through); a
+          // batch of one is that record: rejected with the message.
+          if (n > 1) throw e;
+          const m = message(e);
+          for (let i = 0; i < n; i++) if (out._rejected[i] === 0) errors.push({ input: i, message: m });
+          errors.sort((a, b) => a.input - b.input);
+          outRecords.len = 0;
+          outHeaders.len = 0;
+          bFwdEnd = 0;
+          jb.docmap.fill(-1); // and no `write`: its edits go too
+        }
+        bN = 0;
+        finishBatchEdits(jb);
+        finishForwarded(jb, outData, outRecords, errors);
+        bFwdEnd = 0;
+        bUtf8Used = 0;
+        bInUtf8 = false;
+        return {
+          data: outData.buf.subarray(0, outData.len),
+          records: wordBytes(outRecords.buf, outRecords.len),
+          headers: wordBytes(outHeaders.buf, outHeaders.len),
+          outputs,
+          errors,
+        };
+      }
       // Nothing is saved per record for a rollback: a record that throws is the last one
       // written, so its outputs and edits are found at the ends of their lists by input index.
       for (let i = 0; i < n; i++) {
