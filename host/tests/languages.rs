@@ -901,118 +901,103 @@ fn json_edits_agree_in_python_js_and_go() {
     assert_eq!(summary, expected);
 }
 
-/// An exception escaping Python's `transform_batch` traps the call; the host re-runs the batch in
-/// halves until the record that raises is alone: only it is dead-lettered, with the exception's
-/// message, and every other record is forwarded in order.
-#[test]
-fn a_record_that_raises_in_transform_batch_is_dead_lettered_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("batch.jsonl");
-    let text: String = (0..40)
-        .map(|i| {
-            let v = if i == 27 {
-                "poison".to_string()
-            } else {
-                format!("v{i}")
-            };
-            format!("{{\"key\":\"k{i}\",\"value\":\"{v}\"}}\n")
-        })
-        .collect();
-    std::fs::write(&input, text).unwrap();
-    let plugin = build(
-        Lang::Python,
-        Path::new("plugins/testing/python-identity-batch"),
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("test")
-        .arg(&plugin)
-        .arg("--input")
-        .arg(&input)
-        .arg("--config")
-        .arg("raise_on=poison")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let forwarded: Vec<&str> = lines.iter().filter_map(|l| l["value"].as_str()).collect();
-    let expected: Vec<String> = (0..40)
-        .filter(|i| *i != 27)
-        .map(|i| format!("v{i}"))
-        .collect();
-    assert_eq!(forwarded, expected, "{stdout}");
-    let rejected: Vec<&Value> = lines.iter().filter(|l| l.get("error").is_some()).collect();
-    assert_eq!(rejected.len(), 1, "{stdout}");
-    assert_eq!(rejected[0]["input"], 27, "{stdout}");
-    assert!(
-        rejected[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("saw poison"),
-        "{stdout}"
-    );
-}
+/// An exception escaping Python's `transform_batch` or JS's `transformBatch` traps the call; the
+/// host re-runs the batch in halves until the record that raises is alone: only it is
+/// dead-lettered (`plugin-error`, with the exception's message), every other record is forwarded
+/// in order, and the bisection's rejection explains the trap (no "state went bad" warning).
+/// Python: `python-identity-batch` with `raise_on`; JS: `js-json-edits-batch`, which throws on a
+/// value with `"throw": true`.
+/// Language, plugin directory, extra `sluice test` arguments, value of record `i`, message.
+type HookCase = (
+    Lang,
+    &'static str,
+    &'static [&'static str],
+    fn(usize) -> String,
+    &'static str,
+);
 
-/// A throw out of the JS SDK's `transformBatch` (`plugins/testing/js-json-edits-batch` throws
-/// when a value has `"throw": true`) traps the call, as an exception out of Python's
-/// `transform_batch` does: the host bisects, only that record is dead-lettered with the
-/// exception's message, and the other 39 go through.
 #[test]
-fn a_record_that_throws_in_js_transform_batch_is_dead_lettered_alone() {
+fn a_record_that_raises_in_a_batch_hook_is_dead_lettered_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("batch.jsonl");
-    let text: String = (0..40)
-        .map(|i| {
-            let throw = if i == 27 { r#","throw":true"# } else { "" };
-            let value = format!(r#"{{"name":"v{i}"{throw}}}"#);
-            format!(
-                "{}\n",
-                serde_json::json!({"key": format!("k{i}"), "value": value})
-            )
-        })
-        .collect();
-    std::fs::write(&input, text).unwrap();
-    let plugin = build(Lang::Js, Path::new("plugins/testing/js-json-edits-batch"));
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "test",
-            plugin.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(
-        !stderr.contains("the plugin's own state went bad"),
-        "a rejection found by the bisection explains the trap: {stderr}"
-    );
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let outputs = lines.iter().filter(|l| l.get("value").is_some()).count();
-    assert_eq!(outputs, 39, "{stdout}");
-    let rejected: Vec<&Value> = lines.iter().filter(|l| l.get("error").is_some()).collect();
-    assert_eq!(rejected.len(), 1, "{stdout}");
-    assert_eq!(rejected[0]["input"], 27, "{stdout}");
-    assert_eq!(rejected[0]["reason"], "plugin-error", "{stdout}");
-    assert!(
-        rejected[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("asked to throw"),
-        "{stdout}"
-    );
+    let cases: [HookCase; 2] = [
+        (
+            Lang::Python,
+            "plugins/testing/python-identity-batch",
+            &["--config", "raise_on=poison"],
+            |i| {
+                if i == 27 {
+                    "poison".into()
+                } else {
+                    format!("v{i}")
+                }
+            },
+            "saw poison",
+        ),
+        (
+            Lang::Js,
+            "plugins/testing/js-json-edits-batch",
+            &[],
+            |i| {
+                let throw = if i == 27 { r#","throw":true"# } else { "" };
+                format!(r#"{{"name":"v{i}"{throw}}}"#)
+            },
+            "asked to throw",
+        ),
+    ];
+    for (lang, plugin_dir, args, value, message) in cases {
+        let input = dir.path().join(format!("{}.jsonl", lang.name()));
+        let text: String = (0..40)
+            .map(|i| {
+                let line = serde_json::json!({"key": format!("k{i}"), "value": value(i)});
+                format!("{line}\n")
+            })
+            .collect();
+        std::fs::write(&input, text).unwrap();
+        let plugin = build(lang, Path::new(plugin_dir));
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("test")
+            .arg(&plugin)
+            .arg("--input")
+            .arg(&input)
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{plugin_dir}: {stdout}{stderr}");
+        assert!(
+            !stderr.contains("the plugin's own state went bad"),
+            "{plugin_dir}: a rejection found by the bisection explains the trap: {stderr}"
+        );
+        let lines: Vec<Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let forwarded: Vec<u64> = lines
+            .iter()
+            .filter(|l| l.get("value").is_some())
+            .map(|l| l["input"].as_u64().unwrap())
+            .collect();
+        let expected: Vec<u64> = (0..40).filter(|i| *i != 27).collect();
+        assert_eq!(forwarded, expected, "{plugin_dir}: {stdout}");
+        if lang == Lang::Python {
+            // The identity forwards each value as it came.
+            let values: Vec<&str> = lines.iter().filter_map(|l| l["value"].as_str()).collect();
+            let want: Vec<String> = expected.iter().map(|i| value(*i as usize)).collect();
+            assert_eq!(values, want, "{stdout}");
+        }
+        let rejected: Vec<&Value> = lines.iter().filter(|l| l.get("error").is_some()).collect();
+        assert_eq!(rejected.len(), 1, "{plugin_dir}: {stdout}");
+        assert_eq!(rejected[0]["input"], 27, "{plugin_dir}: {stdout}");
+        assert_eq!(
+            rejected[0]["reason"], "plugin-error",
+            "{plugin_dir}: {stdout}"
+        );
+        assert!(
+            rejected[0]["error"].as_str().unwrap().contains(message),
+            "{plugin_dir}: {stdout}"
+        );
+    }
 }
 
 /// The per-key counter (`plugins/testing/<lang>-counter`) under `sluice test`: the same running

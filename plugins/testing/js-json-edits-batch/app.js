@@ -22,7 +22,7 @@ class JsonEditsBatch {
     const nKinds = batch.kinds("/n"); // undeclared: one host call for the batch
     const fails = batch.kinds("/fail");
     const rejects = batch.kinds("/reject");
-    // For a_record_that_throws_in_js_transform_batch_is_dead_lettered_alone: a throw after some work (a rejection, a
+    // For a_record_that_raises_in_a_batch_hook_is_dead_lettered_alone: a throw after some work (a rejection, a
     // UTF-8 edit, the outputs) rejects every record not yet rejected, and the next batch is clean.
     const throws = batch.kinds("/throw");
     for (let i = 0; i < n; i++) {

@@ -2,7 +2,7 @@
 and headers as they came), for host/tests/languages.rs
 (identity_forwards_the_same_records_in_every_language). With config `raise_on = VALUE`, raises
 from `transform_batch` when a record has that value (an exception the hook does not catch:
-`a_record_that_raises_in_transform_batch_is_dead_lettered_alone`)."""
+`a_record_that_raises_in_a_batch_hook_is_dead_lettered_alone`)."""
 
 import sluice
 
