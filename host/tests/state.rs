@@ -11,6 +11,9 @@
 //!   dead-letter topic with reason `late`, and each window's result is emitted once.
 //! - A timer that `on-timer` rejects or traps on goes to the dead-letter topic alone, named by
 //!   its headers; the other timers of the same call are emitted and the pipeline goes on.
+//! - A missing changelog topic is created with the inputs' partition count (6, not the
+//!   cluster's default of 4 that a topic auto-created by a metadata request would get), and
+//!   counts stay exact across a restart that restores from it.
 
 mod common;
 
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use common::{HostProcess, Kafka, Record, write_config};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 const PARTITIONS: i32 = 4;
@@ -41,14 +45,24 @@ kafka_topic = "out"
 "#;
 
 fn setup(delivery: &str) -> (Kafka, tempfile::TempDir, std::path::PathBuf) {
+    setup_with(delivery, PARTITIONS, CONFIG)
+}
+
+/// `in` and `out` with `partitions` partitions, `dlq` with 1, and `config` (with `DELIVERY`)
+/// written for the cluster.
+fn setup_with(
+    delivery: &str,
+    partitions: i32,
+    config: &str,
+) -> (Kafka, tempfile::TempDir, std::path::PathBuf) {
     let kafka = Kafka::new(1);
-    for (topic, partitions) in [("in", PARTITIONS), ("out", PARTITIONS), ("dlq", 1)] {
+    for (topic, partitions) in [("in", partitions), ("out", partitions), ("dlq", 1)] {
         kafka.topic(topic, partitions);
     }
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        &CONFIG.replace("DELIVERY", delivery),
+        &config.replace("DELIVERY", delivery),
         &kafka.bootstrap(),
     );
     (kafka, dir, config)
@@ -216,6 +230,87 @@ fn a_trap_on_one_record_discards_only_its_change() {
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].value_str(), "boom");
     assert_eq!(dlq[0].header("sluice.error.reason"), Some("trap"));
+}
+
+/// `CONFIG` with the changelog topic named, so the test can look at it.
+const NAMED_CHANGELOG_CONFIG: &str = r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+consumer = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }
+[[pipeline]]
+name = "counter"
+inputs = ["in"]
+delivery = "DELIVERY"
+dead_letter_topic = "dlq"
+plugins = [{ path = "{plugin:key_counter}" }]
+batch = { max_records = 50, linger_ms = 5 }
+commit_interval_ms = 100
+state = { changelog_topic = "counter-changelog" }
+[pipeline.outputs.main]
+kafka_topic = "out"
+"#;
+
+/// The partition count of `topic` as the cluster reports it (None while it does not exist),
+/// read by a consumer, which never auto-creates the topic it asks about.
+fn partitions_of(kafka: &Kafka, topic: &str) -> Option<usize> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len())
+}
+
+#[test]
+fn a_missing_changelog_is_created_with_the_inputs_partition_count() {
+    // 6 partitions: not the mock's default partition count (4), which is what a topic
+    // auto-created by a metadata request gets, as on a broker with its default num.partitions.
+    let (kafka, _dir, config) = setup_with("exactly-once", 6, NAMED_CHANGELOG_CONFIG);
+    assert_eq!(partitions_of(&kafka, "counter-changelog"), None);
+    let mut sent = HashMap::new();
+    produce_keys(&kafka, 300, &mut sent);
+    let host = std::cell::RefCell::new(HostProcess::start(&config, "a"));
+    let seen = kafka.read_until(&["out"], Duration::from_secs(120), |r| {
+        r.len() >= 300 || host.borrow_mut().exited().is_some()
+    });
+    let mut host = host.into_inner();
+    assert_eq!(
+        host.exited(),
+        None,
+        "the host ended at start (see its log above) instead of creating the changelog"
+    );
+    assert!(seen.len() >= 300, "only {} outputs within 120 s", seen.len());
+    assert_eq!(
+        partitions_of(&kafka, "counter-changelog"),
+        Some(6),
+        "the changelog is partitioned like the input"
+    );
+    // Changelog partitions 4 and 5 (which a 4-partition changelog lacks) hold the stores of
+    // input partitions 4 and 5, so a restart restores them from there.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .create()
+        .unwrap();
+    for p in [4, 5] {
+        let (_, high) = consumer
+            .fetch_watermarks("counter-changelog", p, Duration::from_secs(10))
+            .unwrap();
+        assert!(high > 0, "changelog partition {p} is empty");
+    }
+    host.kill();
+    produce_keys(&kafka, 300, &mut sent);
+    let host = HostProcess::start(&config, "a");
+    let outputs = read_all(&kafka, &sent);
+    assert!(host.terminate().success());
+    assert_eq!(outputs.len() as u64, sent.values().sum::<u64>());
+    assert_exact(&outputs, &sent);
+    assert_eq!(partitions_of(&kafka, "counter-changelog"), Some(6));
 }
 
 const WINDOW_CONFIG: &str = r#"
