@@ -13,7 +13,8 @@
 //!   its headers; the other timers of the same call are emitted and the pipeline goes on.
 //! - A missing changelog topic is created with the inputs' partition count (6, not the
 //!   cluster's default of 4 that a topic auto-created by a metadata request would get), and
-//!   counts stay exact across a restart that restores from it.
+//!   counts stay exact across a restart that restores from it; an existing one with fewer
+//!   partitions than the inputs stops the pipeline with an error naming it.
 
 mod common;
 
@@ -285,7 +286,11 @@ fn a_missing_changelog_is_created_with_the_inputs_partition_count() {
         None,
         "the host ended at start (see its log above) instead of creating the changelog"
     );
-    assert!(seen.len() >= 300, "only {} outputs within 120 s", seen.len());
+    assert!(
+        seen.len() >= 300,
+        "only {} outputs within 120 s",
+        seen.len()
+    );
     assert_eq!(
         partitions_of(&kafka, "counter-changelog"),
         Some(6),
@@ -311,6 +316,27 @@ fn a_missing_changelog_is_created_with_the_inputs_partition_count() {
     assert_eq!(outputs.len() as u64, sent.values().sum::<u64>());
     assert_exact(&outputs, &sent);
     assert_eq!(partitions_of(&kafka, "counter-changelog"), Some(6));
+}
+
+#[test]
+fn an_existing_changelog_with_too_few_partitions_stops_the_pipeline_naming_it() {
+    let (kafka, _dir, config) = setup_with("exactly-once", 6, NAMED_CHANGELOG_CONFIG);
+    kafka.topic("counter-changelog", 4);
+    let host = common::RunningHost::start(&config);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(host.join().map_err(|e| format!("{e:#}"))));
+    let ended = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the host stops at start");
+    let error = ended.expect_err("a changelog with too few partitions is refused");
+    assert!(
+        error.contains("`counter-changelog` has 4 partitions")
+            && error.contains("inputs have 6")
+            && error.contains("give it 6 partitions"),
+        "{error}"
+    );
+    // Left as it was: never grown or recreated behind the operator's back.
+    assert_eq!(partitions_of(&kafka, "counter-changelog"), Some(4));
 }
 
 const WINDOW_CONFIG: &str = r#"

@@ -58,56 +58,99 @@ pub(crate) async fn ensure_topic(
     for (k, v) in &kafka.properties {
         config.set(k, v);
     }
+    // The admin client is a producer, which by default asks the broker to auto-create every
+    // topic it requests metadata for: on a broker with auto.create.topics.enable (Kafka's
+    // default) looking for the changelog would create it with the broker's default partition
+    // count and not compacted. Metadata is therefore read for all topics (a request naming no
+    // topic never creates one, whatever the properties above say), and auto-creation is off
+    // for anything else this client might ask about.
+    config.set("allow.auto.create.topics", "false");
     let admin: AdminClient<_> = config
         .create()
         .context("creating a Kafka admin client for the state changelog")?;
-    let metadata_of = |t: &str| -> Result<Option<usize>> {
+    let partitions_of = |wanted: &[&str]| -> Result<Vec<Option<usize>>> {
         let md = admin
             .inner()
-            .fetch_metadata(Some(t), Duration::from_secs(10))
-            .with_context(|| format!("reading the metadata of topic `{t}`"))?;
-        Ok(md
-            .topics()
-            .first()
-            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-            .map(|t| t.partitions().len()))
+            .fetch_metadata(None, Duration::from_secs(10))
+            .with_context(|| format!("reading the metadata of topics {wanted:?}"))?;
+        Ok(wanted
+            .iter()
+            .map(|w| {
+                md.topics()
+                    .iter()
+                    .find(|t| t.name() == *w)
+                    .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                    .map(|t| t.partitions().len())
+            })
+            .collect())
     };
-    let mut needed = 1;
-    for input in inputs {
-        if let Some(n) = metadata_of(input)? {
-            needed = needed.max(n);
-        }
-    }
-    if let Some(have) = metadata_of(topic)? {
+    let mut wanted: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    wanted.push(topic);
+    let found = partitions_of(&wanted)?;
+    let needed = found[..inputs.len()]
+        .iter()
+        .flatten()
+        .copied()
+        .max()
+        .unwrap_or(1);
+    let too_few = |have: usize| {
+        anyhow::anyhow!(
+            "the state changelog topic `{topic}` has {have} partitions but the pipeline's \
+             inputs have {needed}: a changelog is partitioned like its input, so give it \
+             {needed} partitions (or name another topic in state.changelog_topic)"
+        )
+    };
+    if let Some(have) = found[inputs.len()] {
         if have < needed {
-            bail!(
-                "the state changelog topic `{topic}` has {have} partitions but the pipeline's \
-                 inputs have {needed}: a changelog is partitioned like its input, so give it \
-                 {needed} partitions (or name another topic in state.changelog_topic)"
-            );
+            return Err(too_few(have));
         }
         return Ok(());
     }
-    let new = NewTopic::new(topic, needed as i32, TopicReplication::Fixed(1))
+    // Replication -1: the broker's default.replication.factor (KIP-464, Kafka 2.4+), so the
+    // state is as durable as the cluster's other topics.
+    let new = NewTopic::new(topic, needed as i32, TopicReplication::Fixed(-1))
         .set("cleanup.policy", "compact");
     let results = admin
         .create_topics([&new], &AdminOptions::new())
         .await
         .with_context(|| format!("creating the state changelog topic `{topic}`"))?;
     for r in results {
-        if let Err((t, code)) = r
-            && code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
-        {
-            bail!(
-                "cannot create the state changelog topic `{t}`: {code} (create it compacted \
-                 with {needed} partitions, or let the host's client create topics)"
-            );
+        match r {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                // Another process created it meanwhile (or the broker auto-created it for
+                // some other client): use it if it has enough partitions. A topic just
+                // created may take a moment to show its partitions in the metadata.
+                let mut have = None;
+                for _ in 0..20 {
+                    have = partitions_of(&[topic])?[0];
+                    if have.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                let have = have.with_context(|| {
+                    format!(
+                        "the state changelog topic `{topic}` exists, the broker says, but \
+                         its metadata shows no partitions of it"
+                    )
+                })?;
+                if have < needed {
+                    return Err(too_few(have));
+                }
+                return Ok(());
+            }
+            Err((t, code)) => bail!(
+                "cannot create the state changelog topic `{t}`: {code} (create it yourself \
+                 with {needed} partitions and cleanup.policy=compact, or let the host's client \
+                 create topics)"
+            ),
         }
     }
     tracing::info!(
         topic,
         partitions = needed,
-        "created the state changelog topic"
+        "created the state changelog topic (compacted)"
     );
     Ok(())
 }

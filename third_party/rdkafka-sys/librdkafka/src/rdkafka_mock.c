@@ -1107,6 +1107,26 @@ rd_kafka_mock_topic_auto_create(rd_kafka_mock_cluster_t *mcluster,
 
 
 /**
+ * @brief Create a topic as a CreateTopics request asks: \p partition_cnt and
+ *        \p replication_factor of -1 take the cluster defaults.
+ *        The topic must not already exist.
+ */
+rd_kafka_mock_topic_t *
+rd_kafka_mock_topic_create_requested(rd_kafka_mock_cluster_t *mcluster,
+                                     const char *topic,
+                                     int partition_cnt,
+                                     int replication_factor) {
+        rd_assert(!rd_kafka_mock_topic_find(mcluster, topic));
+        return rd_kafka_mock_topic_new(
+            mcluster, topic,
+            partition_cnt == -1 ? mcluster->defaults.partition_cnt
+                                : partition_cnt,
+            replication_factor == -1 ? mcluster->defaults.replication_factor
+                                     : replication_factor);
+}
+
+
+/**
  * @brief Find or create topic.
  *
  * @param partition_cnt If not -1 and the topic does not exist, the automatic
@@ -2115,6 +2135,34 @@ rd_kafka_mock_broker_new(rd_kafka_mock_cluster_t *mcluster,
         }
 
         return mrkb;
+}
+
+
+/**
+ * @brief The cluster's controller, as Metadata responses name it: the current
+ *        controller if it is still a broker that is up, else the up broker
+ *        with the lowest id (as a cluster elects a live controller), or -1 if
+ *        no broker is up. The choice is kept in mcluster->controller_id.
+ *
+ *        Upstream never set controller_id, so Metadata named broker 0, which
+ *        does not exist (mock brokers are numbered from 1), and an admin
+ *        client waited forever for the controller to send CreateTopics to.
+ */
+int32_t rd_kafka_mock_cluster_controller_id(rd_kafka_mock_cluster_t *mcluster) {
+        rd_kafka_mock_broker_t *mrkb;
+        int32_t lowest = -1;
+
+        TAILQ_FOREACH(mrkb, &mcluster->brokers, link) {
+                if (!mrkb->up)
+                        continue;
+                if (mrkb->id == mcluster->controller_id)
+                        return mrkb->id;
+                if (lowest == -1 || mrkb->id < lowest)
+                        lowest = mrkb->id;
+        }
+
+        mcluster->controller_id = lowest;
+        return lowest;
 }
 
 
@@ -3168,6 +3216,10 @@ rd_kafka_mock_cluster_t *rd_kafka_mock_cluster_new(rd_kafka_t *rk,
                 /* advertised listener + ":port" + "," */
                 bootstraps_len += strlen(mrkb->advertised_listener) + 6 + 1;
         }
+
+        /* The first broker is the controller (upstream left it 0) */
+        mcluster->controller_id = -1;
+        rd_kafka_mock_cluster_controller_id(mcluster);
 
         mtx_init(&mcluster->lock, mtx_plain);
 

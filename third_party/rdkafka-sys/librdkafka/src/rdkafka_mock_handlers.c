@@ -1413,7 +1413,8 @@ static int rd_kafka_mock_handle_Metadata(rd_kafka_mock_connection_t *mconn,
 
         if (rkbuf->rkbuf_reqhdr.ApiVersion >= 1) {
                 /* Response: ControllerId */
-                rd_kafka_buf_write_i32(resp, mcluster->controller_id);
+                rd_kafka_buf_write_i32(
+                    resp, rd_kafka_mock_cluster_controller_id(mcluster));
         }
 
         /* #Topics */
@@ -3232,6 +3233,230 @@ err_parse:
 }
 
 /**
+ * @brief A topic of a CreateTopics request, as read.
+ */
+typedef struct rd_kafka_mock_new_topic_s {
+        rd_kafkap_str_t Name;
+        int32_t NumPartitions;
+        int16_t ReplicationFactor;
+        int32_t AssignmentsCnt;  /**< Manual assignment: one per partition */
+        int32_t AssignedReplicas; /**< Brokers of the first assignment */
+        rd_bool_t duplicate;      /**< Name given earlier in the request */
+        rd_kafka_resp_err_t err;
+        const char *errstr;
+} rd_kafka_mock_new_topic_t;
+
+/**
+ * @brief Whether \p name is a valid topic name, as Kafka checks it:
+ *        1..249 characters of [a-zA-Z0-9._-], not "." or "..".
+ */
+static rd_bool_t rd_kafka_mock_topic_name_valid(const rd_kafkap_str_t *name) {
+        int i, len = RD_KAFKAP_STR_LEN(name);
+
+        if (RD_KAFKAP_STR_IS_NULL(name) || len == 0 || len > 249)
+                return rd_false;
+        if ((len == 1 && name->str[0] == '.') ||
+            (len == 2 && name->str[0] == '.' && name->str[1] == '.'))
+                return rd_false;
+        for (i = 0; i < len; i++) {
+                char c = name->str[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                      c == '-'))
+                        return rd_false;
+        }
+        return rd_true;
+}
+
+/**
+ * @brief Handle CreateTopics (v0-4: the versions librdkafka's admin client
+ *        sends; v5+ is flexible and answers with configs, not implemented).
+ *
+ *        Creates each topic with the requested partition count (the
+ *        cluster default for -1, or one partition per manual assignment);
+ *        answers TOPIC_ALREADY_EXISTS for an existing topic,
+ *        INVALID_PARTITIONS for a count <= 0 other than -1,
+ *        INVALID_REPLICATION_FACTOR for a factor <= 0 other than -1 or
+ *        above the number of brokers, INVALID_TOPIC_EXCEPTION for an
+ *        invalid name and INVALID_REQUEST (once) for a name given more
+ *        than once. With ValidateOnly nothing is created. Topic configs
+ *        are read and ignored (the mock has no topic configs); manually
+ *        assigned replicas only set the partition count and the
+ *        replication factor, the mock places the replicas itself. Any
+ *        broker accepts the request, as a KRaft cluster's brokers forward
+ *        it to the controller; creation is synchronous, so TimeoutMs is
+ *        not used.
+ */
+static int rd_kafka_mock_handle_CreateTopics(rd_kafka_mock_connection_t *mconn,
+                                             rd_kafka_buf_t *rkbuf) {
+        rd_kafka_mock_cluster_t *mcluster = mconn->broker->cluster;
+        const rd_bool_t log_decode_errors = rd_true;
+        rd_kafka_buf_t *resp = rd_kafka_mock_buf_new_response(rkbuf);
+        rd_kafka_mock_new_topic_t *topics = NULL;
+        rd_kafka_resp_err_t all_err;
+        int32_t TopicsCnt, UniqueCnt, i, j;
+        int32_t TimeoutMs;
+        rd_bool_t ValidateOnly = rd_false;
+
+        /* #Topics */
+        rd_kafka_buf_read_arraycnt(rkbuf, &TopicsCnt, RD_KAFKAP_TOPICS_MAX);
+        if (TopicsCnt < 0)
+                TopicsCnt = 0;
+        if (TopicsCnt > 0)
+                topics = rd_calloc(TopicsCnt, sizeof(*topics));
+        UniqueCnt = TopicsCnt;
+
+        for (i = 0; i < TopicsCnt; i++) {
+                rd_kafka_mock_new_topic_t *t = &topics[i];
+                int32_t ConfigsCnt;
+
+                /* Name */
+                rd_kafka_buf_read_str(rkbuf, &t->Name);
+                /* NumPartitions */
+                rd_kafka_buf_read_i32(rkbuf, &t->NumPartitions);
+                /* ReplicationFactor */
+                rd_kafka_buf_read_i16(rkbuf, &t->ReplicationFactor);
+
+                /* #Assignments */
+                rd_kafka_buf_read_arraycnt(rkbuf, &t->AssignmentsCnt,
+                                           RD_KAFKAP_PARTITIONS_MAX);
+                for (j = 0; j < t->AssignmentsCnt; j++) {
+                        int32_t PartitionIndex, BrokerIdsCnt, k;
+
+                        /* PartitionIndex */
+                        rd_kafka_buf_read_i32(rkbuf, &PartitionIndex);
+                        /* #BrokerIds */
+                        rd_kafka_buf_read_arraycnt(rkbuf, &BrokerIdsCnt,
+                                                   RD_KAFKAP_BROKERS_MAX);
+                        if (j == 0)
+                                t->AssignedReplicas = BrokerIdsCnt;
+                        for (k = 0; k < BrokerIdsCnt; k++) {
+                                int32_t BrokerId;
+                                rd_kafka_buf_read_i32(rkbuf, &BrokerId);
+                        }
+                }
+                if (t->AssignmentsCnt < 0)
+                        t->AssignmentsCnt = 0;
+
+                /* #Configs (read, not kept) */
+                rd_kafka_buf_read_arraycnt(rkbuf, &ConfigsCnt, -1);
+                for (j = 0; j < ConfigsCnt; j++) {
+                        rd_kafkap_str_t ConfigName, ConfigValue;
+                        rd_kafka_buf_read_str(rkbuf, &ConfigName);
+                        rd_kafka_buf_read_str(rkbuf, &ConfigValue);
+                }
+        }
+
+        /* TimeoutMs */
+        rd_kafka_buf_read_i32(rkbuf, &TimeoutMs);
+        if (rkbuf->rkbuf_reqhdr.ApiVersion >= 1) {
+                /* ValidateOnly */
+                rd_kafka_buf_read_bool(rkbuf, &ValidateOnly);
+        }
+
+        /*
+         * Construct response
+         */
+        if (rkbuf->rkbuf_reqhdr.ApiVersion >= 2) {
+                /* ThrottleTimeMs */
+                rd_kafka_buf_write_i32(resp, 0);
+        }
+
+        /* Inject error: applies to every topic */
+        all_err = rd_kafka_mock_next_request_error(mconn, resp);
+
+        /* A name given more than once: INVALID_REQUEST, answered once */
+        for (i = 0; i < TopicsCnt; i++) {
+                for (j = 0; j < i && !RD_KAFKAP_STR_IS_NULL(&topics[i].Name);
+                     j++) {
+                        if (!topics[j].duplicate &&
+                            !RD_KAFKAP_STR_IS_NULL(&topics[j].Name) &&
+                            !rd_kafkap_str_cmp(&topics[j].Name,
+                                               &topics[i].Name)) {
+                                topics[i].duplicate = rd_true;
+                                topics[j].err = RD_KAFKA_RESP_ERR_INVALID_REQUEST;
+                                topics[j].errstr = "Topic given more than once";
+                                UniqueCnt--;
+                                break;
+                        }
+                }
+        }
+
+        /* Response: #Topics */
+        rd_kafka_buf_write_arraycnt(resp, UniqueCnt);
+
+        for (i = 0; i < TopicsCnt; i++) {
+                rd_kafka_mock_new_topic_t *t = &topics[i];
+                int partition_cnt, replication_factor;
+
+                if (t->duplicate)
+                        continue;
+
+                partition_cnt = t->AssignmentsCnt > 0 ? t->AssignmentsCnt
+                                                      : t->NumPartitions;
+                replication_factor =
+                    t->AssignmentsCnt > 0 ? t->AssignedReplicas
+                                          : t->ReplicationFactor;
+
+                if (all_err) {
+                        t->err    = all_err;
+                        t->errstr = NULL;
+                }
+                if (!t->err && !rd_kafka_mock_topic_name_valid(&t->Name)) {
+                        t->err    = RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
+                        t->errstr = "Invalid topic name";
+                }
+                if (!t->err &&
+                    rd_kafka_mock_topic_find_by_kstr(mcluster, &t->Name)) {
+                        t->err    = RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS;
+                        t->errstr = "Topic already exists";
+                }
+                if (!t->err && partition_cnt != -1 && partition_cnt <= 0) {
+                        t->err    = RD_KAFKA_RESP_ERR_INVALID_PARTITIONS;
+                        t->errstr = "Number of partitions must be larger than 0";
+                }
+                if (!t->err &&
+                    ((replication_factor != -1 && replication_factor <= 0) ||
+                     replication_factor > mcluster->broker_cnt)) {
+                        t->err = RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR;
+                        t->errstr =
+                            "Replication factor must be larger than 0 and "
+                            "not larger than the number of brokers";
+                }
+
+                if (!t->err && !ValidateOnly) {
+                        char *name = RD_KAFKAP_STR_DUP(&t->Name);
+                        rd_kafka_mock_topic_create_requested(
+                            mcluster, name, partition_cnt, replication_factor);
+                        rd_free(name);
+                }
+
+                /* Response: Name */
+                rd_kafka_buf_write_kstr(resp, &t->Name);
+                /* Response: ErrorCode */
+                rd_kafka_buf_write_i16(resp, t->err);
+                if (rkbuf->rkbuf_reqhdr.ApiVersion >= 1) {
+                        /* Response: ErrorMessage */
+                        rd_kafka_buf_write_str(resp, t->err ? t->errstr : NULL,
+                                               -1);
+                }
+        }
+
+        if (topics)
+                rd_free(topics);
+
+        rd_kafka_mock_connection_send_response(mconn, resp);
+
+        return 0;
+
+err_parse:
+        if (topics)
+                rd_free(topics);
+        rd_kafka_buf_destroy(resp);
+        return -1;
+}
+
+/**
  * @brief Default request handlers
  */
 const struct rd_kafka_mock_api_handler
@@ -3259,6 +3484,8 @@ const struct rd_kafka_mock_api_handler
         [RD_KAFKAP_TxnOffsetCommit] = {0, 3, 3,
                                        rd_kafka_mock_handle_TxnOffsetCommit},
         [RD_KAFKAP_EndTxn]          = {0, 1, -1, rd_kafka_mock_handle_EndTxn},
+        [RD_KAFKAP_CreateTopics]    = {0, 4, -1,
+                                       rd_kafka_mock_handle_CreateTopics},
         [RD_KAFKAP_OffsetForLeaderEpoch] =
             {2, 2, -1, rd_kafka_mock_handle_OffsetForLeaderEpoch},
         [RD_KAFKAP_ConsumerGroupHeartbeat] =

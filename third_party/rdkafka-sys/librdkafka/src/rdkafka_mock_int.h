@@ -563,6 +563,12 @@ void rd_kafka_mock_connection_set_blocking(rd_kafka_mock_connection_t *mconn,
 rd_kafka_mock_partition_t *
 rd_kafka_mock_partition_find(const rd_kafka_mock_topic_t *mtopic,
                              int32_t partition);
+int32_t rd_kafka_mock_cluster_controller_id(rd_kafka_mock_cluster_t *mcluster);
+rd_kafka_mock_topic_t *
+rd_kafka_mock_topic_create_requested(rd_kafka_mock_cluster_t *mcluster,
+                                     const char *topic,
+                                     int partition_cnt,
+                                     int replication_factor);
 rd_kafka_mock_topic_t *
 rd_kafka_mock_topic_auto_create(rd_kafka_mock_cluster_t *mcluster,
                                 const char *topic,
