@@ -14,7 +14,8 @@
 //! - A missing changelog topic is created with the inputs' partition count (6, not the
 //!   cluster's default of 4 that a topic auto-created by a metadata request would get), and
 //!   counts stay exact across a restart that restores from it; an existing one with fewer
-//!   partitions than the inputs stops the pipeline with an error naming it.
+//!   partitions than the inputs stops the pipeline with an error naming it, and so does one the
+//!   broker refuses to create (saying what to create by hand).
 
 mod common;
 
@@ -322,13 +323,7 @@ fn a_missing_changelog_is_created_with_the_inputs_partition_count() {
 fn an_existing_changelog_with_too_few_partitions_stops_the_pipeline_naming_it() {
     let (kafka, _dir, config) = setup_with("exactly-once", 6, NAMED_CHANGELOG_CONFIG);
     kafka.topic("counter-changelog", 4);
-    let host = common::RunningHost::start(&config);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(host.join().map_err(|e| format!("{e:#}"))));
-    let ended = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the host stops at start");
-    let error = ended.expect_err("a changelog with too few partitions is refused");
+    let error = start_error(&config);
     assert!(
         error.contains("`counter-changelog` has 4 partitions")
             && error.contains("inputs have 6")
@@ -337,6 +332,50 @@ fn an_existing_changelog_with_too_few_partitions_stops_the_pipeline_naming_it() 
     );
     // Left as it was: never grown or recreated behind the operator's back.
     assert_eq!(partitions_of(&kafka, "counter-changelog"), Some(4));
+}
+
+/// Starts the host in-process and returns its error (it must stop by itself within 60 s).
+fn start_error(config: &std::path::Path) -> String {
+    let host = common::RunningHost::start(config);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(host.join().map_err(|e| format!("{e:#}"))));
+    let ended = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the host stops at start");
+    ended.expect_err("the host fails at start")
+}
+
+#[test]
+fn a_changelog_the_broker_refuses_to_create_is_an_error_saying_what_to_create() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    // The host's principal may not create topics.
+    let (kafka, _dir, config) = setup_with("exactly-once", 6, NAMED_CHANGELOG_CONFIG);
+    kafka.cluster.request_errors(
+        RDKafkaApiKey::CreateTopics,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let error = start_error(&config);
+    assert!(
+        error.contains("cannot create the state changelog topic `counter-changelog`")
+            && error.contains("with 6 partitions and cleanup.policy=compact"),
+        "{error}"
+    );
+    assert_eq!(partitions_of(&kafka, "counter-changelog"), None);
+
+    // "Already exists" is another process winning the race: the host looks again, and does
+    // not take a topic the metadata does not show for one that exists.
+    let (kafka, _dir, config) = setup_with("exactly-once", 6, NAMED_CHANGELOG_CONFIG);
+    kafka.cluster.request_errors(
+        RDKafkaApiKey::CreateTopics,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS],
+    );
+    let error = start_error(&config);
+    assert!(
+        error.contains(
+            "`counter-changelog` exists, the broker says, but its metadata shows no partitions"
+        ),
+        "{error}"
+    );
 }
 
 const WINDOW_CONFIG: &str = r#"
