@@ -104,6 +104,28 @@ fn needs_curl() -> bool {
     env::var("CARGO_FEATURE_CURL").is_ok() || env::var("CARGO_FEATURE_CURL_STATIC").is_ok()
 }
 
+/// Copies each file under `from` whose content differs from its copy under `to` (Sluice).
+#[cfg(not(feature = "cmake-build"))]
+fn sync_sources(from: &Path, to: &Path) {
+    let entries = std::fs::read_dir(from)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.expect("a directory entry");
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().expect("a file type");
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dst).expect("creating a source directory in OUT_DIR");
+            sync_sources(&src, &dst);
+        } else if kind.is_file() {
+            let new = std::fs::read(&src).expect("reading a librdkafka source");
+            if std::fs::read(&dst).ok().as_deref() != Some(new.as_slice()) {
+                println!("Updating {}", dst.display());
+                std::fs::write(&dst, new).expect("updating a librdkafka source in OUT_DIR");
+            }
+        }
+    }
+}
+
 #[cfg(not(feature = "cmake-build"))]
 fn build_librdkafka() {
     let mut configure_flags: Vec<String> = Vec::new();
@@ -192,6 +214,11 @@ fn build_librdkafka() {
         // https://github.com/edenhill/mklove/issues/17
         println!("Cloning librdkafka");
         run_command_or_fail(".", "cp", &["-a", "librdkafka/.", &out_dir]);
+    } else {
+        // Sluice: the copy above happens once per target directory, so a source edited since
+        // (the patched mock cluster) would never reach the build. Re-copy every file whose
+        // content differs; its new mtime makes `make libs` recompile just those.
+        sync_sources(Path::new("librdkafka"), Path::new(&out_dir));
     }
 
     println!("Configuring librdkafka");
