@@ -142,8 +142,11 @@ pub(crate) fn take_due(
     let prefix = keys::timer_prefix(ns, domain);
     let mut due = Vec::new();
     let mut after: Option<Vec<u8>> = None;
+    // Most batches find none or a few timers due among many pending: start with a small page.
+    let mut page_len = 16;
     'pages: while due.len() < max {
-        let page = store.scan(&prefix, after.as_deref(), 256, &Changes::new())?;
+        let page = store.scan(&prefix, after.as_deref(), page_len, &Changes::new())?;
+        page_len = (page_len * 4).min(256);
         if page.is_empty() {
             break;
         }

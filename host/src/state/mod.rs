@@ -283,6 +283,7 @@ fn sanitize(topic: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::store::Changes;
 
     fn store() -> Arc<PartitionStore> {
         let stores = Stores::ephemeral("p", 0);
@@ -326,6 +327,73 @@ mod tests {
         call.finish(true);
         store.discard_pending();
         assert_eq!(store.value_of("plugin", b"a").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn a_scan_merges_the_file_unflushed_pending_and_call_layers_newest_winning() {
+        let store = store();
+        let key = |k: &str| keys::state_key("plugin", k.as_bytes());
+        // The file: k01..k10, and neighbours outside the prefix.
+        let mut file = Changes::new();
+        for k in [
+            "j", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "l",
+        ] {
+            file.insert(key(k), Some(b"file".to_vec()));
+        }
+        store.restore(&file).unwrap();
+        // Applied but not yet written to the file.
+        let mut call = CallState::new(store.clone(), "plugin".into());
+        call.put(b"k02", Some(b"unflushed".to_vec())).unwrap();
+        call.put(b"k03", None).unwrap();
+        call.put(b"k11", Some(b"unflushed".to_vec())).unwrap();
+        call.finish(true);
+        store.apply_pending().unwrap();
+        // The batch's pending changes.
+        let mut call = CallState::new(store.clone(), "plugin".into());
+        call.put(b"k02", None).unwrap();
+        call.put(b"k04", Some(b"pending".to_vec())).unwrap();
+        call.put(b"k12", Some(b"pending".to_vec())).unwrap();
+        call.finish(true);
+        // This call's own.
+        let mut call = CallState::new(store.clone(), "plugin".into());
+        call.put(b"k01", Some(b"call".to_vec())).unwrap();
+        call.put(b"k05", None).unwrap();
+        call.put(b"k11", None).unwrap();
+        call.put(b"k13", Some(b"call".to_vec())).unwrap();
+        let expected: Vec<(Vec<u8>, Vec<u8>)> = [
+            ("k01", "call"),
+            ("k04", "pending"),
+            ("k06", "file"),
+            ("k07", "file"),
+            ("k08", "file"),
+            ("k09", "file"),
+            ("k10", "file"),
+            ("k12", "pending"),
+            ("k13", "call"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+        assert_eq!(call.scan(b"k", None, 100).unwrap(), expected);
+        // Page by page, each page after the last key of the one before.
+        for page_len in [1, 2, 3, 4] {
+            let mut paged = Vec::new();
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let page = call.scan(b"k", after.as_deref(), page_len).unwrap();
+                assert!(page.len() <= page_len as usize);
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                paged.extend(page);
+            }
+            assert_eq!(paged, expected, "pages of {page_len}");
+        }
+        assert_eq!(
+            call.scan(b"k1", Some(b"k10"), 100).unwrap(),
+            expected[7..].to_vec(),
+            "after a key, within a longer prefix"
+        );
+        call.finish(false);
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub(crate) struct Inner {
     /// Committed changes not yet written to the file: a redb commit costs far more than a
     /// batch's worth of map inserts, so the file is written once this many changes gather.
     unflushed: Changes,
-    cache: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    cache: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState>,
     cached_bytes: usize,
     pub(crate) pending: Changes,
     /// Byte change of `pending` against the committed store.
@@ -154,7 +154,7 @@ impl PartitionStore {
                 db,
                 reader: None,
                 unflushed: Changes::new(),
-                cache: HashMap::new(),
+                cache: HashMap::default(),
                 cached_bytes: 0,
                 pending: Changes::new(),
                 pending_delta: 0,
@@ -330,6 +330,10 @@ impl PartitionStore {
 
     /// Up to `limit` entries of committed-plus-pending-plus-`overlay` state whose internal key
     /// starts with `prefix`, after `after`.
+    ///
+    /// A lazy merge of the four layers (overlay, pending, unflushed, file), newest winning: it
+    /// costs what it returns, not the size of the layers — the due-timer check scans once per
+    /// batch, with thousands of timers pending and only a few due.
     pub(crate) fn scan(
         &self,
         prefix: &[u8],
@@ -337,60 +341,59 @@ impl PartitionStore {
         limit: usize,
         overlay: &Changes,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let inner = self.lock();
-        let lower = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
-            _ => Bound::Included(prefix.to_vec()),
+        let mut guard = self.lock();
+        guard.open_reader()?;
+        let inner = &*guard;
+        let lower: Bound<&[u8]> = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
         };
-        let in_range = |k: &Vec<u8>| k.starts_with(prefix);
-        // The newer layers' changes in range, newest winning.
-        let mut newer: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
-        for layer in [&inner.unflushed, &inner.pending, overlay] {
-            for (k, v) in layer
-                .range::<Vec<u8>, _>((lower.clone(), Bound::Unbounded))
-                .take_while(|(k, _)| in_range(k))
-            {
-                newer.insert(k, v.as_deref());
-            }
-        }
-        let txn = inner.db.begin_read()?;
-        let table = txn.open_table(TABLE)?;
-        let lower_ref: Bound<&[u8]> = match &lower {
-            Bound::Included(k) => Bound::Included(k.as_slice()),
-            Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
-            Bound::Unbounded => Bound::Unbounded,
-        };
+        // Newest first: on equal keys the first layer holding it wins.
+        let mut newer = [overlay, &inner.pending, &inner.unflushed]
+            .map(|changes| changes_in(changes, prefix, lower).peekable());
+        let table = inner.reader.as_ref().expect("opened above");
         let mut committed = table
-            .range::<&[u8]>((lower_ref, Bound::Unbounded))?
+            .range::<&[u8]>((lower, Bound::Unbounded))?
             .map_while(|e| {
                 let (k, v) = e.ok()?;
-                let k = k.value().to_vec();
-                k.starts_with(prefix).then(|| (k, v.value().to_vec()))
+                let k = k.value();
+                k.starts_with(prefix)
+                    .then(|| (k.to_vec(), v.value().to_vec()))
             })
             .peekable();
-        let mut newer = newer.into_iter().peekable();
         let mut out = Vec::new();
         while out.len() < limit {
-            let take_newer = match (committed.peek(), newer.peek()) {
-                (None, None) => break,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some((ck, _)), Some((nk, _))) => {
-                    if ck.as_slice() == *nk {
-                        committed.next();
-                        true
-                    } else {
-                        ck.as_slice() > *nk
-                    }
+            let mut least: Option<&[u8]> = None;
+            for l in &mut newer {
+                if let Some(&(k, _)) = l.peek()
+                    && least.is_none_or(|m| k < m)
+                {
+                    least = Some(k);
                 }
+            }
+            let Some(key) = least else {
+                out.extend(committed.by_ref().take(limit - out.len()));
+                break;
             };
-            if take_newer {
-                let (k, v) = newer.next().expect("peeked");
-                if let Some(v) = v {
-                    out.push((k.to_vec(), v.to_vec()));
+            match committed.peek() {
+                Some((ck, _)) if ck.as_slice() < key => {
+                    out.push(committed.next().expect("peeked"));
+                    continue;
                 }
-            } else {
-                out.push(committed.next().expect("peeked"));
+                Some((ck, _)) if ck.as_slice() == key => {
+                    committed.next();
+                }
+                _ => {}
+            }
+            let mut value = None;
+            for l in &mut newer {
+                if l.peek().is_some_and(|&(k, _)| k == key) {
+                    let (_, v) = l.next().expect("peeked");
+                    value.get_or_insert(v);
+                }
+            }
+            if let Some(Some(v)) = value {
+                out.push((key.to_vec(), v.to_vec()));
             }
         }
         Ok(out)
@@ -406,6 +409,18 @@ impl PartitionStore {
             q.add(-(self.lock().bytes as i64));
         }
     }
+}
+
+/// The changes in `changes` from `lower` on whose key starts with `prefix`, in key order.
+fn changes_in<'a>(
+    changes: &'a Changes,
+    prefix: &'a [u8],
+    lower: Bound<&'a [u8]>,
+) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> {
+    changes
+        .range::<[u8], _>((lower, Bound::Unbounded))
+        .map(|(k, v)| (k.as_slice(), v.as_deref()))
+        .take_while(move |(k, _)| k.starts_with(prefix))
 }
 
 impl Inner {
@@ -446,11 +461,17 @@ impl Inner {
         if let Some(v) = self.cache.get(key) {
             return Ok(v.clone());
         }
-        let table = match &mut self.reader {
-            Some(table) => table,
-            slot => slot.insert(self.db.begin_read()?.open_table(TABLE)?),
-        };
+        self.open_reader()?;
+        let table = self.reader.as_ref().expect("opened above");
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Opens the read snapshot of the file unless one is open.
+    fn open_reader(&mut self) -> Result<()> {
+        if self.reader.is_none() {
+            self.reader = Some(self.db.begin_read()?.open_table(TABLE)?);
+        }
+        Ok(())
     }
 
     fn remember(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, cap: usize) {
