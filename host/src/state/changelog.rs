@@ -182,6 +182,23 @@ pub(crate) fn restore(
     let consumer: BaseConsumer = config
         .create()
         .context("creating the state restore consumer")?;
+    let read = read_into(&consumer, topic, store, meters, started);
+    // Closing a consumer waits on librdkafka's shutdown for up to a second or so: not on the
+    // worker, which has the partition's records waiting (16 partitions took seconds).
+    let _ = std::thread::Builder::new()
+        .name("sluice-restore-close".into())
+        .spawn(move || drop(consumer));
+    read
+}
+
+/// Reads the changelog partition of `store` with `consumer` into the store.
+fn read_into(
+    consumer: &BaseConsumer,
+    topic: &str,
+    store: &PartitionStore,
+    meters: &StateMeters,
+    started: Instant,
+) -> Result<u64> {
     let partition = store.partition;
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, Duration::from_secs(10))
