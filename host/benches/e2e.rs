@@ -33,7 +33,9 @@
 //! bench checks that no partition was trimmed.
 //!
 //! `SLUICE_E2E_ONLY=passthrough,rust-loop` runs only the named contenders (`shop-passthrough`,
-//! `shop-metrics` for the stateful pair).
+//! `shop-metrics` for the stateful pair). `SLUICE_E2E_ROUNDS=5` runs them all five times, in
+//! turn, and gives each ratio as the median of the rounds' ratios with its range: on a shared
+//! 2-core machine one run can be 30% off.
 
 #![allow(dead_code)]
 // tests/languages.rs declares `mod common;` privately; this bench needs it too.
@@ -448,17 +450,26 @@ struct Contender {
     masked: bool,
     /// Reads the shop events instead of the users.
     shop: bool,
+    /// Which round of `SLUICE_E2E_ROUNDS` (each round has its own groups and topics).
+    round: usize,
 }
 
 impl Contender {
+    /// The name of this round's groups, topics and process.
+    fn id(&self) -> String {
+        match self.round {
+            0 => self.name.to_string(),
+            r => format!("{}-r{r}", self.name),
+        }
+    }
     fn group(&self) -> String {
         match self.kind {
-            Kind::Sluice { .. } | Kind::ShopMetrics { .. } => format!("sluice-{}", self.name),
-            _ => format!("loop-{}", self.name),
+            Kind::Sluice { .. } | Kind::ShopMetrics { .. } => format!("sluice-{}", self.id()),
+            _ => format!("loop-{}", self.id()),
         }
     }
     fn output(&self) -> String {
-        format!("out-{}", self.name)
+        format!("out-{}", self.id())
     }
     fn input(&self) -> &'static str {
         if self.shop { SHOP_INPUT } else { INPUT }
@@ -544,21 +555,19 @@ kafka_topic = "OUTPUT-notices"
 fn start(c: &Contender, kafka: &Kafka, dir: &Path) -> Running {
     match &c.kind {
         Kind::ShopMetrics { plugin } => {
-            // Made here: the mock cluster would auto-create it with 4 partitions when the host
-            // first asks for its metadata, and a changelog needs as many as the input.
-            kafka.topic(&format!("{}-state", c.name), PARTITIONS);
+            // The host creates the changelog (compacted, with the input's partitions).
             let text = SHOP_CONFIG
-                .replace("NAME", c.name)
+                .replace("NAME", &c.id())
                 .replace("INPUT", c.input())
                 .replace("OUTPUT", &c.output())
                 .replace("PLUGIN", &plugin.display().to_string())
                 .replace("LATENESS", &SHOP_LATENESS_MS.to_string());
             let config = common::write_config(dir, &text, &kafka.bootstrap());
-            Running::Sluice(HostProcess::start(&config, c.name))
+            Running::Sluice(HostProcess::start(&config, &c.id()))
         }
         Kind::Sluice { plugin, memory_mb } => {
             let text = SLUICE_CONFIG
-                .replace("NAME", c.name)
+                .replace("NAME", &c.id())
                 .replace("INPUT", c.input())
                 .replace("OUTPUT", &c.output())
                 .replace("PLUGIN", &plugin.display().to_string())
@@ -569,7 +578,7 @@ fn start(c: &Contender, kafka: &Kafka, dir: &Path) -> Running {
                         .unwrap_or_default(),
                 );
             let config = common::write_config(dir, &text, &kafka.bootstrap());
-            Running::Sluice(HostProcess::start(&config, c.name))
+            Running::Sluice(HostProcess::start(&config, &c.id()))
         }
         Kind::RustLoop => {
             let child = Command::new(std::env::current_exe().unwrap())
@@ -630,8 +639,12 @@ fn python() -> PathBuf {
 
 /// CPU seconds (user + system) used so far by process `pid`, all its threads.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/stat: {e}"));
+    cpu_seconds_of(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds (user + system) in a `/proc/.../stat` file.
+fn cpu_seconds_of(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     // Fields after the command name in parentheses, starting with field 3 (state).
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<&str> = rest.split(' ').collect();
@@ -641,8 +654,27 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / hz
 }
 
+/// CPU seconds used so far by this process's mock-cluster threads (librdkafka names them
+/// `rdk:mock`): whether the mock, not the contender, is what limits a run.
+fn mock_cpu_seconds() -> f64 {
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("rdk:mock") {
+            let tid: u32 = task.file_name().to_string_lossy().parse().unwrap();
+            total += cpu_seconds_of(&format!("/proc/self/task/{tid}/stat"));
+        }
+    }
+    total
+}
+
 struct Figures {
     records_per_s: f64,
+    /// The mock cluster's share of one core over the measured window.
+    mock_busy: f64,
     cpu_per_million: f64,
     cpu_total: f64,
     wall_total: f64,
@@ -652,7 +684,7 @@ fn run(c: &Contender, kafka: &Kafka, shop: Option<&ShopExpected>) -> Figures {
     for out in c.outputs() {
         kafka.topic(&out, OUT_PARTITIONS);
     }
-    kafka.topic(&format!("dlq-{}", c.name), 1);
+    kafka.topic(&format!("dlq-{}", c.id()), 1);
     let dir = tempfile::tempdir().unwrap();
     let group = c.group();
     let offsets: BaseConsumer = ClientConfig::new()
@@ -679,13 +711,13 @@ fn run(c: &Contender, kafka: &Kafka, shop: Option<&ShopExpected>) -> Figures {
     let started = Instant::now();
     let mut child = start(c, kafka, dir.path());
     let pid = child.pid();
-    let mut marks: Vec<(Instant, usize, f64)> = Vec::new();
+    let mut marks: Vec<(Instant, usize, f64, f64)> = Vec::new();
     let shares = [0.1, 0.9, 1.0];
     loop {
         let n = committed();
         let now = Instant::now();
         while marks.len() < shares.len() && n as f64 >= shares[marks.len()] * TOTAL as f64 {
-            marks.push((now, n, cpu_seconds(pid)));
+            marks.push((now, n, cpu_seconds(pid), mock_cpu_seconds()));
         }
         if marks.len() == shares.len() {
             break;
@@ -710,11 +742,12 @@ fn run(c: &Contender, kafka: &Kafka, shop: Option<&ShopExpected>) -> Figures {
         Some(expected) if c.shop => verify_shop(c, kafka, expected),
         _ => verify(c, kafka),
     }
-    let (t0, n0, cpu0) = marks[0];
-    let (t1, n1, cpu1) = marks[1];
+    let (t0, n0, cpu0, mock0) = marks[0];
+    let (t1, n1, cpu1, mock1) = marks[1];
     let records = (n1 - n0) as f64;
     Figures {
         records_per_s: records / (t1 - t0).as_secs_f64(),
+        mock_busy: (mock1 - mock0) / (t1 - t0).as_secs_f64(),
         cpu_per_million: (cpu1 - cpu0) / records * 1e6,
         cpu_total,
         wall_total,
@@ -736,11 +769,11 @@ fn verify(c: &Contender, kafka: &Kafka) {
             c.label
         );
     }
-    let dlq = watermarks(kafka, &format!("dlq-{}", c.name), 1)[0];
+    let dlq = watermarks(kafka, &format!("dlq-{}", c.id()), 1)[0];
     assert_eq!(dlq.1, 0, "{}: {} records dead-lettered", c.label, dlq.1);
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka.bootstrap())
-        .set("group.id", format!("verify-{}", c.name))
+        .set("group.id", format!("verify-{}", c.id()))
         .set("enable.auto.commit", "false")
         .create()
         .expect("verifying consumer");
@@ -873,7 +906,7 @@ fn utf8(bytes: Option<&[u8]>) -> String {
 /// repeat), none dead-lettered.
 fn verify_shop(c: &Contender, kafka: &Kafka, expected: &ShopExpected) {
     use rdkafka::message::Headers;
-    let dlq = watermarks(kafka, &format!("dlq-{}", c.name), 1)[0];
+    let dlq = watermarks(kafka, &format!("dlq-{}", c.id()), 1)[0];
     assert_eq!(dlq.1, 0, "{}: {} records dead-lettered", c.label, dlq.1);
     let has_source = |m: &rdkafka::message::BorrowedMessage<'_>| {
         m.headers().is_some_and(|h| {
@@ -977,7 +1010,7 @@ fn verify_shop(c: &Contender, kafka: &Kafka, expected: &ShopExpected) {
     ));
     // What the state cost in Kafka writes (the mock may have trimmed the topic: its end
     // offsets still count every record written).
-    let changelog: i64 = watermarks(kafka, &format!("{}-state", c.name), PARTITIONS)
+    let changelog: i64 = watermarks(kafka, &format!("{}-state", c.id()), PARTITIONS)
         .iter()
         .map(|(_, high)| high)
         .sum();
@@ -1132,6 +1165,7 @@ fn main() {
                 kind: kind(),
                 masked,
                 shop: name.starts_with("shop-"),
+                round: 0,
             });
         }
     }
@@ -1143,37 +1177,95 @@ fn main() {
         load_shop_input(&kafka);
         shop_expected()
     });
-    let mut results: HashMap<&str, Figures> = HashMap::new();
+    // Rounds alternate the contenders, so a ratio is taken between runs minutes apart at most
+    // and a passing disturbance on this shared machine shows as one odd round, not a trend.
+    let rounds: usize = std::env::var("SLUICE_E2E_ROUNDS")
+        .ok()
+        .map(|r| r.parse().expect("SLUICE_E2E_ROUNDS: a number of rounds"))
+        .unwrap_or(1)
+        .max(1);
+    let mut results: HashMap<&str, Vec<Figures>> = HashMap::new();
     let mut rows = Vec::new();
-    for c in &contenders {
-        let f = run(c, &kafka, shop.as_ref());
-        eprintln!(
-            "{}: {:.0} records/s, {:.2} CPU-s per million records",
-            c.label, f.records_per_s, f.cpu_per_million
-        );
-        rows.push(format!(
-            "| {} | {:.0} | {:.2} | {:.1} s | {:.1} s |",
-            c.label, f.records_per_s, f.cpu_per_million, f.cpu_total, f.wall_total
-        ));
-        results.insert(c.name, f);
+    for round in 0..rounds {
+        for c in &contenders {
+            let c = Contender { round, ..c.clone() };
+            let f = run(&c, &kafka, shop.as_ref());
+            eprintln!(
+                "{} (round {}): {:.0} records/s, {:.2} CPU-s per million records",
+                c.label,
+                round + 1,
+                f.records_per_s,
+                f.cpu_per_million
+            );
+            rows.push(format!(
+                "| {} | {} | {:.0} | {:.2} | {:.1} s | {:.1} s | {:.0}% |",
+                c.label,
+                round + 1,
+                f.records_per_s,
+                f.cpu_per_million,
+                f.cpu_total,
+                f.wall_total,
+                f.mock_busy * 100.0
+            ));
+            results.entry(c.name).or_default().push(f);
+        }
     }
     println!(
         "\n{TOTAL} records of ~300 B (users) or ~90 B (shop events) on {PARTITIONS} partitions, one \
          mock cluster; records/s and CPU between 10% and 90% committed; totals from process start \
-         to 100% committed\n"
+         to 100% committed; mock busy: the mock cluster's threads' CPU over the measured window, \
+         in % of one core (near 100%: the mock, not the contender, sets the pace)\n"
     );
     println!(
-        "| contender | records/s | CPU-s per million records | CPU total | wall total |\n|---|---:|---:|---:|---:|"
+        "| contender | round | records/s | CPU-s per million records | CPU total | wall total | mock busy |\n|---|---:|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         println!("{r}");
     }
+    // Per round, then the median over the rounds (and the range).
     let ratio = |a: &str, b: &str, what: &str| {
-        if let (Some(a), Some(b)) = (results.get(a), results.get(b)) {
+        let (Some(a), Some(b)) = (results.get(a), results.get(b)) else {
+            return;
+        };
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            let (lo, hi) = (v[0], v[v.len() - 1]);
+            let mid = v.len() / 2;
+            let m = if v.len().is_multiple_of(2) {
+                (v[mid - 1] + v[mid]) / 2.0
+            } else {
+                v[mid]
+            };
+            (m, lo, hi)
+        };
+        let speed = median(
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| a.records_per_s / b.records_per_s)
+                .collect(),
+        );
+        let cpu = median(
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| a.cpu_per_million / b.cpu_per_million)
+                .collect(),
+        );
+        if a.len() == 1 {
             println!(
                 "{what}: {:.2}× the records/s at {:.2}× the CPU per record",
-                a.records_per_s / b.records_per_s,
-                a.cpu_per_million / b.cpu_per_million
+                speed.0, cpu.0
+            );
+        } else {
+            println!(
+                "{what}: {:.2}× the records/s (median of {} rounds, {:.2}–{:.2}) at {:.2}× the CPU \
+                 per record ({:.2}–{:.2})",
+                speed.0,
+                a.len(),
+                speed.1,
+                speed.2,
+                cpu.0,
+                cpu.1,
+                cpu.2
             );
         }
     };
