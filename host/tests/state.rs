@@ -320,6 +320,40 @@ fn a_missing_changelog_is_created_with_the_inputs_partition_count() {
 }
 
 #[test]
+fn a_stateful_pipeline_waits_for_a_missing_input_before_sizing_its_changelog() {
+    // No input topic yet: the changelog cannot be sized, so it must not be created (it used to
+    // be, with 1 partition, wrong for good once the input appears with 6).
+    let kafka = Kafka::new(1);
+    kafka.topic("out", 6);
+    kafka.topic("dlq", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &NAMED_CHANGELOG_CONFIG.replace("DELIVERY", "at-least-once"),
+        &kafka.bootstrap(),
+    );
+    let mut host = HostProcess::start(&config, "a");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(host.exited(), None, "the host must wait, not fail");
+    assert_eq!(
+        partitions_of(&kafka, "counter-changelog"),
+        None,
+        "no changelog before the input exists"
+    );
+    kafka.topic("in", 6);
+    let mut sent = HashMap::new();
+    produce_keys(&kafka, 300, &mut sent);
+    let outputs = read_all(&kafka, &sent);
+    assert!(host.terminate().success());
+    assert_exact(&outputs, &sent);
+    assert_eq!(
+        partitions_of(&kafka, "counter-changelog"),
+        Some(6),
+        "sized like the input once it exists"
+    );
+}
+
+#[test]
 fn an_existing_changelog_with_too_few_partitions_stops_the_pipeline_naming_it() {
     let (kafka, _dir, config) = setup_with("exactly-once", 6, NAMED_CHANGELOG_CONFIG);
     kafka.topic("counter-changelog", 4);

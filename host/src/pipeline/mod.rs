@@ -315,7 +315,36 @@ pub(crate) async fn run_pipeline(
             );
         }
         let changelog = pipeline.changelog_topic();
-        crate::state::changelog::ensure_topic(&kafka, &changelog, &pipeline.inputs).await?;
+        // A changelog is partitioned like the inputs: wait for them to exist (a producer may
+        // create them, or an upstream pipeline of this host) rather than guess its size.
+        let mut warned: Option<std::time::Instant> = None;
+        loop {
+            use crate::state::changelog::{Changelog, ensure_topic};
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let Changelog::InputsMissing(missing) =
+                ensure_topic(&kafka, &changelog, &pipeline.inputs).await?
+            else {
+                break;
+            };
+            let why = format!(
+                "waiting for input topic(s) {} to exist: the state changelog `{changelog}` is \
+                 partitioned like the inputs (create them; a `^pattern` input needs the \
+                 changelog created by hand with as many partitions as the largest match, \
+                 cleanup.policy=compact)",
+                missing.join(", ")
+            );
+            status.set(why.clone());
+            if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(30)) {
+                tracing::warn!(pipeline = %pipeline.name, "{why}");
+                warned = Some(std::time::Instant::now());
+            }
+            tokio::select! {
+                _ = stop.changed() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
         let stores = crate::state::Stores::new(crate::state::StoresConfig {
             pipeline: pipeline.name.clone(),
             tenant: status.tenant.clone(),

@@ -46,13 +46,22 @@ impl Stores {
     }
 }
 
+/// What [`ensure_topic`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Changelog {
+    /// The changelog exists with enough partitions (or was just created).
+    Ready,
+    /// These inputs are not in the cluster's metadata yet, so the changelog cannot be sized.
+    InputsMissing(Vec<String>),
+}
+
 /// Creates the changelog topic if it is missing (compacted, with as many partitions as the
 /// pipeline's inputs have), or checks that it has enough partitions.
 pub(crate) async fn ensure_topic(
     kafka: &KafkaConfig,
     topic: &str,
     inputs: &[String],
-) -> Result<()> {
+) -> Result<Changelog> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &kafka.bootstrap_servers);
     for (k, v) in &kafka.properties {
@@ -93,6 +102,14 @@ pub(crate) async fn ensure_topic(
         .copied()
         .max()
         .unwrap_or(1);
+    // The changelog's partition count comes from the inputs': an input not seen (missing, not
+    // describable, or a `^pattern`) would make it silently too small for good.
+    let unseen: Vec<&str> = inputs
+        .iter()
+        .zip(&found)
+        .filter(|(_, n)| n.is_none())
+        .map(|(i, _)| i.as_str())
+        .collect();
     let too_few = |have: usize| {
         anyhow::anyhow!(
             "the state changelog topic `{topic}` has {have} partitions but the pipeline's \
@@ -104,7 +121,12 @@ pub(crate) async fn ensure_topic(
         if have < needed {
             return Err(too_few(have));
         }
-        return Ok(());
+        return Ok(Changelog::Ready);
+    }
+    if !unseen.is_empty() {
+        return Ok(Changelog::InputsMissing(
+            unseen.into_iter().map(str::to_string).collect(),
+        ));
     }
     // Replication -1: the broker's default.replication.factor (KIP-464, Kafka 2.4+), so the
     // state is as durable as the cluster's other topics.
@@ -113,13 +135,23 @@ pub(crate) async fn ensure_topic(
     let results = admin
         .create_topics([&new], &AdminOptions::new())
         .await
-        .with_context(|| format!("creating the state changelog topic `{topic}`"))?;
+        .with_context(|| {
+            format!(
+                "creating the state changelog topic `{topic}` (or create it yourself with \
+                 {needed} partitions and cleanup.policy=compact)"
+            )
+        })?;
     for r in results {
         match r {
             Ok(_) => {}
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+            Err((
+                _,
+                rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
+                | rdkafka::types::RDKafkaErrorCode::RequestTimedOut,
+            )) => {
                 // Another process created it meanwhile (or the broker auto-created it for
-                // some other client): use it if it has enough partitions. A topic just
+                // some other client), or the broker timed out while creating it: use it if
+                // it shows up with enough partitions. A topic just
                 // created may take a moment to show its partitions in the metadata.
                 let mut have = None;
                 for _ in 0..20 {
@@ -138,7 +170,7 @@ pub(crate) async fn ensure_topic(
                 if have < needed {
                     return Err(too_few(have));
                 }
-                return Ok(());
+                return Ok(Changelog::Ready);
             }
             Err((t, code)) => bail!(
                 "cannot create the state changelog topic `{t}`: {code} (create it yourself \
@@ -152,7 +184,7 @@ pub(crate) async fn ensure_topic(
         partitions = needed,
         "created the state changelog topic (compacted)"
     );
-    Ok(())
+    Ok(Changelog::Ready)
 }
 
 /// Restores `store` from its changelog partition, reading only committed records, up to the
@@ -183,6 +215,8 @@ pub(crate) fn restore(
         .create()
         .context("creating the state restore consumer")?;
     let read = read_into(&consumer, topic, store, meters, started);
+    // Stop fetching now: the consumer lingers while it closes.
+    let _ = consumer.unassign();
     // Closing a consumer waits on librdkafka's shutdown for up to a second or so: not on the
     // worker, which has the partition's records waiting (16 partitions took seconds).
     let _ = std::thread::Builder::new()
