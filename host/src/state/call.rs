@@ -145,11 +145,9 @@ pub(crate) fn take_due(
     // Most batches find none or a few timers due among many pending: start with a small page.
     let mut page_len = 16;
     'pages: while due.len() < max {
-        let page = store.scan(&prefix, after.as_deref(), page_len, &Changes::new())?;
+        let asked = page_len;
+        let page = store.scan(&prefix, after.as_deref(), asked, &Changes::new())?;
         page_len = (page_len * 4).min(256);
-        if page.is_empty() {
-            break;
-        }
         for (internal, _) in &page {
             let Some((at, key)) = keys::parse_timer(internal, prefix.len()) else {
                 continue;
@@ -158,6 +156,10 @@ pub(crate) fn take_due(
                 break 'pages;
             }
             due.push((at, key.to_vec(), internal.clone()));
+        }
+        if page.len() < asked {
+            // The last page.
+            break;
         }
         after = page.last().map(|(k, _)| k.clone());
     }

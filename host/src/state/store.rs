@@ -354,15 +354,17 @@ impl PartitionStore {
         let table = inner.reader.as_ref().expect("opened above");
         let mut committed = table
             .range::<&[u8]>((lower, Bound::Unbounded))?
-            .map_while(|e| {
-                let (k, v) = e.ok()?;
-                let k = k.value();
-                k.starts_with(prefix)
-                    .then(|| (k.to_vec(), v.value().to_vec()))
-            })
+            .map(|e| e.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+            .take_while(|e| e.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
             .peekable();
         let mut out = Vec::new();
         while out.len() < limit {
+            // A read error of the file ends the scan with it, not with a short page.
+            if let Some(Err(_)) = committed.peek()
+                && let Some(Err(e)) = committed.next()
+            {
+                return Err(e.into());
+            }
             let mut least: Option<&[u8]> = None;
             for l in &mut newer {
                 if let Some(&(k, _)) = l.peek()
@@ -372,15 +374,17 @@ impl PartitionStore {
                 }
             }
             let Some(key) = least else {
-                out.extend(committed.by_ref().take(limit - out.len()));
+                for entry in committed.by_ref().take(limit - out.len()) {
+                    out.push(entry?);
+                }
                 break;
             };
             match committed.peek() {
-                Some((ck, _)) if ck.as_slice() < key => {
-                    out.push(committed.next().expect("peeked"));
+                Some(Ok((ck, _))) if ck.as_slice() < key => {
+                    out.push(committed.next().expect("peeked")?);
                     continue;
                 }
-                Some((ck, _)) if ck.as_slice() == key => {
+                Some(Ok((ck, _))) if ck.as_slice() == key => {
                     committed.next();
                 }
                 _ => {}
