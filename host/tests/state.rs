@@ -235,22 +235,12 @@ fn a_trap_on_one_record_discards_only_its_change() {
 }
 
 /// `CONFIG` with the changelog topic named, so the test can look at it.
-const NAMED_CHANGELOG_CONFIG: &str = r#"
-[kafka]
-bootstrap_servers = "{bootstrap}"
-consumer = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }
-[[pipeline]]
-name = "counter"
-inputs = ["in"]
-delivery = "DELIVERY"
-dead_letter_topic = "dlq"
-plugins = [{ path = "{plugin:key_counter}" }]
-batch = { max_records = 50, linger_ms = 5 }
-commit_interval_ms = 100
-state = { changelog_topic = "counter-changelog" }
-[pipeline.outputs.main]
-kafka_topic = "out"
-"#;
+fn named_changelog_config() -> String {
+    CONFIG.replace(
+        "commit_interval_ms = 100\n",
+        "commit_interval_ms = 100\nstate = { changelog_topic = \"counter-changelog\" }\n",
+    )
+}
 
 /// The partition count of `topic` as the cluster reports it (None while it does not exist),
 /// read by a consumer, which never auto-creates the topic it asks about.
@@ -273,7 +263,7 @@ fn partitions_of(kafka: &Kafka, topic: &str) -> Option<usize> {
 fn a_missing_changelog_is_created_with_the_inputs_partition_count() {
     // 6 partitions: not the mock's default partition count (4), which is what a topic
     // auto-created by a metadata request gets, as on a broker with its default num.partitions.
-    let (kafka, _dir, config) = setup_with("exactly-once", 6, NAMED_CHANGELOG_CONFIG);
+    let (kafka, _dir, config) = setup_with("exactly-once", 6, &named_changelog_config());
     assert_eq!(partitions_of(&kafka, "counter-changelog"), None);
     let mut sent = HashMap::new();
     produce_keys(&kafka, 300, &mut sent);
@@ -329,7 +319,7 @@ fn a_stateful_pipeline_waits_for_a_missing_input_before_sizing_its_changelog() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        &NAMED_CHANGELOG_CONFIG.replace("DELIVERY", "at-least-once"),
+        &named_changelog_config().replace("DELIVERY", "at-least-once"),
         &kafka.bootstrap(),
     );
     let mut host = HostProcess::start(&config, "a");
@@ -355,7 +345,7 @@ fn a_stateful_pipeline_waits_for_a_missing_input_before_sizing_its_changelog() {
 
 #[test]
 fn an_existing_changelog_with_too_few_partitions_stops_the_pipeline_naming_it() {
-    let (kafka, _dir, config) = setup_with("exactly-once", 6, NAMED_CHANGELOG_CONFIG);
+    let (kafka, _dir, config) = setup_with("exactly-once", 6, &named_changelog_config());
     kafka.topic("counter-changelog", 4);
     let error = start_error(&config);
     assert!(
@@ -383,7 +373,7 @@ fn start_error(config: &std::path::Path) -> String {
 fn a_changelog_the_broker_refuses_to_create_is_an_error_saying_what_to_create() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     // The host's principal may not create topics.
-    let (kafka, _dir, config) = setup_with("exactly-once", 6, NAMED_CHANGELOG_CONFIG);
+    let (kafka, _dir, config) = setup_with("exactly-once", 6, &named_changelog_config());
     kafka.cluster.request_errors(
         RDKafkaApiKey::CreateTopics,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
@@ -398,7 +388,7 @@ fn a_changelog_the_broker_refuses_to_create_is_an_error_saying_what_to_create() 
 
     // "Already exists" is another process winning the race: the host looks again, and does
     // not take a topic the metadata does not show for one that exists.
-    let (kafka, _dir, config) = setup_with("exactly-once", 6, NAMED_CHANGELOG_CONFIG);
+    let (kafka, _dir, config) = setup_with("exactly-once", 6, &named_changelog_config());
     kafka.cluster.request_errors(
         RDKafkaApiKey::CreateTopics,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS],
