@@ -417,28 +417,44 @@ state = { allowed_lateness_ms = 500 }
 kafka_topic = "out"
 "#;
 
-#[test]
-fn windows_count_records_within_lateness_and_dead_letter_later_ones() {
+/// One-partition `events`, `out` and `dlq` topics and `config` written for them.
+fn window_setup(config: &str) -> (Kafka, tempfile::TempDir, std::path::PathBuf) {
     let kafka = Kafka::new(1);
-    for (topic, partitions) in [("events", 1), ("out", 1), ("dlq", 1)] {
-        kafka.topic(topic, partitions);
+    for topic in ["events", "out", "dlq"] {
+        kafka.topic(topic, 1);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), WINDOW_CONFIG, &kafka.bootstrap());
-    let p = producer(&kafka);
+    let config = write_config(dir.path(), config, &kafka.bootstrap());
+    (kafka, dir, config)
+}
+
+/// Produces `(key, event time)` records to `events`, the value being the time; each flushed
+/// alone when `one_by_one` (so each makes a batch of its own, as in a live stream).
+fn send_events(kafka: &Kafka, events: &[(&str, i64)], one_by_one: bool) {
+    let p = producer(kafka);
+    for (key, ts) in events {
+        p.send(
+            BaseRecord::<str, str>::to("events")
+                .key(key)
+                .payload(&ts.to_string())
+                .timestamp(*ts),
+        )
+        .unwrap();
+        if one_by_one {
+            p.flush(Duration::from_secs(10)).unwrap();
+        }
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn windows_count_records_within_lateness_and_dead_letter_later_ones() {
+    let (kafka, _dir, config) = window_setup(WINDOW_CONFIG);
     // 1200 is behind the largest timestamp (1500) but within the 500 ms lateness: it counts.
     // 2600 moves the watermark to 2100: window [1000, 2000) closes with 3 records.
     // 1100 is then behind the watermark: late. 3700 closes [2000, 3000) with 1.
-    for ts in [1000i64, 1500, 1200, 2600, 1100, 3700] {
-        p.send(
-            BaseRecord::<str, str>::to("events")
-                .key("a")
-                .payload(&ts.to_string())
-                .timestamp(ts),
-        )
-        .unwrap();
-    }
-    p.flush(Duration::from_secs(10)).unwrap();
+    let times = [1000i64, 1500, 1200, 2600, 1100, 3700];
+    send_events(&kafka, &times.map(|t| ("a", t)), false);
     let host = HostProcess::start(&config, "a");
     let outputs = kafka.read_count(&["out"], 2, Duration::from_secs(60));
     let dlq = kafka.read_count(&["dlq"], 1, Duration::from_secs(30));
@@ -470,33 +486,22 @@ kafka_topic = "out"
 
 #[test]
 fn a_timer_the_plugin_rejects_or_traps_on_is_dead_lettered_alone() {
-    let kafka = Kafka::new(1);
-    for (topic, partitions) in [("events", 1), ("out", 1), ("dlq", 1)] {
-        kafka.topic(topic, partitions);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), FAILING_TIMER_CONFIG, &kafka.bootstrap());
-    let p = producer(&kafka);
+    let (kafka, _dir, config) = window_setup(FAILING_TIMER_CONFIG);
     // Window [1000, 2000) of three keys fires when "a" at 2600 moves the watermark past it (no
     // lateness): "refused" is rejected by on-timer, "trapped" panics in it, "a" is emitted. The
     // pipeline goes on: "a" at 3700 closes [2000, 3000).
-    for (key, ts) in [
-        ("a", 1000i64),
-        ("refused", 1100),
-        ("trapped", 1200),
-        ("a", 2600),
-        ("a", 3700),
-    ] {
-        p.send(
-            BaseRecord::<str, str>::to("events")
-                .key(key)
-                .payload(&ts.to_string())
-                .timestamp(ts),
-        )
-        .unwrap();
-        // One batch per record, so the timers fire between records as in a live stream.
-        p.flush(Duration::from_secs(10)).unwrap();
-    }
+    // One batch per record, so the timers fire between records as in a live stream.
+    send_events(
+        &kafka,
+        &[
+            ("a", 1000),
+            ("refused", 1100),
+            ("trapped", 1200),
+            ("a", 2600),
+            ("a", 3700),
+        ],
+        true,
+    );
     let host = HostProcess::start(&config, "a");
     let outputs = kafka.read_count(&["out"], 2, Duration::from_secs(60));
     let dlq = kafka.read_count(&["dlq"], 2, Duration::from_secs(30));
