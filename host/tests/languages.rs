@@ -1000,6 +1000,37 @@ fn a_record_that_raises_in_a_batch_hook_is_dead_lettered_alone() {
     }
 }
 
+/// Writes `(partition, key, event time)` records (value "x") as `sluice test` JSONL.
+fn write_keyed_jsonl(path: &Path, lines: &[(i32, &str, i64)]) {
+    let text: String = lines
+        .iter()
+        .map(|(p, k, ts)| {
+            format!("{{\"key\":\"{k}\",\"value\":\"x\",\"timestamp\":{ts},\"partition\":{p}}}\n")
+        })
+        .collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// `sluice test PLUGIN --input INPUT --print-state`'s output; it must succeed.
+fn sluice_test_with_state(plugin: &Path, input: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("test")
+        .arg(plugin)
+        .arg("--input")
+        .arg(input)
+        .arg("--print-state")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {stdout}{}",
+        plugin.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The per-key counter (`plugins/testing/<lang>-counter`) under `sluice test`: the same running
 /// counts, the same `late` rejection, the same timer outputs and the same final state in Rust,
 /// Python, JavaScript, Go, C and C++, over two partitions.
@@ -1017,31 +1048,8 @@ fn stateful_counter_agrees_in_every_language() {
         (0, "a", 9000),
         (0, "b", 9100),
     ];
-    let text: String = lines
-        .iter()
-        .map(|(p, k, ts)| {
-            format!("{{\"key\":\"{k}\",\"value\":\"x\",\"timestamp\":{ts},\"partition\":{p}}}\n")
-        })
-        .collect();
-    std::fs::write(&input, text).unwrap();
-    let run = |plugin: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("test")
-            .arg(plugin)
-            .arg("--input")
-            .arg(&input)
-            .arg("--print-state")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {stdout}{}",
-            plugin.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    };
+    write_keyed_jsonl(&input, &lines);
+    let run = |plugin: &Path| sluice_test_with_state(plugin, &input);
     let want = run(&common::plugin("rust_counter"));
     let values: Vec<String> = want
         .lines()
@@ -1103,13 +1111,7 @@ fn state_ops_agree_in_every_language() {
         (1, "k1", 3000),
         (0, "k2", 4000),
     ];
-    let text: String = lines
-        .iter()
-        .map(|(p, k, ts)| {
-            format!("{{\"key\":\"{k}\",\"value\":\"x\",\"timestamp\":{ts},\"partition\":{p}}}\n")
-        })
-        .collect();
-    std::fs::write(&input, text).unwrap();
+    write_keyed_jsonl(&input, &lines);
     let summary = |input: usize, key: &str, wm: &str| {
         format!(
             r#"{{"input":{input},"output":null,"key":"{key}","value":"get_many=1,2,- scan={key}/b=2 after={key}/b wm={wm}","headers":{{}}}}"#
@@ -1132,21 +1134,7 @@ fn state_ops_agree_in_every_language() {
     for lang in [Lang::Go, Lang::Js, Lang::C, Lang::Cpp] {
         let dir = format!("plugins/testing/{}-state-ops", lang.name());
         let plugin = build(lang, Path::new(&dir));
-        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("test")
-            .arg(&plugin)
-            .arg("--input")
-            .arg(&input)
-            .arg("--print-state")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {stdout}{}",
-            lang.name(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = sluice_test_with_state(&plugin, &input);
         assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{}", lang.name());
     }
 }
