@@ -19,7 +19,12 @@
 //!   shape `sluice dev` generates, all valid, keyed by user, event time rising 1 ms a record).
 //!   Both at-least-once like the rest; every output of the metrics pipeline is checked: each
 //!   event re-keyed unchanged, each user's totals after each event, and exactly the
-//!   abandoned-cart notices the events call for.
+//!   abandoned-cart notices the events call for;
+//! - the metrics pipeline's Kafka writes without its state: plugins/testing/fanout forwarding
+//!   every shop event 4.4 times (`shop-fanout`: its outputs and changelog, 4.4 records per event)
+//!   or 2.3 times (`shop-outputs`: its outputs alone), to as many partitions as the metrics
+//!   pipeline writes; every event must arrive, unchanged, that many times on average. Against
+//!   passthrough, they are the ceilings of any stateful pipeline writing that much.
 //!
 //! Throughput is read from each group's committed offsets between 10% and 90% of the input, so
 //! process start, plugin compilation and the group join do not count; CPU is the child's
@@ -33,9 +38,10 @@
 //! bench checks that no partition was trimmed.
 //!
 //! `SLUICE_E2E_ONLY=passthrough,rust-loop` runs only the named contenders (`shop-passthrough`,
-//! `shop-metrics` for the stateful pair). `SLUICE_E2E_ROUNDS=5` runs them all five times, in
-//! turn, and gives each ratio as the median of the rounds' ratios with its range: on a shared
-//! 2-core machine one run can be 30% off.
+//! `shop-metrics`, `shop-fanout`, `shop-outputs` over the shop events). `SLUICE_E2E_ROUNDS=5`
+//! runs them all five times, in turn, and gives each ratio as the median of the rounds' ratios
+//! with its range: on a shared 2-core machine one run can be 30% off. `SLUICE_E2E_KAFKA` adds TOML lines to the Sluice
+//! contenders' `[kafka]` table (`producer = { "linger.ms" = "50" }`) to try client settings.
 
 #![allow(dead_code)]
 // tests/languages.rs declares `mod common;` privately; this bench needs it too.
@@ -198,6 +204,12 @@ const SHOP_USERS: usize = 50_000;
 const SHOP_T0: i64 = 1_700_000_000_000;
 const ABANDON_MS: i64 = 60_000;
 const SHOP_LATENESS_MS: i64 = 2_000;
+/// Kafka records the metrics pipeline writes per event (outputs and changelog, measured: 1
+/// by_product, 1 user_totals, 0.26 notices, 2.13 changelog): the `shop-fanout` contender
+/// forwards each event this many times.
+const FANOUT_ALL: f64 = 4.4;
+/// The metrics pipeline's outputs alone, without its changelog: the `shop-outputs` contender.
+const FANOUT_OUTPUTS: f64 = 2.3;
 
 #[derive(Clone, Copy, PartialEq)]
 enum ShopKind {
@@ -434,6 +446,12 @@ enum Kind {
         plugin: PathBuf,
         memory_mb: Option<u32>,
     },
+    /// `sluice run` with the fanout test plugin forwarding every record `copies` times on
+    /// average: as many Kafka records per event as the metrics pipeline writes, with no state.
+    Fanout {
+        plugin: PathBuf,
+        copies: f64,
+    },
     RustLoop,
     PythonLoop,
     /// `sluice run` with the seed scenario's `shop-users` pipeline (rust-shop-metrics).
@@ -464,7 +482,9 @@ impl Contender {
     }
     fn group(&self) -> String {
         match self.kind {
-            Kind::Sluice { .. } | Kind::ShopMetrics { .. } => format!("sluice-{}", self.id()),
+            Kind::Sluice { .. } | Kind::Fanout { .. } | Kind::ShopMetrics { .. } => {
+                format!("sluice-{}", self.id())
+            }
             _ => format!("loop-{}", self.id()),
         }
     }
@@ -473,6 +493,15 @@ impl Contender {
     }
     fn input(&self) -> &'static str {
         if self.shop { SHOP_INPUT } else { INPUT }
+    }
+    /// Partitions of each output topic: the fanout contender writes to as many partitions as
+    /// the metrics pipeline (three outputs and the changelog), which also keeps its 2.2 million
+    /// records under the mock's 5 MB per partition.
+    fn out_partitions(&self) -> i32 {
+        match self.kind {
+            Kind::Fanout { .. } => 3 * OUT_PARTITIONS + PARTITIONS,
+            _ => OUT_PARTITIONS,
+        }
     }
     /// The output topics: the metrics pipeline has three.
     fn outputs(&self) -> Vec<String> {
@@ -526,7 +555,7 @@ bootstrap_servers = "{bootstrap}"
 name = "NAME"
 inputs = ["INPUT"]
 dead_letter_topic = "dlq-NAME"
-plugins = [{ path = "PLUGIN" }]
+plugins = [{ path = "PLUGIN"PLUGIN_CONFIG }]
 commit_interval_ms = 100
 LIMITS
 [pipeline.outputs.main]
@@ -552,6 +581,19 @@ kafka_topic = "OUTPUT-by-product"
 kafka_topic = "OUTPUT-notices"
 "#;
 
+/// `SLUICE_E2E_KAFKA`: TOML lines added to every Sluice contender's `[kafka]` table, to try
+/// client settings (`producer = { "linger.ms" = "20" }`) without editing the bench.
+fn with_kafka_extra(config: &str) -> String {
+    match std::env::var("SLUICE_E2E_KAFKA") {
+        Ok(extra) if !extra.trim().is_empty() => config.replacen(
+            "bootstrap_servers = \"{bootstrap}\"\n",
+            &format!("bootstrap_servers = \"{{bootstrap}}\"\n{extra}\n"),
+            1,
+        ),
+        _ => config.to_string(),
+    }
+}
+
 fn start(c: &Contender, kafka: &Kafka, dir: &Path) -> Running {
     match &c.kind {
         Kind::ShopMetrics { plugin } => {
@@ -562,11 +604,21 @@ fn start(c: &Contender, kafka: &Kafka, dir: &Path) -> Running {
                 .replace("OUTPUT", &c.output())
                 .replace("PLUGIN", &plugin.display().to_string())
                 .replace("LATENESS", &SHOP_LATENESS_MS.to_string());
-            let config = common::write_config(dir, &text, &kafka.bootstrap());
+            let config = common::write_config(dir, &with_kafka_extra(&text), &kafka.bootstrap());
             Running::Sluice(HostProcess::start(&config, &c.id()))
         }
-        Kind::Sluice { plugin, memory_mb } => {
+        Kind::Sluice { .. } | Kind::Fanout { .. } => {
+            let (plugin, memory_mb, plugin_config) = match &c.kind {
+                Kind::Sluice { plugin, memory_mb } => (plugin, *memory_mb, String::new()),
+                Kind::Fanout { plugin, copies } => (
+                    plugin,
+                    None,
+                    format!(", config = {{ copies = \"{copies}\" }}"),
+                ),
+                _ => unreachable!(),
+            };
             let text = SLUICE_CONFIG
+                .replace("PLUGIN_CONFIG", &plugin_config)
                 .replace("NAME", &c.id())
                 .replace("INPUT", c.input())
                 .replace("OUTPUT", &c.output())
@@ -577,7 +629,7 @@ fn start(c: &Contender, kafka: &Kafka, dir: &Path) -> Running {
                         .map(|m| format!("limits = {{ memory_mb = {m} }}"))
                         .unwrap_or_default(),
                 );
-            let config = common::write_config(dir, &text, &kafka.bootstrap());
+            let config = common::write_config(dir, &with_kafka_extra(&text), &kafka.bootstrap());
             Running::Sluice(HostProcess::start(&config, &c.id()))
         }
         Kind::RustLoop => {
@@ -682,7 +734,7 @@ struct Figures {
 
 fn run(c: &Contender, kafka: &Kafka, shop: Option<&ShopExpected>) -> Figures {
     for out in c.outputs() {
-        kafka.topic(&out, OUT_PARTITIONS);
+        kafka.topic(&out, c.out_partitions());
     }
     kafka.topic(&format!("dlq-{}", c.id()), 1);
     let dir = tempfile::tempdir().unwrap();
@@ -759,7 +811,7 @@ fn run(c: &Contender, kafka: &Kafka, shop: Option<&ShopExpected>) -> Figures {
 /// by the mock cluster, none dead-lettered.
 fn verify(c: &Contender, kafka: &Kafka) {
     let topic = c.output();
-    let marks = watermarks(kafka, &topic, OUT_PARTITIONS);
+    let marks = watermarks(kafka, &topic, c.out_partitions());
     let stored: i64 = marks.iter().map(|(l, h)| h - l).sum();
     for (p, (low, _)) in marks.iter().enumerate() {
         assert_eq!(
@@ -778,7 +830,7 @@ fn verify(c: &Contender, kafka: &Kafka) {
         .create()
         .expect("verifying consumer");
     let mut tpl = TopicPartitionList::new();
-    for p in 0..OUT_PARTITIONS {
+    for p in 0..c.out_partitions() {
         tpl.add_partition_offset(&topic, p, Offset::Beginning)
             .unwrap();
     }
@@ -845,7 +897,7 @@ fn read_all(
     topic: &str,
     mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
 ) -> i64 {
-    let marks = watermarks(kafka, topic, OUT_PARTITIONS);
+    let marks = watermarks(kafka, topic, c.out_partitions());
     let stored: i64 = marks.iter().map(|(l, h)| h - l).sum();
     for (p, (low, _)) in marks.iter().enumerate() {
         assert_eq!(
@@ -861,7 +913,7 @@ fn read_all(
         .create()
         .expect("verifying consumer");
     let mut tpl = TopicPartitionList::new();
-    for p in 0..OUT_PARTITIONS {
+    for p in 0..c.out_partitions() {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
     }
@@ -945,6 +997,15 @@ fn verify_shop(c: &Contender, kafka: &Kafka, expected: &ShopExpected) {
             "{}: {distinct} of {TOTAL} events reached {topic}",
             c.label
         );
+        if let Kind::Fanout { copies, .. } = c.kind {
+            // Every event `copies` times on average (each worker spreads the fraction on its
+            // own, so the sum may fall short by a copy per worker).
+            assert!(
+                read as f64 >= (copies - 0.01) * TOTAL as f64,
+                "{}: {read} records for {TOTAL} events, expected {copies} per event",
+                c.label
+            );
+        }
         report.push(format!("{topic}: {} repeats", read - TOTAL as i64));
     };
     let Kind::ShopMetrics { .. } = c.kind else {
@@ -1114,7 +1175,11 @@ fn main() {
     let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     let sluice = |plugin: PathBuf, memory_mb| Kind::Sluice { plugin, memory_mb };
     let mut contenders = Vec::new();
-    let all: [(&str, &str, bool, &dyn Fn() -> Kind); 8] = [
+    let fanout = |copies| Kind::Fanout {
+        plugin: common::plugin("fanout"),
+        copies,
+    };
+    let all: [(&str, &str, bool, &dyn Fn() -> Kind); 10] = [
         ("Sluice, passthrough (Rust)", "passthrough", false, &|| {
             sluice(common::plugin("passthrough"), None)
         }),
@@ -1146,6 +1211,18 @@ fn main() {
             "shop-passthrough",
             false,
             &|| sluice(common::plugin("passthrough"), None),
+        ),
+        (
+            "Sluice, fanout 4.4 (stateless, Rust), shop events",
+            "shop-fanout",
+            false,
+            &|| fanout(FANOUT_ALL),
+        ),
+        (
+            "Sluice, fanout 2.3 (stateless, Rust), shop events",
+            "shop-outputs",
+            false,
+            &|| fanout(FANOUT_OUTPUTS),
         ),
         (
             "Sluice, shop metrics (stateful, Rust)",
@@ -1294,6 +1371,21 @@ fn main() {
         "shop-metrics",
         "shop-passthrough",
         "Sluice shop metrics (stateful) / passthrough, same shop events",
+    );
+    ratio(
+        "shop-fanout",
+        "shop-passthrough",
+        "Sluice fanout 4.4 (the metrics pipeline's Kafka writes, no state) / passthrough, same shop events",
+    );
+    ratio(
+        "shop-outputs",
+        "shop-passthrough",
+        "Sluice fanout 2.3 (the metrics pipeline's outputs alone) / passthrough, same shop events",
+    );
+    ratio(
+        "shop-metrics",
+        "shop-fanout",
+        "Sluice shop metrics (stateful) / fanout 4.4, same shop events",
     );
     ratio(
         "shop-metrics",

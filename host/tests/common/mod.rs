@@ -24,6 +24,7 @@ const PLUGINS: &[&str] = &[
     "route-events",
     "poison",
     "drop-all",
+    "fanout",
     "wrong-world",
     "hostile",
     "hostile-runtime",
