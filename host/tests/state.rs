@@ -160,6 +160,49 @@ fn exactly_once_counts_survive_sigkill_at_several_points() {
 }
 
 #[test]
+fn the_state_files_of_a_killed_process_are_removed_by_the_next_one() {
+    let state = tempfile::tempdir().unwrap();
+    let with_dir = format!(
+        "{CONFIG}[runtime]\nstate_dir = \"{}\"\n",
+        state.path().display()
+    );
+    let (kafka, _dir, config) = setup_with("at-least-once", PARTITIONS, &with_dir);
+    let mut sent = HashMap::new();
+    produce_keys(&kafka, 100, &mut sent);
+    let killed = HostProcess::start(&config, "a");
+    let killed_dir = state.path().join(format!("a-{}", killed.pid()));
+    wait_for_outputs(&kafka, 100);
+    let stores = std::fs::read_dir(killed_dir.join("counter"))
+        .expect("the pipeline's stores are in the process's directory")
+        .count();
+    assert!(stores > 0, "one redb file per assigned partition");
+    killed.kill();
+    assert!(
+        killed_dir.join(".lock").exists(),
+        "SIGKILL leaves the files"
+    );
+
+    let next = HostProcess::start(&config, "a");
+    let next_dir = state.path().join(format!("a-{}", next.pid()));
+    produce_keys(&kafka, 100, &mut sent);
+    let outputs = read_all(&kafka, &sent);
+    assert!(!killed_dir.exists(), "the dead process's files are removed");
+    assert!(next_dir.join(".lock").exists());
+    assert!(next.terminate().success());
+    assert!(
+        !next_dir.exists(),
+        "a clean stop removes the process's own files"
+    );
+    let e = emitted(&outputs);
+    for (key, n) in &sent {
+        assert!(
+            e[key].iter().max() >= Some(n),
+            "key {key}: counts restored from the changelog reach its {n} inputs"
+        );
+    }
+}
+
+#[test]
 fn at_least_once_counts_never_fall_below_the_inputs() {
     let (kafka, _dir, config) = setup("at-least-once");
     let mut sent = HashMap::new();

@@ -101,7 +101,8 @@ pub struct RuntimeConfig {
     #[serde(default = "default_stall_timeout_ms")]
     pub stall_timeout_ms: u64,
     /// Where the state stores of stateful pipelines keep their files (default: `sluice-state`
-    /// in the system's temporary directory). Each process uses its own subdirectory, and a
+    /// in the system's temporary directory). Each process uses its own subdirectory, removed
+    /// when it stops (a killed process's by the next process using this directory), and a
     /// store is rebuilt from its changelog whenever its partition is assigned.
     pub state_dir: Option<PathBuf>,
     /// This process's name among the members of its groups (default: `$SLUICE_INSTANCE_ID`,

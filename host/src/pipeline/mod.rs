@@ -61,8 +61,9 @@ pub(crate) struct Prepared {
     pub(crate) stats: Arc<PipelineStats>,
     pub(crate) status: Arc<PipelineStatus>,
     pub(crate) rate: Option<Arc<RateLimit>>,
-    /// Where this process keeps the pipeline's state stores, if its plugins are stateful.
-    pub(crate) state_dir: std::path::PathBuf,
+    /// This process's state directory (the pipeline's stores go in a subdirectory named after
+    /// it), if its plugins are stateful.
+    pub(crate) state_root: Arc<crate::state::StateRoot>,
     /// The tenant's state quota, shared with its other pipelines.
     pub(crate) quota: Option<Arc<crate::state::Quota>>,
 }
@@ -97,16 +98,14 @@ impl Host {
             .collect();
         // Each process keeps its own files: stores are rebuilt from the changelog on
         // assignment, so nothing there is shared or reused across runs.
-        let state_root = config
-            .runtime
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("sluice-state"))
-            .join(format!(
-                "{}-{}",
-                config.runtime.instance_id(),
-                std::process::id()
-            ));
+        let state_root = Arc::new(crate::state::StateRoot::new(
+            &config
+                .runtime
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("sluice-state")),
+            &format!("{}-{}", config.runtime.instance_id(), std::process::id()),
+        ));
         let mut pipelines = Vec::new();
         let mut load_errors = Vec::new();
         for pipeline in &config.pipelines {
@@ -154,7 +153,7 @@ impl Host {
                     stores: Mutex::new(None),
                 }),
                 rate: tenant_rates.get(tenant.as_str()).cloned(),
-                state_dir: state_root.join(&pipeline.name),
+                state_root: state_root.clone(),
                 quota: quotas.get(tenant.as_str()).cloned(),
                 config: pipeline.clone(),
             });
@@ -302,7 +301,7 @@ pub(crate) async fn run_pipeline(
         stats,
         status,
         rate,
-        state_dir,
+        state_root,
         quota,
     } = prepared;
     let live = live.context("the pipeline's plugins were not loaded")?;
@@ -348,7 +347,7 @@ pub(crate) async fn run_pipeline(
         let stores = crate::state::Stores::new(crate::state::StoresConfig {
             pipeline: pipeline.name.clone(),
             tenant: status.tenant.clone(),
-            dir: Some(state_dir),
+            dir: Some(state_root.claim()?.join(&pipeline.name)),
             changelog,
             kafka: Some(kafka.clone()),
             max_bytes: pipeline.limits.max_state_bytes,

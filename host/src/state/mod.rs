@@ -14,6 +14,7 @@
 mod call;
 pub(crate) mod changelog;
 pub(crate) mod keys;
+mod root;
 mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +25,7 @@ use anyhow::Result;
 
 pub use call::CallState;
 pub(crate) use call::{EVENT_TIME, PROCESSING_TIME, take_due};
+pub use root::StateRoot;
 pub(crate) use store::Shared;
 pub use store::{PartitionStore, Quota, StateLimitHit};
 
