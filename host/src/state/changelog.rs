@@ -74,28 +74,14 @@ pub(crate) async fn ensure_topic(
     // topic never creates one, whatever the properties above say), and auto-creation is off
     // for anything else this client might ask about.
     config.set("allow.auto.create.topics", "false");
-    let admin: AdminClient<_> = config
-        .create()
-        .context("creating a Kafka admin client for the state changelog")?;
-    let partitions_of = |wanted: &[&str]| -> Result<Vec<Option<usize>>> {
-        let md = admin
-            .inner()
-            .fetch_metadata(None, Duration::from_secs(10))
-            .with_context(|| format!("reading the metadata of topics {wanted:?}"))?;
-        Ok(wanted
-            .iter()
-            .map(|w| {
-                md.topics()
-                    .iter()
-                    .find(|t| t.name() == *w)
-                    .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-                    .map(|t| t.partitions().len())
-            })
-            .collect())
-    };
+    let admin: Arc<AdminClient<_>> = Arc::new(
+        config
+            .create()
+            .context("creating a Kafka admin client for the state changelog")?,
+    );
     let mut wanted: Vec<&str> = inputs.iter().map(String::as_str).collect();
     wanted.push(topic);
-    let found = partitions_of(&wanted)?;
+    let found = partitions_of(&admin, &wanted).await?;
     let needed = found[..inputs.len()]
         .iter()
         .flatten()
@@ -155,7 +141,7 @@ pub(crate) async fn ensure_topic(
                 // created may take a moment to show its partitions in the metadata.
                 let mut have = None;
                 for _ in 0..20 {
-                    have = partitions_of(&[topic])?[0];
+                    have = partitions_of(&admin, &[topic]).await?[0];
                     if have.is_some() {
                         break;
                     }
@@ -185,6 +171,35 @@ pub(crate) async fn ensure_topic(
         "created the state changelog topic (compacted)"
     );
     Ok(Changelog::Ready)
+}
+
+/// The partition count of each of `wanted` (`None`: not in the cluster's metadata), from one
+/// all-topics metadata request. It blocks for up to 10 s, so it runs off the async runtime:
+/// a slow broker must not hold a runtime thread that other pipelines and the admin API share.
+async fn partitions_of(
+    admin: &Arc<AdminClient<rdkafka::client::DefaultClientContext>>,
+    wanted: &[&str],
+) -> Result<Vec<Option<usize>>> {
+    let admin = admin.clone();
+    let wanted: Vec<String> = wanted.iter().map(|w| w.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let md = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .with_context(|| format!("reading the metadata of topics {wanted:?}"))?;
+        Ok(wanted
+            .iter()
+            .map(|w| {
+                md.topics()
+                    .iter()
+                    .find(|t| t.name() == w)
+                    .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                    .map(|t| t.partitions().len())
+            })
+            .collect())
+    })
+    .await
+    .context("the metadata request's thread failed")?
 }
 
 /// Restores `store` from its changelog partition, reading only committed records, up to the
