@@ -52,30 +52,6 @@ plugins = [{ path = "{plugin:passthrough}" }]
 kafka_topic = "globex.out"
 "#;
 
-/// One HTTP/1.0 request; returns the status and the body.
-fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    // The host answers a refused upload (401, 403, 413) without reading its body, and closes:
-    // the rest of the body may not be taken, and the connection may end with a reset.
-    let _ = stream.write_all(body);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
-
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -115,7 +91,7 @@ fn admin_api_acts_only_with_the_right_token() {
     });
 
     // Listing: a tenant sees its own pipelines only; the operator sees all.
-    let (code, body) = request(port, "GET", "/api/pipelines", Some(ACME), b"");
+    let (code, body) = common::http(port, "GET", "/api/pipelines", Some(ACME), b"");
     assert_eq!(code, 200, "{body}");
     let listed = json(&body);
     let names: Vec<&str> = listed["pipelines"]
@@ -132,31 +108,31 @@ fn admin_api_acts_only_with_the_right_token() {
     assert!(acme["lag"].is_i64());
     let version = acme["version"].as_str().unwrap().to_string();
     assert!(version.starts_with("passthrough@"), "{version}");
-    let (_, body) = request(port, "GET", "/api/pipelines", Some(OPERATOR), b"");
+    let (_, body) = common::http(port, "GET", "/api/pipelines", Some(OPERATOR), b"");
     assert_eq!(json(&body)["pipelines"].as_array().unwrap().len(), 2);
 
     // /metrics and /readyz show what /api shows: a tenant's token its own pipelines, no token
     // no pipeline at all.
-    let (code, m) = request(port, "GET", "/metrics", None, b"");
+    let (code, m) = common::http(port, "GET", "/metrics", None, b"");
     assert_eq!(code, 200);
     assert!(
         !m.contains("acme") && !m.contains("globex") && !m.contains("pipeline="),
         "{m}"
     );
-    let (code, body) = request(port, "GET", "/readyz", None, b"");
+    let (code, body) = common::http(port, "GET", "/readyz", None, b"");
     assert_eq!(code, 200, "{body}");
     assert_eq!(json(&body), serde_json::json!({ "ready": true }));
     for (token, own, other) in [
         (ACME, "acme-copy", "globex"),
         (GLOBEX, "globex-copy", "acme"),
     ] {
-        let (code, m) = request(port, "GET", "/metrics", Some(token), b"");
+        let (code, m) = common::http(port, "GET", "/metrics", Some(token), b"");
         assert_eq!(code, 200);
         assert!(
             m.contains(&format!("pipeline=\"{own}\"")) && !m.contains(other),
             "{own}: {m}"
         );
-        let (code, body) = request(port, "GET", "/readyz", Some(token), b"");
+        let (code, body) = common::http(port, "GET", "/readyz", Some(token), b"");
         assert_eq!(code, 200, "{body}");
         let names: Vec<String> = json(&body)["pipelines"]
             .as_array()
@@ -166,9 +142,9 @@ fn admin_api_acts_only_with_the_right_token() {
             .collect();
         assert_eq!(names, [own], "{body}");
     }
-    let (_, m) = request(port, "GET", "/metrics", Some(OPERATOR), b"");
+    let (_, m) = common::http(port, "GET", "/metrics", Some(OPERATOR), b"");
     assert!(m.contains("acme-copy") && m.contains("globex-copy"), "{m}");
-    let (code, _) = request(port, "GET", "/metrics", Some("wrong-token-0123456789"), b"");
+    let (code, _) = common::http(port, "GET", "/metrics", Some("wrong-token-0123456789"), b"");
     assert_eq!(code, 401);
 
     // Every endpoint refuses without a token, with a wrong one and with another tenant's.
@@ -189,7 +165,7 @@ fn admin_api_acts_only_with_the_right_token() {
             std::fs::read(common::plugin("drop_all")).unwrap(),
         ),
     ];
-    let (code, _) = request(port, "GET", "/api/pipelines", None, b"");
+    let (code, _) = common::http(port, "GET", "/api/pipelines", None, b"");
     assert_eq!(code, 401);
     for (method, path, body) in &endpoints {
         for (token, expected) in [
@@ -197,14 +173,14 @@ fn admin_api_acts_only_with_the_right_token() {
             (Some("wrong-token-0123456789"), 401),
             (Some(GLOBEX), 403),
         ] {
-            let (code, text) = request(port, method, path, token, body);
+            let (code, text) = common::http(port, method, path, token, body);
             assert_eq!(code, expected, "{method} {path} with {token:?}: {text}");
             assert!(json(&text)["error"].is_string(), "{text}");
         }
     }
     // …and nothing changed: not paused, same version, nothing replayed.
     std::thread::sleep(Duration::from_secs(1));
-    let (_, body) = request(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"");
+    let (_, body) = common::http(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"");
     let now = json(&body);
     assert_eq!(now["paused"], false);
     assert_eq!(now["version"], version.as_str());
@@ -217,7 +193,7 @@ fn admin_api_acts_only_with_the_right_token() {
     );
 
     // Pause keeps offsets: records produced meanwhile wait, then arrive once after resume.
-    let (code, body) = request(
+    let (code, body) = common::http(
         port,
         "POST",
         "/api/pipelines/acme-copy/pause",
@@ -253,7 +229,7 @@ fn admin_api_acts_only_with_the_right_token() {
             "it is in the future",
         ),
     ] {
-        let (code, body) = request(
+        let (code, body) = common::http(
             port,
             "POST",
             "/api/pipelines/acme-copy/replay",
@@ -268,7 +244,7 @@ fn admin_api_acts_only_with_the_right_token() {
         );
     }
     for target in [r#"{"offset": -1}"#, r#"{"timestamp": -5}"#] {
-        let (code, body) = request(
+        let (code, body) = common::http(
             port,
             "POST",
             "/api/pipelines/acme-copy/replay",
@@ -284,7 +260,7 @@ fn admin_api_acts_only_with_the_right_token() {
         vec![50],
         "a refused replay commits nothing"
     );
-    let (code, body) = request(
+    let (code, body) = common::http(
         port,
         "POST",
         "/api/pipelines/acme-copy/resume",
@@ -304,7 +280,7 @@ fn admin_api_acts_only_with_the_right_token() {
     });
 
     // Replay from an offset re-emits from there, in order.
-    let (code, body) = request(
+    let (code, body) = common::http(
         port,
         "POST",
         "/api/pipelines/acme-copy/replay",
@@ -321,7 +297,7 @@ fn admin_api_acts_only_with_the_right_token() {
     // cluster does not implement lookups by time (rdkafka_mock_handlers.c: "FIXME: by
     // timestamp") and answers "none", as a broker does for a time after the last record: that
     // is refused (it used to seek to the end, skipping what was not processed yet).
-    let (code, body) = request(
+    let (code, body) = common::http(
         port,
         "POST",
         "/api/pipelines/acme-copy/replay",
@@ -336,7 +312,7 @@ fn admin_api_acts_only_with_the_right_token() {
             .contains("acme.in[0] has no record at or after timestamp 1"),
         "{body}"
     );
-    let (code, body) = request(
+    let (code, body) = common::http(
         port,
         "POST",
         "/api/pipelines/acme-copy/replay",
@@ -346,7 +322,7 @@ fn admin_api_acts_only_with_the_right_token() {
     assert_eq!(code, 422, "{body}");
 
     // Reload: the file did not change.
-    let (code, body) = request(
+    let (code, body) = common::http(
         port,
         "POST",
         "/api/pipelines/acme-copy/reload",
@@ -357,7 +333,7 @@ fn admin_api_acts_only_with_the_right_token() {
     assert_eq!(json(&body)["plugins"][0]["outcome"], "unchanged");
 
     // A bad upload is rejected with its reason; the running version stays.
-    let (code, body) = request(
+    let (code, body) = common::http(
         port,
         "PUT",
         "/api/pipelines/acme-copy/plugins/passthrough",
@@ -373,7 +349,7 @@ fn admin_api_acts_only_with_the_right_token() {
         "{body}"
     );
     let wrong_world = std::fs::read(common::plugin("wrong_world")).unwrap();
-    let (code, body) = request(
+    let (code, body) = common::http(
         port,
         "PUT",
         "/api/pipelines/acme-copy/plugins/passthrough",
@@ -381,7 +357,7 @@ fn admin_api_acts_only_with_the_right_token() {
         &wrong_world,
     );
     assert_eq!(code, 422, "{body}");
-    let (code, _) = request(
+    let (code, _) = common::http(
         port,
         "PUT",
         "/api/pipelines/acme-copy/plugins/nope",
@@ -389,12 +365,12 @@ fn admin_api_acts_only_with_the_right_token() {
         &wrong_world,
     );
     assert_eq!(code, 404);
-    let (_, body) = request(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"");
+    let (_, body) = common::http(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"");
     assert_eq!(json(&body)["version"], version.as_str());
 
     // A good upload goes live: drop-all emits nothing.
     let drop_all = std::fs::read(common::plugin("drop_all")).unwrap();
-    let (code, body) = request(
+    let (code, body) = common::http(
         port,
         "PUT",
         "/api/pipelines/acme-copy/plugins/passthrough",
@@ -403,7 +379,7 @@ fn admin_api_acts_only_with_the_right_token() {
     );
     assert_eq!(code, 200, "{body}");
     assert_eq!(json(&body)["outcome"], "swapped");
-    let (_, body) = request(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"");
+    let (_, body) = common::http(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"");
     assert_ne!(json(&body)["version"], version.as_str());
     std::thread::sleep(Duration::from_millis(500));
     kafka.produce("acme.in", Some(0), &records(80, 90));
@@ -563,7 +539,7 @@ fn uploads_are_refused_before_their_bodies_are_read_and_capped() {
         20
     );
     let pid = host.pid();
-    let (_, body) = request(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"");
+    let (_, body) = common::http(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"");
     let version = json(&body)["version"].as_str().unwrap().to_string();
     std::thread::sleep(Duration::from_secs(1));
     let (rss_before, hwm_before) = memory(pid);
@@ -678,17 +654,17 @@ fn uploads_are_refused_before_their_bodies_are_read_and_capped() {
     slow.write_all(&[0u8; 1000]).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let drop_all = std::fs::read(common::plugin("drop_all")).unwrap();
-    let (code, body) = request(port, "PUT", PATH, Some(ACME), &drop_all);
+    let (code, body) = common::http(port, "PUT", PATH, Some(ACME), &drop_all);
     assert_eq!(code, 429, "{body}");
     // Another caller is not held up by it.
-    let (code, body) = request(port, "PUT", PATH, Some(OPERATOR), b"not a component");
+    let (code, body) = common::http(port, "PUT", PATH, Some(OPERATOR), b"not a component");
     assert_eq!(code, 422, "{body}");
     drop(slow);
     common::wait_until("the abandoned upload frees its slot", || {
-        request(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"").0 == 200
-            && request(port, "PUT", PATH, Some(ACME), &drop_all).0 == 200
+        common::http(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"").0 == 200
+            && common::http(port, "PUT", PATH, Some(ACME), &drop_all).0 == 200
     });
-    let (_, body) = request(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"");
+    let (_, body) = common::http(port, "GET", "/api/pipelines/acme-copy", Some(ACME), b"");
     assert_ne!(
         json(&body)["version"],
         version.as_str(),

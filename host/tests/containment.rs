@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{Kafka, Record, RunningHost, TestRecord, free_port, wait_until, write_config};
@@ -203,15 +202,7 @@ fn records_the_sink_cannot_take_are_dead_lettered_and_one_pipelines_failure_stay
 }
 
 fn get(port: u16, path: &str) -> Option<u16> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    response.get(9..12)?.parse().ok()
+    common::try_http(port, "GET", path, None, b"").map(|(status, _)| status)
 }
 
 fn now_ms() -> u128 {

@@ -16,17 +16,10 @@ const OPERATOR_TOKEN: &str = "postgres-test-operator-token";
 
 /// The admin listener's `/metrics` text, as the operator sees it.
 fn scrape(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     // Per-pipeline series are shown only with a token (the operator's shows everything).
-    write!(
-        stream,
-        "GET /metrics HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {OPERATOR_TOKEN}\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
+    let (status, body) = common::http(port, "GET", "/metrics", Some(OPERATOR_TOKEN), b"");
+    assert_eq!(status, 200, "/metrics: {body}");
+    body
 }
 
 fn json(v: serde_json::Value) -> common::TestRecord {

@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -85,26 +84,6 @@ fn setup(
         live.display()
     );
     (write_config(dir, &text, &kafka.bootstrap()), port)
-}
-
-/// One HTTP/1.0 request; returns the status and the body.
-fn request(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
 }
 
 fn start_under_load(kafka: &Kafka, config: &Path, label: &str) -> (RunningHost, Load) {
@@ -254,7 +233,7 @@ fn a_passed_version_is_kept_for_rollbacks_and_the_operator_can_roll_back() {
     let (host, load) = start_under_load(&kafka, &config, &label_a);
     let chain = host.chains[0].clone();
     let rollback =
-        |token: Option<&str>| request(port, "POST", "/api/pipelines/hot/rollback", token);
+        |token: Option<&str>| common::http(port, "POST", "/api/pipelines/hot/rollback", token, b"");
 
     // Nothing before the version loaded at start.
     let (status, body) = rollback(Some(OPERATOR));

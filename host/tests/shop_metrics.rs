@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::postgres::Postgres;
@@ -189,19 +188,9 @@ fn expected(events: &[Event]) -> Expected {
     }
 }
 
-/// One HTTP/1.0 GET with the operator's token; returns the status and the body.
+/// One GET with the operator's token; returns the status and the body.
 fn get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_string())
+    common::http(port, "GET", path, Some(TOKEN), b"")
 }
 
 #[test]

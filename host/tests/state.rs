@@ -356,17 +356,34 @@ fn a_missing_changelog_is_created_with_the_inputs_partition_count() {
 fn a_stateful_pipeline_waits_for_a_missing_input_before_sizing_its_changelog() {
     // No input topic yet: the changelog cannot be sized, so it must not be created (it used to
     // be, with 1 partition, wrong for good once the input appears with 6).
+    const OPERATOR: &str = "state-test-operator-token";
     let kafka = Kafka::new(1);
     kafka.topic("out", 6);
     kafka.topic("dlq", 1);
     let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
     let config = write_config(
         dir.path(),
-        &named_changelog_config().replace("DELIVERY", "at-least-once"),
+        &format!(
+            "{}[admin]\nlisten = \"127.0.0.1:{port}\"\noperator_token = \"{OPERATOR}\"\n",
+            named_changelog_config().replace("DELIVERY", "at-least-once")
+        ),
         &kafka.bootstrap(),
     );
     let mut host = HostProcess::start(&config, "a");
-    std::thread::sleep(Duration::from_secs(4));
+    // The pipeline says what it waits for, and keeps waiting (checked twice, a while apart).
+    let state = || {
+        let (_, body) =
+            common::try_http(port, "GET", "/api/pipelines/counter", Some(OPERATOR), b"")?;
+        let described: serde_json::Value = serde_json::from_str(&body).ok()?;
+        described["state"].as_str().map(str::to_string)
+    };
+    for _ in 0..2 {
+        common::wait_until("the pipeline waits for its input", || {
+            state().is_some_and(|s| s.contains("waiting for input topic(s) in to exist"))
+        });
+        std::thread::sleep(Duration::from_secs(1));
+    }
     assert_eq!(host.exited(), None, "the host must wait, not fail");
     assert_eq!(
         partitions_of(&kafka, "counter-changelog"),

@@ -268,6 +268,47 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// One HTTP/1.0 request to the admin listener on 127.0.0.1:`port`, with `token` as the bearer
+/// token: the status and the body, or `None` when nothing answers (a listener not up yet).
+/// The host answers a refused upload (401, 403, 413) without reading its body and closes: the
+/// rest of the body may not be taken, and the connection may end with a reset.
+pub fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Some((status, body.to_string()))
+}
+
+/// [`try_http`], failing the test when nothing answers.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    try_http(port, method, path, token, body)
+        .unwrap_or_else(|| panic!("no HTTP answer on 127.0.0.1:{port} to {method} {path}"))
+}
+
 /// Waits up to 60 s for `condition`, failing the test with `what` if it never holds.
 pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
