@@ -65,6 +65,62 @@ fn cluster(brokers: i32) -> MockCluster<'static, DefaultProducerContext> {
     MockCluster::new(brokers).expect("mock cluster")
 }
 
+/// `topic`'s cleanup.policy as DescribeConfigs answers it (None: not among the answer's
+/// configs; rdkafka 0.39 drops a resource's error code and gives its empty config list).
+fn cleanup_policy(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Result<Option<String>, RDKafkaErrorCode> {
+    use rdkafka::admin::ResourceSpecifier;
+    let mut results = futures::executor::block_on(
+        admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
+    )
+    .expect("the DescribeConfigs request is answered");
+    assert_eq!(results.len(), 1, "one result per resource");
+    let resource = results.pop().unwrap()?;
+    Ok(resource.get("cleanup.policy").and_then(|e| e.value.clone()))
+}
+
+#[test]
+fn describe_configs_answers_the_cleanup_policy_a_topic_was_created_with() {
+    let cluster = cluster(1);
+    let bootstrap = cluster.bootstrap_servers();
+    let admin = admin(&bootstrap);
+    let topics = [
+        NewTopic::new("compacted", 2, TopicReplication::Fixed(1))
+            .set("retention.ms", "1000")
+            .set("cleanup.policy", "compact"),
+        NewTopic::new("plain", 2, TopicReplication::Fixed(1)),
+    ];
+    assert_eq!(
+        errors(&create(&admin, &topics, &AdminOptions::new())),
+        [None, None]
+    );
+    cluster.create_topic("made-by-the-mock", 1, 1).unwrap();
+    assert_eq!(
+        cleanup_policy(&admin, "compacted"),
+        Ok(Some("compact".into()))
+    );
+    // Not given: the broker default.
+    assert_eq!(cleanup_policy(&admin, "plain"), Ok(Some("delete".into())));
+    assert_eq!(
+        cleanup_policy(&admin, "made-by-the-mock"),
+        Ok(Some("delete".into()))
+    );
+    // UNKNOWN_TOPIC_OR_PART, and an injected error: no configs.
+    assert_eq!(cleanup_policy(&admin, "missing"), Ok(None));
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::DescribeConfigs,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    assert_eq!(cleanup_policy(&admin, "compacted"), Ok(None));
+    assert_eq!(
+        cleanup_policy(&admin, "compacted"),
+        Ok(Some("compact".into())),
+        "the injected error answered one request"
+    );
+}
+
 #[test]
 fn create_topics_creates_the_requested_partitions() {
     let cluster = cluster(1);

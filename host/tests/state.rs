@@ -430,6 +430,20 @@ fn start_error(config: &std::path::Path) -> String {
 }
 
 #[test]
+fn an_existing_changelog_that_deletes_records_stops_the_pipeline_naming_its_policy() {
+    // Created without configs (as a broker's auto-creation or an older Sluice made it): the
+    // broker default, cleanup.policy=delete, would lose state after retention.ms.
+    let (kafka, _dir, config) = setup_with("at-least-once", 6, &named_changelog_config());
+    kafka.topic("counter-changelog", 6);
+    let error = start_error(&config);
+    assert!(
+        error.contains("`counter-changelog` has cleanup.policy=delete")
+            && error.contains("--add-config cleanup.policy=compact"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_changelog_the_broker_refuses_to_create_is_an_error_saying_what_to_create() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     // The host's principal may not create topics.

@@ -107,6 +107,7 @@ pub(crate) async fn ensure_topic(
         if have < needed {
             return Err(too_few(have));
         }
+        check_cleanup_policy(&admin, topic).await?;
         return Ok(Changelog::Ready);
     }
     if !unseen.is_empty() {
@@ -156,6 +157,7 @@ pub(crate) async fn ensure_topic(
                 if have < needed {
                     return Err(too_few(have));
                 }
+                check_cleanup_policy(&admin, topic).await?;
                 return Ok(Changelog::Ready);
             }
             Err((t, code)) => bail!(
@@ -171,6 +173,45 @@ pub(crate) async fn ensure_topic(
         "created the state changelog topic (compacted)"
     );
     Ok(Changelog::Ready)
+}
+
+/// Refuses a changelog that Kafka deletes records from (`cleanup.policy` `delete`, the broker
+/// default, or `compact,delete`): past `retention.ms` its oldest changes would be gone, and a
+/// store restored from it would silently miss state. A broker that cannot say (no
+/// DescribeConfigs, or not allowed) gets a warning, not a refusal.
+async fn check_cleanup_policy(
+    admin: &AdminClient<rdkafka::client::DefaultClientContext>,
+    topic: &str,
+) -> Result<()> {
+    use rdkafka::admin::ResourceSpecifier;
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|mut results| match results.pop() {
+            Some(Ok(resource)) => Ok(resource.get("cleanup.policy").and_then(|e| e.value.clone())),
+            Some(Err(code)) => Err(code.to_string()),
+            None => Err("no answer".to_string()),
+        });
+    // rdkafka gives a resource the broker refused (not authorized, say) as one with no
+    // configs: a broker that answers always names cleanup.policy.
+    let described = described.and_then(|p| p.ok_or_else(|| "not answered".to_string()));
+    let policy = match described {
+        Ok(policy) => policy,
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the cleanup.policy of the state changelog topic `{topic}` ({e});                  it must be cleanup.policy=compact, or restored state will miss what Kafka                  deleted"
+            );
+            return Ok(());
+        }
+    };
+    let policies: Vec<&str> = policy.split(',').map(str::trim).collect();
+    if policies.contains(&"compact") && !policies.contains(&"delete") {
+        return Ok(());
+    }
+    bail!(
+        "the state changelog topic `{topic}` has cleanup.policy={policy}: Kafka deletes its          records after retention.ms, and a store restored from it would silently miss state.          Make it compacted (kafka-configs.sh --alter --entity-type topics --entity-name {topic}          --add-config cleanup.policy=compact), or name a new topic in state.changelog_topic          for the host to create"
+    )
 }
 
 /// The partition count of each of `wanted` (`None`: not in the cluster's metadata), from one

@@ -994,6 +994,7 @@ static void rd_kafka_mock_topic_destroy(rd_kafka_mock_topic_t *mtopic) {
 
         rd_free(mtopic->partitions);
         rd_free(mtopic->name);
+        RD_IF_FREE(mtopic->cleanup_policy, rd_free);
         rd_free(mtopic);
 }
 

@@ -3242,6 +3242,8 @@ typedef struct rd_kafka_mock_new_topic_s {
         int32_t AssignmentsCnt;  /**< Manual assignment: one per partition */
         int32_t AssignedReplicas; /**< Brokers of the first assignment */
         rd_bool_t duplicate;      /**< Name given earlier in the request */
+        rd_kafkap_str_t CleanupPolicy; /**< Its cleanup.policy config, if
+                                        *   given (else a null string) */
         rd_kafka_resp_err_t err;
         const char *errstr;
 } rd_kafka_mock_new_topic_t;
@@ -3279,8 +3281,9 @@ static rd_bool_t rd_kafka_mock_topic_name_valid(const rd_kafkap_str_t *name) {
  *        INVALID_REPLICATION_FACTOR for a factor <= 0 other than -1 or
  *        above the number of brokers, INVALID_TOPIC_EXCEPTION for an
  *        invalid name and INVALID_REQUEST (once) for a name given more
- *        than once. With ValidateOnly nothing is created. Topic configs
- *        are read and ignored (the mock has no topic configs); manually
+ *        than once. With ValidateOnly nothing is created. Of the topic
+ *        configs only cleanup.policy is kept (DescribeConfigs answers
+ *        it); the others are read and ignored. Manually
  *        assigned replicas only set the partition count and the
  *        replication factor, the mock places the replicas itself. Any
  *        broker accepts the request, as a KRaft cluster's brokers forward
@@ -3338,12 +3341,16 @@ static int rd_kafka_mock_handle_CreateTopics(rd_kafka_mock_connection_t *mconn,
                 if (t->AssignmentsCnt < 0)
                         t->AssignmentsCnt = 0;
 
-                /* #Configs (read, not kept) */
+                /* #Configs (cleanup.policy kept, the rest read) */
+                t->CleanupPolicy = (rd_kafkap_str_t)RD_KAFKAP_STR_INITIALIZER;
                 rd_kafka_buf_read_arraycnt(rkbuf, &ConfigsCnt, -1);
                 for (j = 0; j < ConfigsCnt; j++) {
                         rd_kafkap_str_t ConfigName, ConfigValue;
                         rd_kafka_buf_read_str(rkbuf, &ConfigName);
                         rd_kafka_buf_read_str(rkbuf, &ConfigValue);
+                        if (!rd_kafkap_str_cmp_str(&ConfigName,
+                                                   "cleanup.policy"))
+                                t->CleanupPolicy = ConfigValue;
                 }
         }
 
@@ -3426,8 +3433,13 @@ static int rd_kafka_mock_handle_CreateTopics(rd_kafka_mock_connection_t *mconn,
 
                 if (!t->err && !ValidateOnly) {
                         char *name = RD_KAFKAP_STR_DUP(&t->Name);
-                        rd_kafka_mock_topic_create_requested(
-                            mcluster, name, partition_cnt, replication_factor);
+                        rd_kafka_mock_topic_t *mtopic =
+                            rd_kafka_mock_topic_create_requested(
+                                mcluster, name, partition_cnt,
+                                replication_factor);
+                        if (!RD_KAFKAP_STR_IS_NULL(&t->CleanupPolicy))
+                                mtopic->cleanup_policy =
+                                    RD_KAFKAP_STR_DUP(&t->CleanupPolicy);
                         rd_free(name);
                 }
 
@@ -3452,6 +3464,122 @@ static int rd_kafka_mock_handle_CreateTopics(rd_kafka_mock_connection_t *mconn,
 err_parse:
         if (topics)
                 rd_free(topics);
+        rd_kafka_buf_destroy(resp);
+        return -1;
+}
+
+/**
+ * @brief Handle DescribeConfigs (v0-1: the versions librdkafka's admin client
+ *        sends).
+ *
+ *        A topic resource is answered with its cleanup.policy (as created,
+ *        or "delete", the broker default), the only topic config the mock
+ *        keeps, when the request asks for all configs or names it; an
+ *        unknown topic with UNKNOWN_TOPIC_OR_PART. Any other resource
+ *        (a broker) is answered with no configs. An injected error applies
+ *        to every resource.
+ */
+static int rd_kafka_mock_handle_DescribeConfigs(
+    rd_kafka_mock_connection_t *mconn,
+    rd_kafka_buf_t *rkbuf) {
+        rd_kafka_mock_cluster_t *mcluster = mconn->broker->cluster;
+        const rd_bool_t log_decode_errors = rd_true;
+        const int16_t ApiVersion          = rkbuf->rkbuf_reqhdr.ApiVersion;
+        rd_kafka_buf_t *resp = rd_kafka_mock_buf_new_response(rkbuf);
+        struct {
+                int8_t Type;
+                rd_kafkap_str_t Name;
+                rd_bool_t wants_policy;
+        } *res           = NULL;
+        int32_t ResCnt, i, j;
+        rd_kafka_resp_err_t all_err;
+
+        /* #Resources */
+        rd_kafka_buf_read_arraycnt(rkbuf, &ResCnt, RD_KAFKAP_TOPICS_MAX);
+        if (ResCnt < 0)
+                ResCnt = 0;
+        if (ResCnt > 0)
+                res = rd_calloc(ResCnt, sizeof(*res));
+        for (i = 0; i < ResCnt; i++) {
+                int32_t NamesCnt;
+                /* ResourceType, ResourceName */
+                rd_kafka_buf_read_i8(rkbuf, &res[i].Type);
+                rd_kafka_buf_read_str(rkbuf, &res[i].Name);
+                /* #ConfigNames (-1: all) */
+                rd_kafka_buf_read_arraycnt(rkbuf, &NamesCnt, -1);
+                res[i].wants_policy = NamesCnt < 0;
+                for (j = 0; j < NamesCnt; j++) {
+                        rd_kafkap_str_t ConfigName;
+                        rd_kafka_buf_read_str(rkbuf, &ConfigName);
+                        if (!rd_kafkap_str_cmp_str(&ConfigName,
+                                                   "cleanup.policy"))
+                                res[i].wants_policy = rd_true;
+                }
+        }
+        if (ApiVersion >= 1) {
+                rd_bool_t IncludeSynonyms;
+                rd_kafka_buf_read_bool(rkbuf, &IncludeSynonyms);
+        }
+
+        /* Response: ThrottleTimeMs */
+        rd_kafka_buf_write_i32(resp, 0);
+        all_err = rd_kafka_mock_next_request_error(mconn, resp);
+        /* Response: #Results */
+        rd_kafka_buf_write_arraycnt(resp, ResCnt);
+        for (i = 0; i < ResCnt; i++) {
+                rd_kafka_mock_topic_t *mtopic = NULL;
+                rd_kafka_resp_err_t err       = all_err;
+                rd_bool_t topic = res[i].Type == 2 /* TOPIC */;
+
+                if (!err && topic &&
+                    !(mtopic = rd_kafka_mock_topic_find_by_kstr(
+                          mcluster, &res[i].Name)))
+                        err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+
+                /* ErrorCode, ErrorMessage, ResourceType, ResourceName */
+                rd_kafka_buf_write_i16(resp, err);
+                rd_kafka_buf_write_str(
+                    resp, err ? rd_kafka_err2str(err) : NULL, -1);
+                rd_kafka_buf_write_i8(resp, res[i].Type);
+                rd_kafka_buf_write_kstr(resp, &res[i].Name);
+                if (err || !mtopic || !res[i].wants_policy) {
+                        /* #Configs */
+                        rd_kafka_buf_write_arraycnt(resp, 0);
+                        continue;
+                }
+                rd_kafka_buf_write_arraycnt(resp, 1);
+                /* Name, Value, ReadOnly */
+                rd_kafka_buf_write_str(resp, "cleanup.policy", -1);
+                rd_kafka_buf_write_str(resp,
+                                       mtopic->cleanup_policy
+                                           ? mtopic->cleanup_policy
+                                           : "delete",
+                                       -1);
+                rd_kafka_buf_write_bool(resp, rd_false);
+                if (ApiVersion == 0) {
+                        /* IsDefault */
+                        rd_kafka_buf_write_bool(resp,
+                                                !mtopic->cleanup_policy);
+                } else {
+                        /* ConfigSource: DYNAMIC_TOPIC_CONFIG or
+                         * DEFAULT_CONFIG */
+                        rd_kafka_buf_write_i8(
+                            resp, mtopic->cleanup_policy ? 1 : 5);
+                }
+                /* IsSensitive */
+                rd_kafka_buf_write_bool(resp, rd_false);
+                if (ApiVersion >= 1) {
+                        /* #Synonyms */
+                        rd_kafka_buf_write_arraycnt(resp, 0);
+                }
+        }
+
+        RD_IF_FREE(res, rd_free);
+        rd_kafka_mock_connection_send_response(mconn, resp);
+        return 0;
+
+err_parse:
+        RD_IF_FREE(res, rd_free);
         rd_kafka_buf_destroy(resp);
         return -1;
 }
@@ -3486,6 +3614,8 @@ const struct rd_kafka_mock_api_handler
         [RD_KAFKAP_EndTxn]          = {0, 1, -1, rd_kafka_mock_handle_EndTxn},
         [RD_KAFKAP_CreateTopics]    = {0, 4, -1,
                                        rd_kafka_mock_handle_CreateTopics},
+        [RD_KAFKAP_DescribeConfigs] = {0, 1, -1,
+                                       rd_kafka_mock_handle_DescribeConfigs},
         [RD_KAFKAP_OffsetForLeaderEpoch] =
             {2, 2, -1, rd_kafka_mock_handle_OffsetForLeaderEpoch},
         [RD_KAFKAP_ConsumerGroupHeartbeat] =

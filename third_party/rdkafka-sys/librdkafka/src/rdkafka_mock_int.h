@@ -408,6 +408,11 @@ typedef struct rd_kafka_mock_topic_s {
         rd_kafka_resp_err_t err; /**< Error to return in protocol requests
                                   *   for this topic. */
 
+        char *cleanup_policy; /**< cleanup.policy as created (CreateTopics),
+                               *   NULL for the default, "delete". The only
+                               *   topic config the mock keeps; DescribeConfigs
+                               *   answers it. */
+
         struct rd_kafka_mock_cluster_s *cluster;
 } rd_kafka_mock_topic_t;
 
