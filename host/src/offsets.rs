@@ -231,6 +231,15 @@ impl OffsetTracker {
         v
     }
 
+    /// Every tracked partition with its generation.
+    pub fn generations(&self) -> Vec<(TopicPartition, u64)> {
+        let parts = self.partitions.lock().expect("offsets lock");
+        parts
+            .iter()
+            .map(|(tp, p)| (tp.clone(), p.generation))
+            .collect()
+    }
+
     /// The generation of an assigned partition (to tag records as they are buffered).
     pub fn generation(&self, tp: &TopicPartition) -> Option<u64> {
         let parts = self.partitions.lock().expect("offsets lock");

@@ -189,7 +189,9 @@ fn fire_timers(
         store.observe_timestamp(ts);
     }
     let name = chain.plugins()[0].name.clone();
-    let Some((fired, mut pseudo)) = crate::pipeline::due_timers(store, stores, &name, batch)?
+    let last = batch.record(batch.len() - 1);
+    let after = (last.topic, last.partition, last.offset);
+    let Some((fired, mut pseudo)) = crate::pipeline::due_timers(store, stores, &name, after)?
     else {
         return Ok(());
     };

@@ -283,6 +283,10 @@ pub struct Source {
     pub rate: Option<Arc<RateLimit>>,
     /// Exactly-once into a sink that stores offsets: the offsets stored with its writes.
     pub stored: Option<Arc<dyn OffsetStore>>,
+    /// A stateful at-least-once pipeline: this often, every assigned partition with no records
+    /// buffered gets an empty batch (an *idle tick*), so its processing-time timers fire
+    /// without waiting for its next record.
+    pub idle_ticks: Option<Duration>,
 }
 
 /// Reads records until `stop` turns true, batching them to `workers`. Partially filled batches are
@@ -299,7 +303,10 @@ pub async fn run(
         batch,
         rate,
         stored,
+        idle_ticks,
     } = source;
+    // When each partition last got an idle tick.
+    let mut ticked: HashMap<TopicPartition, Instant> = HashMap::new();
     let linger = Duration::from_millis(batch.linger_ms);
     let mut pending: HashMap<TopicPartition, Pending> = HashMap::new();
     let mut tick = tokio::time::interval(linger.max(Duration::from_millis(2)) / 2);
@@ -433,6 +440,9 @@ pub async fn run(
                 for tp in due {
                     let p = pending.remove(&tp).expect("entry exists");
                     dispatch(&tracker, &workers, rate.as_deref(), tp, p).await?;
+                }
+                if let Some(every) = idle_ticks {
+                    send_idle_ticks(&tracker, &workers, &pending, &mut ticked, every);
                 }
             }
         }
@@ -586,6 +596,37 @@ async fn dispatch(
         .await
         .ok()
         .context("the pipeline's workers stopped")
+}
+
+/// Sends an idle tick (an empty batch on an untracked ticket: it moves no offset) to the worker
+/// of every assigned partition that has no records buffered here and got no tick for `every`.
+/// A worker whose queue is full gets its ticks at a later call rather than wait for them:
+/// `ticked` only moves on for a tick that was queued.
+fn send_idle_ticks(
+    tracker: &OffsetTracker,
+    workers: &[mpsc::Sender<Batch>],
+    pending: &HashMap<TopicPartition, Pending>,
+    ticked: &mut HashMap<TopicPartition, Instant>,
+    every: Duration,
+) {
+    let assigned = tracker.generations();
+    ticked.retain(|tp, _| assigned.iter().any(|(a, _)| a == tp));
+    for (tp, generation) in assigned {
+        if pending.contains_key(&tp) || ticked.get(&tp).is_some_and(|t| t.elapsed() < every) {
+            continue;
+        }
+        let worker = worker_for(&tp, workers.len());
+        let tick = Batch {
+            topic: tp.0.clone(),
+            partition: tp.1,
+            input: InputBatch::default(),
+            ticket: Ticket::untracked(),
+            generation,
+        };
+        if workers[worker].try_send(tick).is_ok() {
+            ticked.insert(tp, Instant::now());
+        }
+    }
 }
 
 /// The worker a partition is pinned to: consecutive partitions of a topic go to consecutive

@@ -203,6 +203,55 @@ fn the_state_files_of_a_killed_process_are_removed_by_the_next_one() {
 }
 
 #[test]
+fn processing_time_timers_fire_on_a_partition_that_gets_no_more_records() {
+    // Each record registers a processing-time reminder 1.5 s after its timestamp (now), and
+    // nothing comes after it: only the idle ticks can fire them.
+    let remind = CONFIG.replace(
+        "config = { panic_on = \"boom\" }",
+        "config = { mode = \"remind\", remind_after_ms = \"1500\" }",
+    );
+    let (kafka, _dir, config) = setup_with("at-least-once", PARTITIONS, &remind);
+    let host = HostProcess::start(&config, "a");
+    let p = producer(&kafka);
+    let send = |key: &str, timestamp: i64| {
+        p.send(
+            BaseRecord::<str, str>::to("in")
+                .key(key)
+                .payload("v")
+                .timestamp(timestamp),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+        p.flush(Duration::from_secs(30)).unwrap();
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    // First a reminder already due when its batch is processed, to know the host is running
+    // (it fires right after that batch).
+    send("warm-up", now() - 1500);
+    let warm = kafka.read_until(&["out"], Duration::from_secs(60), |r| !r.is_empty());
+    assert_eq!(warm.len(), 1, "the warm-up reminder");
+    // Then reminders due 1.5 s after their batch, with no record after them.
+    for key in ["k0", "k1", "k2"] {
+        send(key, now());
+    }
+    let fired = kafka.read_until(&["out"], Duration::from_secs(60), |r| r.len() >= 4);
+    let mut keys: Vec<String> = fired.iter().map(|r| r.key.clone().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, ["k0", "k1", "k2", "warm-up"], "one reminder per key");
+    assert!(fired.iter().all(|r| r.value_str() == "reminder"));
+    // Fired once: a timer is removed when it fires, and later ticks find nothing.
+    std::thread::sleep(Duration::from_secs(3));
+    let all = kafka.read_until(&["out"], Duration::from_secs(2), |_| false);
+    assert_eq!(all.len(), 4, "no reminder fires twice: {all:?}");
+    assert!(host.terminate().success());
+}
+
+#[test]
 fn at_least_once_counts_never_fall_below_the_inputs() {
     let (kafka, _dir, config) = setup("at-least-once");
     let mut sent = HashMap::new();

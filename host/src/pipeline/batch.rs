@@ -55,21 +55,9 @@ pub(crate) fn process_batch(
     if let Some(ts) = max_ts {
         store.observe_timestamp(ts);
     }
-    for k in 0..worker.chain.plugins().len() {
-        if !worker.chain.plugins()[k].is_stateful() {
-            continue;
-        }
-        let name = worker.chain.plugins()[k].name.clone();
-        let Some((fired, mut pseudo)) =
-            super::timers::due_timers(&store, stores, &name, &batch.input)?
-        else {
-            continue;
-        };
-        let out = worker.fire_timers(&ctx.router, k, &fired, &mut pseudo)?;
-        deliver(
-            ctx, worker, writers, producer, batch, &pseudo, out, &label, false,
-        )?;
-    }
+    let last = batch.input.record(batch.input.len() - 1);
+    let after = (last.topic, last.partition, last.offset);
+    fire_timers(ctx, worker, writers, producer, batch, &store, after, &label)?;
     stores.write_changelog(producer, &store, &batch.ticket);
     if ctx.transactions.is_none() {
         // At-least-once: the changes count from now on; the changelog records are acknowledged
@@ -77,6 +65,81 @@ pub(crate) fn process_batch(
         store.apply_pending()?;
     }
     Ok(())
+}
+
+/// Fires the timers of every stateful plugin of the chain that are due on `store`, and sends what
+/// their `on-timer` calls made (as if after the record `after`); true if any fired.
+#[allow(clippy::too_many_arguments)]
+fn fire_timers(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+    writers: &mut [Box<dyn SinkWriter>],
+    producer: &KafkaSink,
+    batch: &Batch,
+    store: &std::sync::Arc<crate::state::PartitionStore>,
+    after: (&str, i32, i64),
+    label: &str,
+) -> Result<bool> {
+    let Some(stores) = &ctx.state else {
+        return Ok(false);
+    };
+    let mut fired_any = false;
+    for k in 0..worker.chain.plugins().len() {
+        if !worker.chain.plugins()[k].is_stateful() {
+            continue;
+        }
+        let name = worker.chain.plugins()[k].name.clone();
+        let Some((fired, mut pseudo)) = super::timers::due_timers(store, stores, &name, after)?
+        else {
+            continue;
+        };
+        fired_any = true;
+        let out = worker.fire_timers(&ctx.router, k, &fired, &mut pseudo)?;
+        deliver(
+            ctx, worker, writers, producer, batch, &pseudo, out, label, false,
+        )?;
+    }
+    Ok(fired_any)
+}
+
+/// An idle tick of a stateful at-least-once pipeline (an empty batch on an untracked ticket):
+/// fires the timers that are due although no record came, and applies their state changes once
+/// their outputs and changelog records are acknowledged. When a delivery fails the changes are
+/// dropped, so the timers fire again at a later tick (at least once).
+pub(crate) fn process_idle_tick(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+    writers: &mut [Box<dyn SinkWriter>],
+    producer: &KafkaSink,
+    batch: &Batch,
+) -> Result<()> {
+    let (Some(store), Some(stores)) = (worker.partition.clone(), &ctx.state) else {
+        return Ok(());
+    };
+    store.discard_pending();
+    let label = worker.version.label.clone();
+    let after = (&*batch.topic, batch.partition, -1);
+    if !fire_timers(ctx, worker, writers, producer, batch, &store, after, &label)? {
+        return Ok(());
+    }
+    stores.write_changelog(producer, &store, &batch.ticket);
+    batch.ticket.done();
+    while !batch.ticket.is_done() {
+        if ctx.stopping() {
+            // Not applied: restored from the changelog, the timers fire again after a restart.
+            store.discard_pending();
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    match batch.ticket.failure() {
+        None => store.apply_pending(),
+        Some(reason) => {
+            store.discard_pending();
+            tracing::warn!(pipeline = %ctx.pipeline, topic = %batch.topic, partition = batch.partition, "timers fired on an idle partition were not delivered ({reason}); they fire again");
+            Ok(())
+        }
+    }
 }
 
 /// Sends the routed outputs and dead letters of `out` (made from `input`, the batch's records or

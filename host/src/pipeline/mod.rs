@@ -481,6 +481,8 @@ pub(crate) async fn run_pipeline(
             batch: pipeline.batch.clone(),
             rate,
             stored: stored_offsets,
+            idle_ticks: (stores.is_some() && !transactional)
+                .then_some(crate::runtime::limits::IDLE_TICK),
         },
         senders,
         control_rx,

@@ -57,12 +57,13 @@ pub(crate) fn late_records(
 
 /// Removes the timers of plugin `plugin` that are due (event time up to the watermark after the
 /// batch, processing time up to now) and returns them as `on-timer` takes them, with one pseudo
-/// record per timer (its key, no value, headers naming it) for the batch machinery.
+/// record per timer (its key, no value, headers naming it) for the batch machinery. `after` is
+/// the topic, partition and offset of the record they fire after (offset -1 on an idle tick).
 pub(crate) fn due_timers(
     store: &Arc<PartitionStore>,
     stores: &Stores,
     plugin: &str,
-    input: &InputBatch,
+    after: (&str, i32, i64),
 ) -> Result<Option<(FiredTimers, InputBatch)>> {
     let watermark = store.watermark(stores.lateness_ms());
     let mut due: Vec<(u8, i64, Vec<u8>)> = Vec::new();
@@ -81,13 +82,13 @@ pub(crate) fn due_timers(
     if due.is_empty() {
         return Ok(None);
     }
-    let last = input.record(input.len() - 1);
+    let (after_topic, after_partition, after_offset) = after;
     let mut fired = FiredTimers {
         data: Vec::new(),
         timers: Vec::with_capacity(due.len() * crate::runtime::TIMER_BYTES),
     };
     let mut pseudo = InputBatch::default();
-    let topic = pseudo.topic_index(last.topic);
+    let topic = pseudo.topic_index(after_topic);
     for (domain, at, key) in &due {
         sluice_abi::push_words(
             &mut fired.timers,
@@ -121,8 +122,8 @@ pub(crate) fn due_timers(
             ],
             Some(*at),
             topic,
-            last.partition,
-            last.offset,
+            after_partition,
+            after_offset,
         );
     }
     Ok(Some((fired, pseudo)))

@@ -18,7 +18,7 @@ use crate::sinks::KafkaSink;
 use crate::sinks::{Sink, SinkWriter};
 use crate::source::{self, Batch};
 
-use super::batch::process_batch;
+use super::batch::{process_batch, process_idle_tick};
 use super::delivery::kafka_transactions::{TxnOutcome, process_in_transaction};
 use super::*;
 
@@ -307,6 +307,21 @@ pub(crate) fn worker_loop(
                     continue;
                 }
             }
+        }
+        if batch.input.is_empty() {
+            // An idle tick (at-least-once only): it holds no record and moves no offset.
+            if ctx.transactions.is_none()
+                && let Err(e) = retry_plugin_start(ctx, || {
+                    process_idle_tick(ctx, &mut worker, &mut writers, &sink, &batch)
+                })
+            {
+                ctx.fail(format!("{e:#}"));
+            }
+            if let Some(store) = worker.partition.take() {
+                store.discard_pending();
+            }
+            ctx.progress.finish(me);
+            continue;
         }
         let Some(txn) = &ctx.transactions else {
             let outcome = retry_plugin_start(ctx, || {

@@ -272,6 +272,10 @@ pub const STATE_CACHE_BYTES: usize = 64 << 20;
 /// Most entries one `state.scan` call returns (default 10000), whatever limit the plugin asks
 /// for: it pages on with `after` (no dead-letter reason).
 pub const MAX_STATE_SCAN: usize = 10_000;
+/// How often each idle partition of a stateful at-least-once pipeline is checked for
+/// processing-time timers that are due (default 1 s): on a partition with no new records such a
+/// timer fires at most this late. Exactly-once pipelines fire them after batches only.
+pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most timers of one plugin fired after one batch (default 10000); the rest fire after the next
 /// batch (no dead-letter reason).
 pub const MAX_TIMERS_PER_BATCH: usize = 10_000;

@@ -6,6 +6,9 @@
 //!   stateless baseline of the benchmark; lost on every trap).
 //! - `mode = "window"`: counts per key in tumbling event-time windows of `window_ms` (default
 //!   60000); when a window's timer fires, emits the key with `start,count`.
+//! - `mode = "remind"`: for each keyed record, registers a processing-time timer at its
+//!   timestamp + `remind_after_ms` (default 1000) and emits nothing; when the timer fires, emits
+//!   the key with the value `reminder`.
 //! - `panic_on = "VALUE"`: panics on a record with that value, after writing its count (the
 //!   host must discard that write).
 //! - `refuse_timer_of = "KEY"` / `panic_timer_of = "KEY"` (window mode): when the window of that
@@ -15,7 +18,7 @@
 use std::collections::HashMap;
 
 use sluice_plugin::state::{StatefulTransform, Value};
-use sluice_plugin::timers::Timer;
+use sluice_plugin::timers::{self, Domain, Timer};
 use sluice_plugin::window::{Count, Windows};
 use sluice_plugin::{Config, Emitter, Record, export_stateful_transform};
 
@@ -23,6 +26,8 @@ enum Mode {
     Count,
     Memory(HashMap<Vec<u8>, u64>),
     Window(Windows<Count>),
+    /// Milliseconds from a record's timestamp to its processing-time reminder.
+    Remind(i64),
 }
 
 struct KeyCounter {
@@ -46,6 +51,13 @@ impl StatefulTransform for KeyCounter {
                     .map_err(|e| format!("window_ms: {e}"))?;
                 Mode::Window(Windows::tumbling("w", size, Count))
             }
+            ("remind", _) => Mode::Remind(
+                config
+                    .get("remind_after_ms")
+                    .unwrap_or("1000")
+                    .parse()
+                    .map_err(|e| format!("remind_after_ms: {e}"))?,
+            ),
             (other, _) => return Err(format!("unknown mode `{other}`")),
         };
         Ok(KeyCounter {
@@ -71,6 +83,11 @@ impl StatefulTransform for KeyCounter {
                 windows.add(key, ts, &());
                 return Ok(());
             }
+            Mode::Remind(after) => {
+                let ts = record.timestamp.ok_or("the record has no timestamp")?;
+                timers::register(Domain::ProcessingTime, key, ts + *after);
+                return Ok(());
+            }
         };
         if self.panic_on.as_deref().is_some() && self.panic_on.as_deref() == record.value {
             panic!("poisoned record for key {}", String::from_utf8_lossy(key));
@@ -83,6 +100,15 @@ impl StatefulTransform for KeyCounter {
     }
 
     fn on_timer(&mut self, timer: &Timer<'_>, out: &mut Emitter<'_>) -> Result<(), String> {
+        if let Mode::Remind(_) = self.mode {
+            if timer.domain == Domain::ProcessingTime {
+                out.record()
+                    .key(Some(timer.key))
+                    .value(Some(b"reminder"))
+                    .emit();
+            }
+            return Ok(());
+        }
         if let Mode::Window(windows) = &self.mode
             && let Some(fired) = windows.fire(timer)
         {
