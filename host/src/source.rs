@@ -305,8 +305,8 @@ pub async fn run(
         stored,
         idle_ticks,
     } = source;
-    // When each partition last got an idle tick.
-    let mut ticked: HashMap<TopicPartition, Instant> = HashMap::new();
+    // Idle ticks: when each partition last got a batch or a tick.
+    let mut last_sent: HashMap<TopicPartition, Instant> = HashMap::new();
     let linger = Duration::from_millis(batch.linger_ms);
     let mut pending: HashMap<TopicPartition, Pending> = HashMap::new();
     let mut tick = tokio::time::interval(linger.max(Duration::from_millis(2)) / 2);
@@ -428,6 +428,9 @@ pub async fn run(
                 entry.next_offset = m.offset() + 1;
                 if entry.batch.len() >= batch.max_records {
                     let p = pending.remove(&tp).expect("entry exists");
+                    if idle_ticks.is_some() {
+                        last_sent.insert(tp.clone(), Instant::now());
+                    }
                     dispatch(&tracker, &workers, rate.as_deref(), tp, p).await?;
                 }
             }
@@ -439,10 +442,13 @@ pub async fn run(
                     .collect();
                 for tp in due {
                     let p = pending.remove(&tp).expect("entry exists");
+                    if idle_ticks.is_some() {
+                        last_sent.insert(tp.clone(), Instant::now());
+                    }
                     dispatch(&tracker, &workers, rate.as_deref(), tp, p).await?;
                 }
                 if let Some(every) = idle_ticks {
-                    send_idle_ticks(&tracker, &workers, &pending, &mut ticked, every);
+                    send_idle_ticks(&tracker, &workers, &pending, &mut last_sent, every);
                 }
             }
         }
@@ -599,20 +605,21 @@ async fn dispatch(
 }
 
 /// Sends an idle tick (an empty batch on an untracked ticket: it moves no offset) to the worker
-/// of every assigned partition that has no records buffered here and got no tick for `every`.
-/// A worker whose queue is full gets its ticks at a later call rather than wait for them:
-/// `ticked` only moves on for a tick that was queued.
+/// of every assigned partition that is idle: no records buffered here, and neither a batch nor
+/// a tick sent for `every` (`last_sent`). A partition with records gets none: its batches fire
+/// the timers. A worker whose queue is full gets its ticks at a later call rather than wait
+/// for them: `last_sent` only moves on for a tick that was queued.
 fn send_idle_ticks(
     tracker: &OffsetTracker,
     workers: &[mpsc::Sender<Batch>],
     pending: &HashMap<TopicPartition, Pending>,
-    ticked: &mut HashMap<TopicPartition, Instant>,
+    last_sent: &mut HashMap<TopicPartition, Instant>,
     every: Duration,
 ) {
     let assigned = tracker.generations();
-    ticked.retain(|tp, _| assigned.iter().any(|(a, _)| a == tp));
+    last_sent.retain(|tp, _| assigned.iter().any(|(a, _)| a == tp));
     for (tp, generation) in assigned {
-        if pending.contains_key(&tp) || ticked.get(&tp).is_some_and(|t| t.elapsed() < every) {
+        if pending.contains_key(&tp) || last_sent.get(&tp).is_some_and(|t| t.elapsed() < every) {
             continue;
         }
         let worker = worker_for(&tp, workers.len());
@@ -624,7 +631,7 @@ fn send_idle_ticks(
             generation,
         };
         if workers[worker].try_send(tick).is_ok() {
-            ticked.insert(tp, Instant::now());
+            last_sent.insert(tp, Instant::now());
         }
     }
 }
