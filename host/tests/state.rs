@@ -486,8 +486,12 @@ fn an_existing_changelog_that_deletes_records_stops_the_pipeline_naming_its_poli
     kafka.topic("counter-changelog", 6);
     let error = start_error(&config);
     assert!(
-        error.contains("`counter-changelog` has cleanup.policy=delete")
-            && error.contains("--add-config cleanup.policy=compact"),
+        error.contains(
+            "`counter-changelog` has cleanup.policy=delete: Kafka deletes its records after \
+             retention.ms, and a store restored from it would silently miss state. Make it \
+             compacted (kafka-configs.sh --alter --entity-type topics --entity-name \
+             counter-changelog --add-config cleanup.policy=compact)"
+        ),
         "{error}"
     );
 }

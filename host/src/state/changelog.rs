@@ -186,31 +186,35 @@ async fn check_cleanup_policy(
     use rdkafka::admin::ResourceSpecifier;
     let described = admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|mut results| match results.pop() {
-            Some(Ok(resource)) => Ok(resource.get("cleanup.policy").and_then(|e| e.value.clone())),
-            Some(Err(code)) => Err(code.to_string()),
-            None => Err("no answer".to_string()),
-        });
+        .await;
     // rdkafka gives a resource the broker refused (not authorized, say) as one with no
     // configs: a broker that answers always names cleanup.policy.
-    let described = described.and_then(|p| p.ok_or_else(|| "not answered".to_string()));
-    let policy = match described {
-        Ok(policy) => policy,
-        Err(e) => {
-            tracing::warn!(
-                "cannot read the cleanup.policy of the state changelog topic `{topic}` ({e});                  it must be cleanup.policy=compact, or restored state will miss what Kafka                  deleted"
-            );
-            return Ok(());
-        }
+    let policy = match described.as_deref() {
+        Ok([Ok(resource)]) => resource.get("cleanup.policy").and_then(|e| e.value.clone()),
+        _ => None,
+    };
+    let Some(policy) = policy else {
+        let why = match described.as_deref() {
+            Err(e) => e.to_string(),
+            Ok([Err(code)]) => code.to_string(),
+            Ok(_) => "not answered".to_string(),
+        };
+        tracing::warn!(
+            "cannot read the cleanup.policy of the state changelog topic `{topic}` ({why}); \
+             it must be cleanup.policy=compact, or restored state will miss what Kafka deleted"
+        );
+        return Ok(());
     };
     let policies: Vec<&str> = policy.split(',').map(str::trim).collect();
     if policies.contains(&"compact") && !policies.contains(&"delete") {
         return Ok(());
     }
     bail!(
-        "the state changelog topic `{topic}` has cleanup.policy={policy}: Kafka deletes its          records after retention.ms, and a store restored from it would silently miss state.          Make it compacted (kafka-configs.sh --alter --entity-type topics --entity-name {topic}          --add-config cleanup.policy=compact), or name a new topic in state.changelog_topic          for the host to create"
+        "the state changelog topic `{topic}` has cleanup.policy={policy}: Kafka deletes its \
+         records after retention.ms, and a store restored from it would silently miss state. \
+         Make it compacted (kafka-configs.sh --alter --entity-type topics --entity-name {topic} \
+         --add-config cleanup.policy=compact), or name a new topic in state.changelog_topic \
+         for the host to create"
     )
 }
 
