@@ -232,7 +232,7 @@ impl OffsetTracker {
     }
 
     /// Every tracked partition with its generation.
-    pub fn generations(&self) -> Vec<(TopicPartition, u64)> {
+    pub fn generations(&self) -> HashMap<TopicPartition, u64> {
         let parts = self.partitions.lock().expect("offsets lock");
         parts
             .iter()

@@ -305,8 +305,10 @@ pub async fn run(
         stored,
         idle_ticks,
     } = source;
-    // Idle ticks: when each partition last got a batch or a tick.
+    // Idle ticks: when each partition last got a batch or a tick, and when they were last looked
+    // for (a tenth of their period apart: each look copies the assignment).
     let mut last_sent: HashMap<TopicPartition, Instant> = HashMap::new();
+    let mut idle_looked = Instant::now();
     let linger = Duration::from_millis(batch.linger_ms);
     let mut pending: HashMap<TopicPartition, Pending> = HashMap::new();
     let mut tick = tokio::time::interval(linger.max(Duration::from_millis(2)) / 2);
@@ -447,7 +449,12 @@ pub async fn run(
                     }
                     dispatch(&tracker, &workers, rate.as_deref(), tp, p).await?;
                 }
-                if let Some(every) = idle_ticks {
+                // A paused pipeline fires nothing: ticks wait for it to resume.
+                if let Some(every) = idle_ticks
+                    && idle_looked.elapsed() >= every / 10
+                    && !consumer.context().paused.load(Ordering::Acquire)
+                {
+                    idle_looked = Instant::now();
                     send_idle_ticks(&tracker, &workers, &pending, &mut last_sent, every);
                 }
             }
@@ -617,7 +624,7 @@ fn send_idle_ticks(
     every: Duration,
 ) {
     let assigned = tracker.generations();
-    last_sent.retain(|tp, _| assigned.iter().any(|(a, _)| a == tp));
+    last_sent.retain(|tp, _| assigned.contains_key(tp));
     for (tp, generation) in assigned {
         if pending.contains_key(&tp) || last_sent.get(&tp).is_some_and(|t| t.elapsed() < every) {
             continue;
