@@ -189,8 +189,7 @@ fn fire_timers(
         store.observe_timestamp(ts);
     }
     let name = chain.plugins()[0].name.clone();
-    let last = batch.record(batch.len() - 1);
-    let after = (last.topic, last.partition, last.offset);
+    let after = crate::pipeline::after_last(batch);
     let Some((fired, mut pseudo)) = crate::pipeline::due_timers(store, stores, &name, after)?
     else {
         return Ok(());

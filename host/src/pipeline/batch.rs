@@ -55,8 +55,7 @@ pub(crate) fn process_batch(
     if let Some(ts) = max_ts {
         store.observe_timestamp(ts);
     }
-    let last = batch.input.record(batch.input.len() - 1);
-    let after = (last.topic, last.partition, last.offset);
+    let after = super::timers::after_last(&batch.input);
     fire_timers(ctx, worker, writers, producer, batch, &store, after, &label)?;
     stores.write_changelog(producer, &store, &batch.ticket);
     if ctx.transactions.is_none() {

@@ -10,7 +10,7 @@ mod meters;
 mod stalls;
 mod status;
 mod timers;
-pub(crate) use timers::{due_timers, late_records};
+pub(crate) use timers::{after_last, due_timers, late_records};
 mod worker;
 
 pub use status::{HostStats, PipelineStats, PipelineStatus};

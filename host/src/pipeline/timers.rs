@@ -55,6 +55,13 @@ pub(crate) fn late_records(
     late
 }
 
+/// Where timers fired after `input` say they come from: its last record's topic, partition and
+/// offset (`input` is not empty).
+pub(crate) fn after_last(input: &InputBatch) -> (&str, i32, i64) {
+    let last = input.record(input.len() - 1);
+    (last.topic, last.partition, last.offset)
+}
+
 /// Removes the timers of plugin `plugin` that are due (event time up to the watermark after the
 /// batch, processing time up to now) and returns them as `on-timer` takes them, with one pseudo
 /// record per timer (its key, no value, headers naming it) for the batch machinery. `after` is
